@@ -1,0 +1,133 @@
+"""Decision thresholds on image scores: a frame is anomalous if ``score >= threshold``.
+
+Two rules (DESIGN §5): from normal validation images alone (a high quantile plus a margin), or
+the F1-optimal cut when labelled anomalies exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import Enum
+
+import numpy as np
+
+
+class ThresholdRule(str, Enum):
+    """How a threshold was chosen."""
+
+    NORMAL_QUANTILE = "normal_quantile"
+    F1_OPTIMAL = "f1_optimal"
+
+
+@dataclass(frozen=True)
+class ThresholdResult:
+    """A chosen threshold and how it was chosen, for the artifact's metadata."""
+
+    threshold: float
+    rule: ThresholdRule
+    quantile: float | None = None  # NORMAL_QUANTILE only
+    margin: float | None = None  # NORMAL_QUANTILE only
+    f1: float | None = None  # F1_OPTIMAL only: F1 on the calibration set
+    n_normal: int = 0
+    n_anomalous: int = 0
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict; ``rule`` as its string value."""
+        return {**asdict(self), "rule": ThresholdRule(self.rule).value}
+
+
+def _scores_1d(scores: np.ndarray, minimum: int) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 1:
+        raise ValueError(f"scores must be 1-D [N], got shape {scores.shape}")
+    if scores.size < minimum:
+        raise ValueError(f"need at least {minimum} scores, got {scores.size}")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores contain NaN or infinite values")
+    return scores
+
+
+def threshold_from_normal(scores: np.ndarray, quantile: float = 0.99, margin: float = 0.1) -> float:
+    """Threshold from the scores of normal images alone.
+
+    Rule: ``t = q + margin × (q − median)`` with ``q`` the ``quantile`` of the scores
+    (linear interpolation), i.e. the quantile pushed out by a fraction of its spread.
+
+    Args:
+        scores: ``[N]`` image scores of normal (defect-free) validation images, N >= 2.
+        quantile: in (0, 1).
+        margin: >= 0, in units of ``q − median``.
+
+    Returns:
+        The threshold.
+    """
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile must lie in (0, 1), got {quantile}")
+    if not margin >= 0.0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    scores = _scores_1d(scores, minimum=2)
+    q = float(np.quantile(scores, quantile))
+    return q + margin * (q - float(np.median(scores)))
+
+
+def f1_optimal_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """The score cut that maximises F1 with "anomalous if score >= threshold".
+
+    Every distinct score is a candidate. Among cuts with the same F1 the highest threshold
+    wins (fewest alarms). F1 = 2·TP / (TP + FP + P) is compared exactly (correctly rounded
+    divisions of integers).
+
+    Args:
+        scores: ``[N]`` image scores.
+        labels: ``[N]`` 0 for normal, 1 for anomalous; both classes needed.
+
+    Returns:
+        ``(threshold, f1)``.
+    """
+    scores = _scores_1d(scores, minimum=2)
+    labels = np.asarray(labels)
+    if labels.shape != scores.shape or not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"labels must be 0/1 with shape {scores.shape}, got {labels.shape}")
+    n_pos = int(labels.sum())
+    if n_pos in (0, scores.size):
+        raise ValueError("F1-optimal threshold needs both normal and anomalous scores")
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, sorted_pos = scores[order], labels[order].astype(np.int64)
+    # Last index of each run of equal scores: the cut "score >= that value" flags 0..index.
+    ends = np.flatnonzero(np.append(sorted_scores[1:] != sorted_scores[:-1], True))
+    tp = np.cumsum(sorted_pos)[ends]
+    flagged = ends + 1
+    f1 = 2.0 * tp / (flagged + n_pos)  # TP + FP = flagged
+    best = int(np.argmax(f1))  # first maximum = highest threshold
+    return float(sorted_scores[ends[best]]), float(f1[best])
+
+
+def select_threshold(
+    scores: np.ndarray,
+    labels: np.ndarray | None = None,
+    quantile: float = 0.99,
+    margin: float = 0.1,
+) -> ThresholdResult:
+    """F1-optimal threshold where labelled anomalies exist, else the normal-quantile rule.
+
+    Args:
+        scores: ``[N]`` image scores.
+        labels: ``[N]`` 0/1, or None when every image is normal.
+        quantile: for the normal rule.
+        margin: for the normal rule.
+
+    Returns:
+        The threshold and how it was chosen.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != scores.shape or not np.isin(labels, (0, 1)).all():
+            raise ValueError(f"labels must be 0/1 with shape {scores.shape}, got {labels.shape}")
+    n_anomalous = 0 if labels is None else int(labels.sum())
+    n_normal = scores.size - n_anomalous
+    if n_anomalous == 0:
+        t = threshold_from_normal(scores, quantile, margin)
+        return ThresholdResult(t, ThresholdRule.NORMAL_QUANTILE, quantile, margin, None, n_normal)
+    t, f1 = f1_optimal_threshold(scores, labels)
+    return ThresholdResult(t, ThresholdRule.F1_OPTIMAL, None, None, f1, n_normal, n_anomalous)

@@ -1,0 +1,113 @@
+"""Checks every export runs before it reports success: ONNX Runtime vs the torch reference scorer,
+FP16 vs FP32, and TensorRT 10 operator coverage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+
+from glcf_runtime.metadata import INPUT_NAME
+
+MAP_TOLERANCE = 1e-4  # FP32 anomaly-map error, relative to the map's range
+SCORE_TOLERANCE = 1e-5  # FP32 score error, relative
+SPEARMAN_MIN = 0.999  # FP16 vs FP32 rank agreement of the scores
+
+
+@dataclass
+class CheckReport:
+    figures: dict[str, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    ops: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def ort_session(path: Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_ort(session, images: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    maps, scores = [], []
+    for i in range(0, len(images), batch):
+        m, s = session.run(None, {INPUT_NAME: images[i : i + batch]})
+        maps.append(m)
+        scores.append(s)
+    return np.concatenate(maps), np.concatenate(scores)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    from scipy.stats import spearmanr
+
+    if len(a) < 3:
+        return 1.0 if np.array_equal(np.argsort(a), np.argsort(b)) else 0.0
+    return float(spearmanr(a, b).statistic)
+
+
+def check_fp32(report: CheckReport, session, reference: tuple[np.ndarray, np.ndarray],
+               images: np.ndarray) -> None:
+    """ONNX Runtime FP32 at batch 1 and batch 4 against the torch reference."""
+    ref_maps, ref_scores = reference
+    span = float(ref_maps.max() - ref_maps.min()) or 1.0
+    n = min(len(images), 4)
+    for batch in (1, 4):
+        maps, scores = run_ort(session, images[:n], batch)
+        map_err = float(np.abs(maps - ref_maps[:n]).max()) / span
+        score_err = float((np.abs(scores - ref_scores[:n]) / np.maximum(np.abs(ref_scores[:n]), 1e-12)).max())
+        report.figures[f"fp32_b{batch}_map_err_rel_range"] = map_err
+        report.figures[f"fp32_b{batch}_score_err_rel"] = score_err
+        if map_err > MAP_TOLERANCE:
+            report.failures.append(f"FP32 batch {batch}: anomaly-map error {map_err:.2e} of the map's "
+                                   f"range > {MAP_TOLERANCE:.0e}")
+        if score_err > SCORE_TOLERANCE:
+            report.failures.append(f"FP32 batch {batch}: score error {score_err:.2e} relative > "
+                                   f"{SCORE_TOLERANCE:.0e}")
+
+
+def check_fp16(report: CheckReport, session16, fp32: tuple[np.ndarray, np.ndarray],
+               images: np.ndarray, batch: int) -> None:
+    maps16, scores16 = run_ort(session16, images, batch)
+    maps32, scores32 = fp32
+    span = float(maps32.max() - maps32.min()) or 1.0
+    rho = spearman(scores32, scores16)
+    report.figures["fp16_spearman"] = rho
+    report.figures["fp16_map_err_rel_range"] = float(np.abs(maps16 - maps32).max()) / span
+    report.figures["fp16_score_err_rel"] = float(
+        (np.abs(scores16 - scores32) / np.maximum(np.abs(scores32), 1e-12)).max())
+    if not np.isfinite(maps16).all():
+        report.failures.append("FP16: the anomaly maps hold NaN/inf (overflow in an FP16 node)")
+    if rho < SPEARMAN_MIN:
+        report.failures.append(f"FP16: Spearman of scores vs FP32 {rho:.5f} < {SPEARMAN_MIN}")
+
+
+def check_ops(report: CheckReport, name: str, model: onnx.ModelProto) -> None:
+    from glcf_export import trt_ops
+
+    ops = trt_ops.op_report(model)
+    report.ops[name] = sorted(ops.counts)
+    if not ops.ok:
+        report.failures.append(f"{name}: operators TensorRT 10 does not parse: {ops.format()}")
+
+
+@torch.no_grad()
+def torch_reference(model: torch.nn.Module, scorer: torch.nn.Module,
+                    images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The unfused torch model and reference scorer, one image at a time (float64-free ground truth)."""
+    maps, scores = [], []
+    for i in range(len(images)):
+        m, s = scorer(model(torch.from_numpy(images[i : i + 1]), scorer.cfg.branch_mode))
+        maps.append(m.numpy())
+        scores.append(s.numpy())
+    return np.concatenate(maps), np.concatenate(scores)

@@ -1,0 +1,71 @@
+"""The fused deploy module: uint8 BGR frames in, anomaly map and score out (DESIGN §4).
+
+It holds Φ_L, the bottleneck, only the decoders the branch mode needs, and the scorer with the
+run's statistics as constants. The ImageNet normalisation and the BGR→RGB swap are folded into
+Φ_L's patch-embedding convolution (exact: that convolution has no padding), so the graph starts
+with one Cast and one Transpose.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from glcf_train.config import BranchMode
+from glcf_train.model import GLCF, GlcfFeatures
+from glcf_train.scoring import TorchScorer
+
+
+def fold_normalization(conv: nn.Conv2d, mean: torch.Tensor, scale: torch.Tensor) -> nn.Conv2d:
+    """A conv on raw BGR 0-255 pixels equal to ``conv`` on ImageNet-normalised RGB.
+
+    ``conv(W, flip(x - m) * s) = conv(W', x) + b'`` with ``W'[:, c] = W[:, 2 - c] * s[c]`` and
+    ``b' = b - Σ W' m`` (``m``, ``s`` in BGR order).
+    """
+    if conv.padding != (0, 0) and conv.padding != "valid":
+        raise ValueError("folding the normalisation needs a convolution without padding")
+    folded = copy.deepcopy(conv)
+    s = scale.view(1, 3, 1, 1).to(conv.weight)
+    m = mean.view(1, 3, 1, 1).to(conv.weight)
+    with torch.no_grad():
+        weight = conv.weight.flip(1) * s  # input channels RGB → BGR, then scale
+        folded.weight.copy_(weight)
+        bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
+        folded.bias = nn.Parameter(bias - (weight * m).sum(dim=(1, 2, 3)))
+    return folded
+
+
+class DeployModule(nn.Module):
+    """``image`` uint8 ``[B, H, W, 3]`` BGR → ``anomaly_map`` ``[B, H, W]``, ``score`` ``[B]``."""
+
+    def __init__(self, model: GLCF, scorer: TorchScorer) -> None:
+        super().__init__()
+        self.mode = scorer.cfg.branch_mode
+        phi_l = copy.deepcopy(model.phi_l)
+        phi_l.patch_embed.proj = fold_normalization(
+            phi_l.patch_embed.proj, model.normalize.mean.flatten(), model.normalize.scale.flatten())
+        self.phi_l = phi_l
+        self.bottleneck = model.bottleneck
+        need_global = self.mode in (BranchMode.BOTH, BranchMode.GLOBAL)
+        need_local = self.mode in (BranchMode.BOTH, BranchMode.LOCAL)
+        # Decoders the mode does not use are not attributes, so they cannot reach the file.
+        self.phi_g = model.phi_g if need_global else None
+        self.psi_g = model.psi_g if need_global else None
+        self.psi_l = model.psi_l if need_local else None
+        self.scorer = scorer
+        self.eval()
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = image.float().permute(0, 3, 1, 2)  # BGR 0-255, NCHW (TensorRT: uint8 only into Cast)
+        taps = self.phi_l(x)
+        need_global = self.phi_g is not None
+        theta, omega = self.bottleneck(taps[1:], theta=need_global, omega=True)
+        features = GlcfFeatures(
+            phi_l=taps[:3],
+            phi_g=self.phi_g(theta) if self.phi_g is not None else None,
+            psi_l=self.psi_l(omega) if self.psi_l is not None else None,
+            psi_g=self.psi_g(omega) if self.psi_g is not None else None,
+        )
+        return self.scorer(features)

@@ -1,0 +1,146 @@
+"""`glcf export`: fused ONNX (FP32 + mixed FP16), self-checked before anything is published."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from glcf_export.checks import (CheckReport, check_fp16, check_fp32, check_ops, ort_session, run_ort,
+                                torch_reference)
+from glcf_export.deploy import DeployModule
+from glcf_export.onnx_export import ExportError, export_fp32, set_metadata, to_mixed_fp16
+from glcf_runtime.metadata import ArtifactMetadata
+from glcf_runtime.preprocess import PreprocessSpec
+from glcf_train.builder import load_run
+from glcf_train.calibrate import scorer_for
+from glcf_train.config import BranchMode, GlcfConfig, ScoringConfig
+from glcf_train.data.datasets import load_images, read_split
+
+MAX_CHECK_IMAGES = 32
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    out: Path
+    batch: int = 8  # largest batch the artifacts are checked and profiled for
+    fp16: bool = True
+    overwrite: bool = False
+    branch_mode: BranchMode | None = None  # None: the run's (``both`` unless configured)
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    files: dict[str, int] = field(default_factory=dict)  # name → bytes
+    checks: CheckReport = field(default_factory=CheckReport)
+    seconds: float = 0.0
+
+
+def export_run(run: Path, opts: ExportOptions, log=print) -> ExportResult:
+    """Export a calibrated run to ``opts.out``; nothing lands there unless every check passes."""
+    start = time.perf_counter()
+    out = Path(opts.out)
+    _check_out(out, opts.overwrite)
+    model, cfg, ckpt = load_run(run, "cpu")
+    scorer, calib = scorer_for(run, cfg, opts.branch_mode)
+    meta = _metadata(scorer.cfg, cfg, ckpt, calib)
+    images = _check_images(run, cfg, ckpt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    try:
+        result = _export_into(staging, model, scorer, meta, images, opts, cfg.model.image_size, log)
+        _publish(staging, out, result)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    result.out = out
+    result.seconds = time.perf_counter() - start
+    (out / "export_report.json").write_text(json.dumps(
+        {"seconds": result.seconds, "files": result.files, "figures": result.checks.figures,
+         "ops": result.checks.ops}, indent=2))
+    return result
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file; give a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"{out} already holds files; pass --overwrite to replace the exported "
+                          "models, or choose another --out")
+
+
+def _metadata(s: ScoringConfig, cfg: GlcfConfig, ckpt: dict, calib: dict) -> ArtifactMetadata:
+    fusion = {"w_local": s.w_local, "w_global": s.w_global, "scale_weights": list(s.scale_weights),
+              "smoothing_sigma": s.smoothing_sigma, "stats": calib["stats"]}
+    return ArtifactMetadata(
+        height=cfg.model.image_size, width=cfg.model.image_size, branch_mode=s.branch_mode.value,
+        score_rule=s.score_rule.value, threshold=float(calib["threshold"]["threshold"]),
+        threshold_rule=str(calib["threshold"]["rule"]), map_range=tuple(calib["map_range"]),
+        fusion=fusion, category=str(ckpt["data"]["category"] or ""), config_hash=cfg.hash(),
+        preset=cfg.preset, extra={"torch": str(torch.__version__), "onnx": onnx.__version__},
+    )
+
+
+def _check_images(run: Path, cfg, ckpt: dict) -> np.ndarray:
+    """Real images to check on: the validation images, then test images (anomalous ones spread
+    the scores, which a rank check needs) where the data set has them."""
+    root, category = Path(ckpt["data"]["root"]), ckpt["data"]["category"]
+    samples = read_split(root, category, "validation")
+    if len(samples) < 4:
+        raise ExportError(f"the export checks need at least 4 validation images of {root}; found "
+                          f"{len(samples)}")
+    test = read_split(root, category, "test")
+    half = MAX_CHECK_IMAGES // 2
+    samples = samples[: max(half, MAX_CHECK_IMAGES - len(test))] + test[::max(1, len(test) // half)][:half]
+    return load_images(samples, PreprocessSpec(cfg.model.image_size, cfg.model.image_size))
+
+
+def _export_into(folder: Path, model, scorer, meta: ArtifactMetadata, images: np.ndarray,
+                 opts: ExportOptions, size: int, log) -> ExportResult:
+    result = ExportResult(out=folder)
+    log("tracing the fused graph (Φ_L, bottleneck, decoders, scoring) …")
+    fp32 = export_fp32(DeployModule(model, scorer), folder / "model.onnx", size)
+    set_metadata(fp32, meta)
+    onnx.save(fp32, str(folder / "model.onnx"))
+    report = result.checks
+    log("checking FP32: ONNX Runtime vs the torch reference at batch 1 and 4 …")
+    reference = torch_reference(model, scorer, images[:4])
+    session = ort_session(folder / "model.onnx")
+    check_fp32(report, session, reference, images)
+    check_ops(report, "model.onnx", fp32)
+    if opts.fp16:
+        log("making the mixed-precision FP16 file and checking it against FP32 …")
+        mixed = to_mixed_fp16(fp32)
+        set_metadata(mixed, ArtifactMetadata(**{**meta.__dict__, "precision": "fp16-mixed"}))
+        onnx.save(mixed, str(folder / "model.fp16.onnx"))
+        fp32_all = run_ort(session, images, opts.batch)
+        check_fp16(report, ort_session(folder / "model.fp16.onnx"), fp32_all, images, opts.batch)
+        check_ops(report, "model.fp16.onnx", mixed)
+    if not report.ok:
+        figures = ", ".join(f"{k}={v:.3g}" for k, v in report.figures.items())
+        raise ExportError("export checks failed — nothing was written:\n  - " +
+                          "\n  - ".join(report.failures) + f"\n  figures: {figures}")
+    result.files = {p.name: p.stat().st_size for p in sorted(folder.glob("*.onnx"))}
+    return result
+
+
+ARTIFACTS = ("model.onnx", "model.fp16.onnx", "model.engine", "model.engine.json", "export_report.json")
+
+
+def _publish(staging: Path, out: Path, result: ExportResult) -> None:
+    """Move the checked files into ``out`` with atomic renames; artifacts of an earlier export
+    that this one did not make (e.g. an FP16 file or an engine) are removed, so none is stale."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in result.files:
+        os.replace(staging / name, out / name)
+    for name in ARTIFACTS:
+        if name not in result.files and name != "export_report.json":
+            (out / name).unlink(missing_ok=True)

@@ -1,0 +1,118 @@
+"""Export the fused deploy module to ONNX (FP32), simplify it, and make the mixed-FP16 file."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata
+from glcf_runtime.errors import GlcfError
+
+OPSET = 17  # LayerNormalization is one node from opset 17 on
+# Node-name prefix of everything the scorer computes (squared errors onwards): kept in FP32.
+SCORER_SCOPE = "/scorer/"
+FP32_OPS = ["LayerNormalization", "Softmax"]
+
+
+class ExportError(GlcfError):
+    """The export or one of its checks failed."""
+
+
+def export_fp32(deploy: torch.nn.Module, path: Path, image_size: int) -> onnx.ModelProto:
+    """Trace ``deploy`` with the TorchScript-based exporter (chosen explicitly), then onnxslim.
+
+    Batch is dynamic (``batch``); height and width are fixed.
+    """
+    dummy = torch.zeros(2, image_size, image_size, 3, dtype=torch.uint8)
+    raw = path.with_name(path.stem + ".raw.onnx")
+    with warnings.catch_warnings():  # tracer warnings about Python control flow on fixed sizes
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            deploy, (dummy,), str(raw), dynamo=False, opset_version=OPSET,
+            input_names=[INPUT_NAME], output_names=[MAP_NAME, SCORE_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, MAP_NAME: {0: "batch"}, SCORE_NAME: {0: "batch"}},
+            do_constant_folding=True,
+        )
+    model = onnx.load(str(raw))
+    raw.unlink()
+    _fix_io_shapes(model, image_size)
+    return simplify(model)
+
+
+def _fix_io_shapes(model: onnx.ModelProto, size: int) -> None:
+    """Write the contract's shapes on the outputs (the tracer leaves them symbolic)."""
+    shapes = {MAP_NAME: ["batch", size, size], SCORE_NAME: ["batch"]}
+    for output in model.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        del dims[:]
+        for d in shapes[output.name]:
+            dim = dims.add()
+            if isinstance(d, str):
+                dim.dim_param = d
+            else:
+                dim.dim_value = d
+
+
+def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxslim (constant folding, dead-code and shape-op removal), re-checked afterwards."""
+    import onnxslim
+
+    onnx.checker.check_model(model, full_check=True)
+    slim = onnxslim.slim(model)
+    if not isinstance(slim, onnx.ModelProto):
+        raise ExportError("onnxslim returned no model; export without simplification failed")
+    onnx.checker.check_model(slim, full_check=True)
+    return slim
+
+
+def to_mixed_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Networks in FP16; LayerNorm, Softmax and the whole scorer in FP32; FP32 inputs/outputs.
+
+    Uses ONNX Runtime's maintained float16 converter with an explicit keep-FP32 list.
+    """
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    keep = [n.name for n in model.graph.node if n.name.startswith(SCORER_SCOPE)]
+    if not keep:
+        raise ExportError(f"no scorer nodes ({SCORER_SCOPE}*) found; cannot keep the scoring in FP32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "the value is out of fp16 range" notices
+        mixed = convert_float_to_float16(model, keep_io_types=True, op_block_list=FP32_OPS,
+                                         node_block_list=keep)
+    toposort(mixed.graph)  # the converter appends its Cast nodes out of order
+    onnx.checker.check_model(mixed, full_check=True)
+    return mixed
+
+
+def toposort(graph: onnx.GraphProto) -> None:
+    """Reorder ``graph.node`` so every node comes after the producers of its inputs (Kahn)."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            names = [n.name for n in pending[:3]]
+            raise ExportError(f"the graph has a cycle or a dangling input near {names}")
+        ready_ids = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in ready_ids]
+        for n in ready:
+            available.update(n.output)
+        ordered.extend(ready)
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def set_metadata(model: onnx.ModelProto, meta: ArtifactMetadata) -> None:
+    del model.metadata_props[:]
+    for key, value in meta.to_props().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "glcf"
+
+
+def read_metadata(model: onnx.ModelProto, source: str) -> ArtifactMetadata:
+    return ArtifactMetadata.from_props({p.key: p.value for p in model.metadata_props}, source)

@@ -1,0 +1,363 @@
+"""Build a TensorRT 10 engine from an exported ONNX file, on the device that will run it.
+
+An engine only runs on the GPU model and TensorRT version that built it, so it is built where it
+is deployed (DESIGN §4). The network is **strongly typed**: the precision decisions are the ONNX
+file's own (``model.fp16.onnx`` holds FP16 inside with explicit Casts), and no FP16/INT8 builder
+flag is set, which keeps the build the same on TensorRT 10 and 11. The engine is saved with a JSON
+sidecar ``<engine>.json`` that carries the artifact's metadata plus the build's facts.
+
+The TensorRT calls follow NVIDIA's TensorRT Python API reference and "Python API Documentation"
+(build phase), the samples ``samples/python/strongly_type_autocast`` and ``detectron2/build_engine``,
+and Polygraphy's ``CreateConfig`` (timing cache, DLA).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from glcf_runtime.errors import ConfigError, GlcfError
+
+# DLA with a strongly typed network (TensorRT "Strongly Typed Networks for DLA", "Working with
+# DLA"): the precision builder flags (FP16, INT8, PREFER/OBEY_PRECISION_CONSTRAINTS) are not valid,
+# precision comes from the tensor types alone, and DLA computes only FP16/INT8. So only FP16 tensors
+# of the mixed file can run on DLA; FP32 layers (LayerNorm, Softmax, the scoring tail) go to the GPU
+# through GPU_FALLBACK, and explicit Casts mark the DLA/GPU boundaries. The last TensorRT 10.x with
+# DLA is 10.7 (JetPack 6 ships 10.3); OnnxParserFlag.ADJUST_FOR_DLA only exists from 10.16.
+DLA_NOTE = (
+    "strongly typed: DLA runs only the FP16 tensors of the graph (build from model.fp16.onnx); "
+    "FP32 layers fall back to the GPU"
+)
+_BUILD_KEYS = (
+    "tensorrt_version",
+    "gpu_name",
+    "compute_capability",
+    "profile",
+    "dla",
+    "timing_cache",
+    "onnx_file",
+    "onnx_sha256",
+    "build_seconds",
+)
+
+
+class TensorRTUnavailable(GlcfError):
+    """TensorRT (or a CUDA GPU for it) is missing where an engine was asked for."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    # Optimisation profile over the batch axis (min, opt, max); opt 1 favours one camera's latency.
+    batch: tuple[int, int, int] = (1, 1, 8)
+    workspace_mb: int | None = None  # None: TensorRT's default (the device's global memory)
+    dla_core: int | None = None  # None: GPU only
+    timing_cache: Path | None = None  # read if it exists, written back after the build
+
+    def __post_init__(self) -> None:
+        if len(self.batch) != 3 or not all(isinstance(b, int) for b in self.batch):
+            raise ConfigError(f"batch must be three integers (min, opt, max), got {self.batch!r}")
+        lo, opt, hi = self.batch
+        if not 1 <= lo <= opt <= hi:
+            raise ConfigError(
+                f"batch (min, opt, max) = {self.batch} must satisfy 1 <= min <= opt <= max"
+            )
+        if self.workspace_mb is not None and self.workspace_mb < 1:
+            raise ConfigError(f"workspace_mb must be at least 1, got {self.workspace_mb}")
+        if self.dla_core is not None and self.dla_core < 0:
+            raise ConfigError(f"dla_core must be 0 or more, got {self.dla_core}")
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    name: str
+    compute_capability: str  # "8.7" on Jetson Orin, "9.0" on H100
+
+
+def require_tensorrt() -> ModuleType:
+    """Import tensorrt and check that a CUDA GPU is visible.
+
+    Raises:
+        TensorRTUnavailable: tensorrt or cuda-python is not installed, or no GPU is visible.
+    """
+    try:
+        import tensorrt as trt
+    except ImportError as err:
+        raise TensorRTUnavailable(
+            f"tensorrt is not installed for this Python ({sys.executable}). TensorRT engines must be "
+            "built on the target device, since an engine runs only on the GPU model and TensorRT "
+            "version that built it: on a Jetson, JetPack ships TensorRT (use the system Python or a "
+            "venv made with --system-site-packages); on x86, pip install 'glcf[trt]' (tensorrt and "
+            "cuda-python from NVIDIA). The ONNX files already exported stay valid and can be served "
+            "with ONNX Runtime meanwhile."
+        ) from err
+    gpu_info()  # raises when no GPU is visible
+    return trt
+
+
+def gpu_info() -> GpuInfo:
+    """Name and compute capability of the current CUDA device, through cuda-python's runtime API.
+
+    Raises:
+        TensorRTUnavailable: cuda-python is missing or no CUDA GPU is visible.
+    """
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart  # older cuda-python, as in the TensorRT samples
+        except ImportError as err:
+            raise TensorRTUnavailable(
+                "cuda-python is not installed; pip install 'cuda-python>=12' (part of glcf[trt])"
+            ) from err
+    err, count = cudart.cudaGetDeviceCount()
+    if err != cudart.cudaError_t.cudaSuccess or not count:
+        raise TensorRTUnavailable(
+            f"no CUDA GPU is visible ({getattr(err, 'name', err)}): build the engine on the "
+            "target device with its NVIDIA driver loaded (check nvidia-smi and "
+            "CUDA_VISIBLE_DEVICES); the exported ONNX files stay valid and run with ONNX Runtime."
+        )
+    _, device = cudart.cudaGetDevice()
+    err, props = cudart.cudaGetDeviceProperties(device)
+    if err != cudart.cudaError_t.cudaSuccess:
+        raise TensorRTUnavailable(f"cudaGetDeviceProperties({device}) failed: {err}")
+    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
+    return GpuInfo(name.rstrip("\x00").strip(), f"{props.major}.{props.minor}")
+
+
+def build_engine(
+    onnx_path: Path,
+    engine_path: Path,
+    metadata_props: dict[str, str],
+    options: BuildOptions,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Build ``engine_path`` (and its sidecar ``<engine>.json``) from ``onnx_path``.
+
+    Both files are written to a temporary name and renamed, so a failed build leaves any earlier
+    engine as it was. Returns the sidecar.
+
+    Raises:
+        TensorRTUnavailable: no TensorRT or no GPU here (nothing is read or written then).
+        ConfigError: unusable paths or options for this ONNX file or device.
+        GlcfError: TensorRT could not parse the file or build the engine.
+    """
+    trt = require_tensorrt()
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    _check_paths(onnx_path, engine_path)
+    check_dla(metadata_props, options)
+    gpu = gpu_info()
+    start = time.perf_counter()
+    engine, cache, profile = _build(trt, onnx_path, options, log)
+    seconds = time.perf_counter() - start
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(engine_path, engine)
+    if options.timing_cache is not None and cache is not None:
+        options.timing_cache.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(options.timing_cache, cache)
+    sidecar = make_sidecar(
+        metadata_props,
+        trt_version=trt.__version__,
+        gpu=gpu,
+        profile=profile,
+        dla=None if options.dla_core is None else {"core": options.dla_core, "gpu_fallback": True},
+        timing_cache=options.timing_cache,
+        onnx_path=onnx_path,
+        onnx_sha256=file_sha256(onnx_path),
+        build_seconds=seconds,
+    )
+    write_json_atomic(sidecar_path(engine_path), sidecar)
+    log(
+        f"engine: {engine_path} ({engine_path.stat().st_size / 2**20:.1f} MiB, {seconds:.0f} s, "
+        f"TensorRT {trt.__version__} on {gpu.name}); metadata: {sidecar_path(engine_path)}"
+    )
+    return sidecar
+
+
+def _check_paths(onnx_path: Path, engine_path: Path) -> None:
+    if not onnx_path.is_file():
+        raise ConfigError(f"ONNX file {onnx_path} does not exist; export one first (glcf export)")
+    if (
+        engine_path.suffix.lower() in (".onnx", ".json")
+        or engine_path.resolve() == onnx_path.resolve()
+    ):
+        raise ConfigError(
+            f"engine path {engine_path} would overwrite an ONNX or JSON file; "
+            "name the engine <name>.plan or <name>.engine"
+        )
+
+
+def check_dla(metadata_props: dict[str, str], options: BuildOptions) -> None:
+    """Refuse DLA for an FP32 file: with a strongly typed network nothing of it could run on DLA."""
+    precision = metadata_props.get("precision", "fp32")
+    if options.dla_core is not None and precision == "fp32":
+        raise ConfigError(
+            f"DLA core {options.dla_core} was asked for an FP32 artifact; {DLA_NOTE}. "
+            "Build model.fp16.onnx for DLA, or drop the DLA option"
+        )
+
+
+def _build(
+    trt: ModuleType, onnx_path: Path, options: BuildOptions, log: Callable[[str], None]
+) -> tuple[memoryview, memoryview | None, dict[str, dict[str, list[int]]]]:
+    """Parse, configure and build; returns the engine, the timing cache and the profile shapes."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)  # keeps the weights alive until the build is done
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "\n".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise GlcfError(
+            f"TensorRT {trt.__version__} cannot parse {onnx_path}:\n{errors}\n"
+            "check the operators with glcf_export.trt_ops.op_report"
+        )
+    config = builder.create_builder_config()
+    if options.workspace_mb is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
+    shapes = _add_profile(builder, network, config, options.batch)
+    if options.dla_core is not None:
+        _use_dla(trt, builder, config, options.dla_core)
+    keep_cache = _set_timing_cache(config, options.timing_cache, log)
+    engine = builder.build_serialized_network(network, config)
+    if engine is None:
+        raise GlcfError(
+            f"TensorRT could not build an engine from {onnx_path}; see its messages "
+            f"above (workspace_mb={options.workspace_mb}: raise it if tactics ran out "
+            "of memory)"
+        )
+    cache = memoryview(config.get_timing_cache().serialize()) if keep_cache else None
+    return memoryview(engine), cache, shapes
+
+
+def _add_profile(
+    builder: Any, network: Any, config: Any, batch: tuple[int, int, int]
+) -> dict[str, dict[str, list[int]]]:
+    """One optimisation profile over the batch axis of every network input."""
+    profile = builder.create_optimization_profile()
+    shapes = {}
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        s = shapes[tensor.name] = profile_shapes(tuple(tensor.shape), batch, tensor.name)
+        profile.set_shape(tensor.name, s["min"], s["opt"], s["max"])
+    config.add_optimization_profile(profile)
+    return shapes
+
+
+def _use_dla(trt: ModuleType, builder: Any, config: Any, core: int) -> None:
+    """Run what DLA can on ``core`` and the rest on the GPU (see DLA_NOTE above)."""
+    if core >= builder.num_DLA_cores:
+        raise ConfigError(
+            f"DLA core {core} was asked for; this device has {builder.num_DLA_cores} DLA core(s)"
+        )
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = core
+    config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+
+
+def _set_timing_cache(config: Any, path: Path | None, log: Callable[[str], None]) -> bool:
+    """Load the timing cache at ``path`` into ``config``; False where it must not be written back."""
+    blob = path.read_bytes() if path is not None and path.is_file() else b""
+    cache = config.create_timing_cache(blob)
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return path is not None
+    log(
+        f"timing cache {path} was made by another device or TensorRT version; building without "
+        "it and leaving the file as it is"
+    )
+    config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+    return False
+
+
+def profile_shapes(
+    shape: tuple[int, ...], batch: tuple[int, int, int], name: str
+) -> dict[str, list[int]]:
+    """Min/opt/max shapes of one network input whose only dynamic axis is the batch (axis 0).
+
+    Raises:
+        ConfigError: the batch axis is fixed at another size, or another axis is dynamic.
+    """
+    if any(d < 0 for d in shape[1:]):
+        raise ConfigError(
+            f"input {name!r} has shape {list(shape)}: only the batch axis may be dynamic"
+        )
+    if shape and shape[0] >= 0 and (batch[0] != shape[0] or batch[2] != shape[0]):
+        raise ConfigError(
+            f"input {name!r} has a fixed batch of {shape[0]}; re-export with a dynamic batch axis "
+            f"or build with batch ({shape[0]}, {shape[0]}, {shape[0]})"
+        )
+    rest = list(shape[1:])
+    return {key: [b, *rest] for key, b in zip(("min", "opt", "max"), batch, strict=True)}
+
+
+def make_sidecar(
+    props: dict[str, str],
+    *,
+    trt_version: str,
+    gpu: GpuInfo,
+    profile: dict[str, dict[str, list[int]]],
+    dla: dict[str, Any] | None,
+    timing_cache: Path | None,
+    onnx_path: Path,
+    onnx_sha256: str,
+    build_seconds: float,
+) -> dict[str, Any]:
+    """The engine's JSON sidecar: the ONNX metadata props (the runtime contract) + build facts.
+
+    Raises:
+        ConfigError: a metadata key that would shadow a build fact.
+    """
+    clash = sorted(set(_BUILD_KEYS) & set(props))
+    if clash:
+        raise ConfigError(f"metadata keys {clash} clash with the engine sidecar's own keys")
+    return {
+        **props,
+        "tensorrt_version": trt_version,
+        "gpu_name": gpu.name,
+        "compute_capability": gpu.compute_capability,
+        "precision": props.get("precision", "fp32"),
+        "profile": profile,  # {input name: {"min": [B, H, W, 3], "opt": ..., "max": ...}}
+        "dla": None if dla is None else {**dla, "note": DLA_NOTE},
+        "timing_cache": None if timing_cache is None else str(timing_cache),
+        "onnx_file": onnx_path.name,
+        "onnx_sha256": onnx_sha256,
+        "build_seconds": round(build_seconds, 2),
+    }
+
+
+def sidecar_path(engine_path: Path) -> Path:
+    """``model.plan`` → ``model.plan.json``."""
+    return engine_path.with_name(engine_path.name + ".json")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_bytes_atomic(path: Path, data: bytes | memoryview) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it onto ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as indented JSON, written atomically (see :func:`write_bytes_atomic`)."""
+    write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode())

@@ -1,0 +1,169 @@
+"""The few CUDA calls the native TensorRT runner needs, behind one small protocol.
+
+Two implementations, chosen by what is importable: NVIDIA's cuda-python (``cuda.bindings.runtime``,
+``cuda.cudart`` before 12.8; the route of TensorRT's own ``samples/python/common_runtime.py``)
+and pycuda (what JetPack users usually have; the route of the older TensorRT samples). Device
+memory is a plain ``int`` pointer, which is what ``IExecutionContext.set_tensor_address`` takes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Protocol
+
+import numpy as np
+
+from glcf_runtime.errors import GlcfError
+
+
+class CudaApi(Protocol):
+    """Device memory, pinned host memory, asynchronous copies and one stream."""
+
+    name: str
+
+    def device(self) -> tuple[str, str]:
+        """``(GPU name, compute capability "major.minor")`` of the current device."""
+
+    def malloc(self, nbytes: int) -> int: ...
+
+    def free(self, pointer: int) -> None: ...
+
+    def pinned_empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray: ...
+
+    def free_pinned(self, array: np.ndarray) -> None: ...
+
+    def stream(self) -> Any: ...
+
+    def stream_handle(self, stream: Any) -> int: ...
+
+    def htod_async(self, pointer: int, host: np.ndarray, stream: Any) -> None: ...
+
+    def dtoh_async(self, host: np.ndarray, pointer: int, stream: Any) -> None: ...
+
+    def synchronize(self, stream: Any) -> None: ...
+
+    def destroy_stream(self, stream: Any) -> None: ...
+
+
+class CudaPythonApi:
+    """cuda-python runtime bindings; every call returns ``(error, *values)``."""
+
+    name = "cuda-python"
+
+    def __init__(self, cudart: Any) -> None:
+        self.rt = cudart
+
+    def _ok(self, result: tuple) -> Any:
+        if result[0] != self.rt.cudaError_t.cudaSuccess:
+            raise GlcfError(f"CUDA runtime error {result[0]}")
+        return result[1] if len(result) == 2 else result[1:]
+
+    def device(self) -> tuple[str, str]:
+        props = self._ok(self.rt.cudaGetDeviceProperties(self._ok(self.rt.cudaGetDevice())))
+        name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+        return name.rstrip("\x00").strip(), f"{props.major}.{props.minor}"
+
+    def malloc(self, nbytes: int) -> int:
+        return int(self._ok(self.rt.cudaMalloc(nbytes)))
+
+    def free(self, pointer: int) -> None:
+        self._ok(self.rt.cudaFree(pointer))
+
+    def pinned_empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        pointer = int(self._ok(self.rt.cudaMallocHost(nbytes)))
+        raw = (ctypes.c_byte * nbytes).from_address(pointer)
+        return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+    def free_pinned(self, array: np.ndarray) -> None:
+        self._ok(self.rt.cudaFreeHost(array.ctypes.data))
+
+    def stream(self) -> Any:
+        return self._ok(self.rt.cudaStreamCreate())
+
+    def stream_handle(self, stream: Any) -> int:
+        return int(stream)
+
+    def htod_async(self, pointer: int, host: np.ndarray, stream: Any) -> None:
+        kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._ok(self.rt.cudaMemcpyAsync(pointer, host.ctypes.data, host.nbytes, kind, stream))
+
+    def dtoh_async(self, host: np.ndarray, pointer: int, stream: Any) -> None:
+        kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._ok(self.rt.cudaMemcpyAsync(host.ctypes.data, pointer, host.nbytes, kind, stream))
+
+    def synchronize(self, stream: Any) -> None:
+        self._ok(self.rt.cudaStreamSynchronize(stream))
+
+    def destroy_stream(self, stream: Any) -> None:
+        self._ok(self.rt.cudaStreamDestroy(stream))
+
+
+class PyCudaApi:
+    """pycuda driver API; ``pycuda.autoinit`` makes a context on device 0 current."""
+
+    name = "pycuda"
+
+    def __init__(self, driver: Any) -> None:
+        self.drv = driver
+        self._allocations: dict[int, Any] = {}  # pointer -> DeviceAllocation (keeps it alive)
+
+    def device(self) -> tuple[str, str]:
+        dev = self.drv.Context.get_device()
+        major, minor = dev.compute_capability()
+        return dev.name(), f"{major}.{minor}"
+
+    def malloc(self, nbytes: int) -> int:
+        allocation = self.drv.mem_alloc(nbytes)
+        self._allocations[int(allocation)] = allocation
+        return int(allocation)
+
+    def free(self, pointer: int) -> None:
+        self._allocations.pop(pointer).free()
+
+    def pinned_empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return self.drv.pagelocked_empty(shape, dtype)
+
+    def free_pinned(self, array: np.ndarray) -> None:
+        array.base.free()  # pycuda's HostAllocation behind the array
+
+    def stream(self) -> Any:
+        return self.drv.Stream()
+
+    def stream_handle(self, stream: Any) -> int:
+        return int(stream.handle)
+
+    def htod_async(self, pointer: int, host: np.ndarray, stream: Any) -> None:
+        self.drv.memcpy_htod_async(pointer, host, stream)
+
+    def dtoh_async(self, host: np.ndarray, pointer: int, stream: Any) -> None:
+        self.drv.memcpy_dtoh_async(host, pointer, stream)
+
+    def synchronize(self, stream: Any) -> None:
+        stream.synchronize()
+
+    def destroy_stream(self, stream: Any) -> None:
+        """pycuda destroys the stream when the object is collected."""
+
+
+def load_cuda_api() -> CudaApi:
+    """cuda-python if importable, else pycuda, else a GlcfError that says what to install."""
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart  # cuda-python < 12.8
+        except ImportError:
+            cudart = None
+    if cudart is not None:
+        return CudaPythonApi(cudart)
+    try:
+        import pycuda.autoinit  # noqa: F401  (creates and pushes a context on device 0)
+        import pycuda.driver as driver
+    except ImportError:
+        raise GlcfError(
+            "the TensorRT backend needs a CUDA binding: pip install cuda-python "
+            "(or pycuda, as JetPack ships it)"
+        ) from None
+    return PyCudaApi(driver)

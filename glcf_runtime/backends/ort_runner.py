@@ -1,0 +1,163 @@
+"""ONNX Runtime backend: CPU, CUDA or TensorRT execution provider over ``model*.onnx``.
+
+Named ``ort_runner`` so that it does not shadow the ``onnxruntime`` package; onnxruntime itself
+is imported when a runner is made, not when this module is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glcf_runtime.backends.base import Runner
+from glcf_runtime.errors import ConfigError, GlcfError
+from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata, MetadataError
+
+# Best first; only those onnxruntime.get_available_providers() lists are used.
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+PROVIDER_ALIASES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+OPTIMIZATION_LEVELS = {
+    "all": "ORT_ENABLE_ALL",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "basic": "ORT_ENABLE_BASIC",
+    "disable": "ORT_DISABLE_ALL",
+}
+
+
+def import_onnxruntime() -> Any:
+    """``import onnxruntime``, or a GlcfError that says what to install."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise GlcfError(
+            "the ONNX Runtime backend needs onnxruntime: pip install onnxruntime "
+            "(or onnxruntime-gpu for the CUDA and TensorRT providers)"
+        ) from None
+    return onnxruntime
+
+
+def choose_providers(requested: list[str] | None, available: list[str]) -> list[str]:
+    """The execution providers to ask for, best first.
+
+    Args:
+        requested: names (``CUDAExecutionProvider``) or aliases (``cuda``); None: best available.
+        available: ``onnxruntime.get_available_providers()``.
+
+    Raises:
+        ConfigError: a requested provider that this onnxruntime build does not have.
+    """
+    if not requested:
+        return [p for p in PREFERRED_PROVIDERS if p in available] or list(available)
+    chosen = [PROVIDER_ALIASES.get(p.lower(), p) for p in requested]
+    missing = [p for p in chosen if p not in available]
+    if missing:
+        raise ConfigError(
+            f"execution provider(s) {', '.join(missing)} not available in this "
+            f"onnxruntime build; available: {', '.join(available)} "
+            "(install onnxruntime-gpu for CUDA / TensorRT)"
+        )
+    return chosen
+
+
+class OnnxRuntimeRunner(Runner):
+    """A GLCF ONNX artifact in an ``onnxruntime.InferenceSession``.
+
+    Args:
+        path: ``model.onnx`` or ``model.fp16.onnx``.
+        providers: execution providers, best first; None picks the best available of
+            TensorRT, CUDA, CPU (ONNX Runtime falls back along the list node by node).
+        threads: intra-op threads (CPU provider); None: ONNX Runtime's default (all cores).
+        optimization: graph optimisation level: all, extended, basic or disable.
+
+    Raises:
+        ConfigError: missing file, unknown provider or optimisation level.
+        MetadataError: the model is not a GLCF deploy artifact this runtime understands.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        path: str | Path,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+        optimization: str = "all",
+    ) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"no ONNX model at {path}; give model.onnx from glcf export")
+        if optimization not in OPTIMIZATION_LEVELS:
+            raise ConfigError(
+                f"optimization {optimization!r}: choose one of {', '.join(OPTIMIZATION_LEVELS)}"
+            )
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {threads}")
+        ort = import_onnxruntime()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization]
+        )
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        chosen = choose_providers(providers, ort.get_available_providers())
+        try:
+            session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise GlcfError(f"onnxruntime cannot load {path}: {exc}") from None
+        metadata = ArtifactMetadata.from_props(
+            session.get_modelmeta().custom_metadata_map, str(path)
+        )
+        super().__init__(path, metadata)
+        self._session = session
+        self._max_batch = _check_io(session, metadata, path)
+        self._outputs = [MAP_NAME, SCORE_NAME]
+
+    @property
+    def max_batch(self) -> int | None:
+        return self._max_batch
+
+    @property
+    def providers(self) -> list[str]:
+        """Providers the session really uses, best first."""
+        return list(self._session.get_providers())
+
+    def describe(self) -> str:
+        return f"onnxruntime {self.path.name} on {', '.join(self.providers)}"
+
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        maps, scores = self._session.run(self._outputs, {INPUT_NAME: batch})
+        return maps, scores
+
+    def close(self) -> None:
+        self._session = None
+
+
+def _check_io(session: Any, metadata: ArtifactMetadata, path: Path) -> int | None:
+    """Check the graph's inputs and outputs against the contract; return its fixed batch, if any."""
+    rebuild = f"re-export it: glcf export RUN --out DIR (source: {path})"
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    if set(inputs) != {INPUT_NAME} or not {MAP_NAME, SCORE_NAME} <= outputs:
+        raise MetadataError(
+            f"{path} has inputs {sorted(inputs)} and outputs {sorted(outputs)}; a "
+            f"GLCF artifact has input {INPUT_NAME!r} and outputs {MAP_NAME!r}, "
+            f"{SCORE_NAME!r}; {rebuild}"
+        )
+    image = inputs[INPUT_NAME]
+    shape = list(image.shape)
+    if (
+        image.type != "tensor(uint8)"
+        or len(shape) != 4
+        or shape[1:] != [metadata.height, metadata.width, 3]
+    ):
+        raise MetadataError(
+            f"{path}: input {INPUT_NAME!r} is {image.type} {shape}, expected uint8 "
+            f"[B, {metadata.height}, {metadata.width}, 3]; {rebuild}"
+        )
+    return shape[0] if isinstance(shape[0], int) else None

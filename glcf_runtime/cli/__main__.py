@@ -1,0 +1,3 @@
+from glcf_runtime.cli import main
+
+main()

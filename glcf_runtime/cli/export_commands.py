@@ -1,0 +1,39 @@
+"""`glcf export` (needs the `export` extra: torch, onnx, onnxslim, onnxruntime)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from glcf_runtime.cli.common import console
+
+Opt = typer.Option
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)
+
+
+def export(
+    run: Annotated[Path, typer.Argument(help="Calibrated run folder.")],
+    out: Annotated[Path, Opt("--out", help="Folder for model.onnx, model.fp16.onnx (and model.engine).")],
+    batch: Annotated[int, Opt(help="Largest batch to check and to build the TensorRT profile for.")] = 8,
+    no_fp16: Annotated[bool, Opt("--no-fp16", help="Skip the mixed-precision FP16 file.")] = False,
+    overwrite: Annotated[bool, Opt(help="Replace models already in --out.")] = False,
+    branch_mode: Annotated[str | None, Opt(help="both, local (drops Φ_G, Ψ_G) or global (drops Ψ_L).")] = None,
+) -> None:
+    """Fold the detector and its scoring into one ONNX graph (FP32 + mixed FP16), checked on real images."""
+    from glcf_export.export import ExportOptions, export_run
+    from glcf_runtime.cli.eval_commands import parse_branch_mode
+
+    opts = ExportOptions(out, batch, not no_fp16, overwrite, parse_branch_mode(branch_mode))
+    result = export_run(run, opts, log=console.print)
+    for name, size in result.files.items():
+        console.print(f"  {out / name}  {size / 1e6:.1f} MB")
+    for key, value in result.checks.figures.items():
+        console.print(f"  {key:32s} {value:.3g}")
+    console.print(f"  operators ({len(result.checks.ops['model.onnx'])}, all parsed by TensorRT 10): "
+                  + ", ".join(result.checks.ops["model.onnx"]))
+    console.print(f"exported in {result.seconds:.0f} s")

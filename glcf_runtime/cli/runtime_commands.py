@@ -1,0 +1,199 @@
+"""`glcf inspect` and `glcf threshold`: the runtime commands (numpy, OpenCV and a backend only)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from glcf_runtime.cli.common import console, err_console
+
+if TYPE_CHECKING:
+    from glcf_runtime.loop import Summary
+    from glcf_runtime.sinks import Sink
+
+Opt = typer.Option
+Model = Annotated[
+    Path,
+    typer.Argument(
+        help="model.onnx, model.fp16.onnx, model.engine, or an export folder (model.engine if "
+        "present, else model.onnx)."
+    ),
+]
+BackendOpt = Annotated[
+    str | None, Opt(help="onnxruntime or tensorrt (default: from the file type).")
+]
+ProviderOpt = Annotated[
+    list[str] | None,
+    Opt(
+        "--provider",
+        help="ONNX Runtime provider, repeatable, best first: tensorrt, cuda, cpu "
+        "(default: the best available).",
+    ),
+]
+ThreadsOpt = Annotated[int | None, Opt(help="ONNX Runtime intra-op threads (default: all cores).")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("inspect")(inspect_command)
+    app.command("threshold")(threshold_command)
+
+
+def inspect_command(
+    model: Model,
+    source: Annotated[
+        str,
+        Opt(
+            "--source",
+            help="Camera index, video file, image folder, "
+            "rtsp:// or http:// URL, or a GStreamer pipeline.",
+        ),
+    ],
+    threshold: Annotated[
+        float | None,
+        Opt(
+            help="Anomalous if score >= this (default: "
+            "threshold.json next to the model, else the "
+            "model's metadata)."
+        ),
+    ] = None,
+    batch: Annotated[int, Opt(help="Frames per inference.")] = 1,
+    backend: BackendOpt = None,
+    provider: ProviderOpt = None,
+    threads: ThreadsOpt = None,
+    show: Annotated[
+        bool, Opt("--show", help="Show annotated frames in a window (q quits).")
+    ] = False,
+    save_video: Annotated[
+        Path | None, Opt(help="Write annotated frames to this .avi / .mp4.")
+    ] = None,
+    jsonl: Annotated[
+        Path | None, Opt(help="Append one JSON record per frame to this file.")
+    ] = None,
+    save_anomalies: Annotated[
+        Path | None, Opt(help="Write a heat-map panel PNG per anomalous frame into this folder.")
+    ] = None,
+) -> None:
+    """Inspect frames: verdict and heat map per frame; exit 0 when the source ran to its end."""
+    from glcf_runtime.backends import open_runner
+    from glcf_runtime.loop import inspect
+    from glcf_runtime.sources import open_source
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    stop = threading.Event()
+    with contextlib.ExitStack() as stack:
+        runner = stack.enter_context(
+            open_runner(model, backend, providers=provider, threads=threads)
+        )
+        frames = stack.enter_context(open_source(source))
+        outputs = _open_sinks(stack, stop, frames.fps, jsonl, save_video, save_anomalies, show)
+        runner.warmup()
+        t = runner.threshold.value if threshold is None else threshold
+        origin = runner.threshold.origin if threshold is None else "--threshold"
+        console.print(
+            f"{runner.describe()}\nthreshold {t} ({origin})\nsource {frames.name}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        summary = inspect(runner, frames, threshold, batch, outputs, stop)
+    console.print(summary_table(summary))
+    if not summary.completed:
+        raise typer.Exit(1)
+
+
+def _open_sinks(
+    stack: contextlib.ExitStack,
+    stop: threading.Event,
+    fps: float | None,
+    jsonl: Path | None,
+    save_video: Path | None,
+    save_anomalies: Path | None,
+    show: bool,
+) -> list[Sink]:
+    """The sinks asked for; ``stack`` closes them if anything fails before ``inspect`` runs."""
+    from glcf_runtime import sinks as s
+
+    outputs: list[Sink] = []
+    if jsonl is not None:
+        outputs.append(s.JsonlSink(jsonl))
+        stack.callback(outputs[-1].close)
+    if save_video is not None:
+        outputs.append(s.VideoSink(save_video, fps))
+        stack.callback(outputs[-1].close)
+    if save_anomalies is not None:
+        outputs.append(s.AnomalySink(save_anomalies))
+    if show:
+        outputs.append(s.WindowSink(stop))
+        stack.callback(outputs[-1].close)
+    return outputs
+
+
+def summary_table(summary: Summary) -> Table:
+    """The run summary as a two-column table."""
+    table = Table(title="inspection summary", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+
+    def ms(v: float | None) -> str:
+        return "–" if v is None else f"{v:.2f} ms"
+
+    rows = (
+        ("frames", str(summary.frames)),
+        ("anomalies", str(summary.anomalies)),
+        ("errors", str(summary.errors)),
+        ("fps", f"{summary.fps:.1f}"),
+        ("latency p50", ms(summary.latency_p50_ms)),
+        ("latency p95", ms(summary.latency_p95_ms)),
+        ("threshold", f"{summary.threshold}"),
+        ("ended", summary.reason),
+        ("completed", str(summary.completed)),
+    )
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def threshold_command(
+    model: Model,
+    good: Annotated[Path, Opt("--good", help="Folder of good (normal) images.")],
+    anomalous: Annotated[
+        Path | None,
+        Opt(help="Folder of anomalous images: F1-optimal threshold instead of the quantile rule."),
+    ] = None,
+    quantile: Annotated[float, Opt(help="Quantile of the good scores (quantile rule).")] = 0.99,
+    margin: Annotated[
+        float, Opt(help="threshold = q + margin × (q − median) (quantile rule).")
+    ] = 0.1,
+    batch: Annotated[int, Opt(help="Images per inference.")] = 8,
+    backend: BackendOpt = None,
+    provider: ProviderOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Re-calibrate the threshold on the deployed backend; writes threshold.json next to the model."""
+    from glcf_runtime.backends import open_runner
+    from glcf_runtime.loop import calibrate_threshold
+
+    with open_runner(model, backend, providers=provider, threads=threads) as runner:
+        result, file = calibrate_threshold(runner, good, anomalous, quantile, margin, batch)
+        err_console.print(f"scored with {runner.describe()}", highlight=False, soft_wrap=True)
+    detail = (
+        f"F1 {result['f1']:.3f}"
+        if result["f1"] is not None
+        else f"quantile {result['quantile']}, margin {result['margin']}"
+    )
+    console.print(
+        f"threshold {result['threshold']:.6g} ({result['rule']}, {detail}; "
+        f"{result['n_normal']} good, {result['n_anomalous']} anomalous images) → {file}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"next: glcf inspect {model} --source SRC (uses {file.name}; --threshold overrides it)",
+        highlight=False,
+        soft_wrap=True,
+    )

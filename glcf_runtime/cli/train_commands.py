@@ -1,0 +1,119 @@
+"""`glcf data synth` and `glcf train` (need the `train` extra: torch, timm)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from glcf_runtime.cli.common import console
+
+Opt = typer.Option
+
+
+def register(app: typer.Typer, data_app: typer.Typer) -> None:
+    data_app.command("synth")(synth)
+    app.command("train")(train)
+    app.command("demo")(demo)
+
+
+def synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write the MVTec LOCO layout into.")],
+    categories: Annotated[str | None, Opt(help="Comma-separated categories (default: all).")] = None,
+    n_train: Annotated[int, Opt(help="Good training images per category.")] = 200,
+    n_val: Annotated[int, Opt(help="Good validation images per category.")] = 30,
+    n_test: Annotated[int, Opt(help="Test images per folder (good, logical, structural).")] = 40,
+    image_size: Annotated[int, Opt(help="Side of the written images in pixels.")] = 256,
+    seed: Annotated[int, Opt(help="Random seed; same seed, same bytes.")] = 0,
+    overwrite: Annotated[bool, Opt(help="Replace existing category folders.")] = False,
+) -> None:
+    """Generate synthetic scenes with logical and structural anomalies (MVTec LOCO layout)."""
+    from glcf_train.data import synth as synth_mod
+    from glcf_train.progress import counting_progress
+
+    names = [c.strip() for c in categories.split(",")] if categories else None
+    total = len(names or synth_mod.CATEGORIES)
+    with counting_progress("writing scenes", total) as advance:
+        roots = synth_mod.generate(out, names, n_train=n_train, n_val=n_val, n_test=n_test,
+                                   seed=seed, image_size=image_size, overwrite=overwrite,
+                                   progress=advance)
+    for root in roots:
+        console.print(f"wrote {root}")
+    first = roots[0]
+    console.print(f"next: glcf train --data {out} --category {first.name} --preset tiny "
+                  f"--random-init --out runs/{first.name}")
+
+
+def train(
+    out: Annotated[Path, Opt("--out", help="Run folder (checkpoint, config, log).")] = Path("runs/glcf"),
+    data: Annotated[Path | None, Opt(help="Data root: MVTec AD / LOCO root or a folder of good images.")] = None,
+    category: Annotated[str | None, Opt(help="Category folder under --data (omit for a plain folder).")] = None,
+    preset: Annotated[str, Opt(help="Model size: paper, small or tiny.")] = "paper",
+    config: Annotated[Path | None, Opt(help="YAML config (overrides the preset).")] = None,
+    epochs: Annotated[int | None, Opt(help="Training length in epochs.")] = None,
+    steps: Annotated[int | None, Opt(help="Training length in optimiser steps.")] = None,
+    batch_size: Annotated[int | None, Opt(help="Images per step (per process under torchrun).")] = None,
+    lr: Annotated[float | None, Opt(help="Learning rate.")] = None,
+    device: Annotated[str, Opt(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    random_init: Annotated[bool, Opt(help="Random Φ_L weights (tests and demos only).")] = False,
+    backbone_weights: Annotated[Path | None, Opt(help="Swin-T weights: .safetensors or .pth.")] = None,
+    resume: Annotated[bool, Opt(help="Continue the run in --out.")] = False,
+    overwrite: Annotated[bool, Opt(help="Start --out again, replacing its checkpoint.")] = False,
+    dry_run: Annotated[bool, Opt(help="Print parameter counts and shapes; train nothing.")] = False,
+) -> None:
+    """Train GLCF on good images."""
+    from glcf_train import config as cfgmod
+    from glcf_train.train import TrainOptions
+    from glcf_train.train import train as run_training
+
+    cfg = cfgmod.load_yaml(config) if config else cfgmod.preset(preset)
+    if dry_run:
+        from glcf_train.summary import model_summary
+
+        for table in model_summary(cfg):
+            console.print(table)
+        return
+    if epochs is not None and steps is not None:
+        raise typer.BadParameter("give --epochs or --steps, not both")
+    overrides = {k: v for k, v in (("lr", lr), ("batch_size", batch_size)) if v is not None}
+    if epochs is not None:
+        overrides.update(epochs=epochs, steps=None)
+    if steps is not None:
+        overrides.update(steps=steps)
+    opts = TrainOptions(out=out, data=data, category=category, config=None if resume else cfg,
+                        train_overrides=overrides,
+                        device=device, random_init=random_init, backbone_weights=backbone_weights,
+                        resume=resume, overwrite=overwrite)
+    result = run_training(opts)
+    first, last = result.first_losses, result.last_losses
+    if first and last:
+        console.print(f"loss {first['total']:.4f} → {last['total']:.4f} "
+                      f"(ℓC {last['l_c']:.4f}, ℓE {last['l_e']:.4f}, ℓG {last['l_g']:.4f})")
+    if not result.completed:
+        console.print(f"stopped at step {result.step}/{result.total_steps}; checkpoint saved. "
+                      f"Continue with: glcf train --out {out} --resume")
+        sys.exit(130)
+    console.print(f"trained {result.step} steps → {out}/checkpoint.pt")
+
+
+def demo(
+    out: Annotated[Path, Opt("--out", help="New folder for data, runs, heat maps.")] = Path("glcf-demo"),
+    categories: Annotated[str | None, Opt(help="Comma-separated synthetic categories (default: all).")] = None,
+    steps: Annotated[int | None, Opt(help="Training steps per category (default: the tiny preset's).")] = None,
+    device: Annotated[str, Opt(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """The whole job offline: synthetic scenes → train (tiny) → calibrate → evaluate, with heat maps."""
+    from glcf_runtime.cli.eval_commands import metrics_table
+    from glcf_train.demo import run_demo
+
+    names = [c.strip() for c in categories.split(",")] if categories else None
+    results = run_demo(out, names, steps, device, log=console.print)
+    for r in results:
+        console.print(metrics_table(r.result.metrics, f"{r.name} ({r.seconds:.0f} s)"))
+        console.print(f"heat maps: {r.run / 'heatmaps'}   per-image scores: {r.run / 'eval.json'}")
+    if len(results) > 1:
+        keys = results[0].result.metrics.keys()
+        mean = {k: sum(r.result.metrics[k] for r in results) / len(results) for k in keys}
+        console.print(metrics_table(mean, f"mean over {len(results)} synthetic categories"))

@@ -1,0 +1,99 @@
+"""The one pre-processing contract shared by training and deployment.
+
+A frame (uint8 BGR, as OpenCV returns it) is optionally cropped to a region of interest and
+resized with ``cv2.INTER_AREA`` to the model's input size. Everything after that (colour order,
+layout, scaling, ImageNet normalisation) happens inside the model / the exported graph, so the
+pixels a model trains on and the pixels it sees in deployment come from this file alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from glcf_runtime.errors import ConfigError, ImageReadError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How a frame becomes a model input.
+
+    Attributes:
+        height: model input height in pixels.
+        width: model input width in pixels.
+        roi: optional crop ``(x, y, w, h)`` in source-frame pixels, applied before resizing.
+    """
+
+    height: int = 224
+    width: int = 224
+    roi: tuple[int, int, int, int] | None = None
+
+    def to_dict(self) -> dict:
+        return {"height": self.height, "width": self.width, "roi": list(self.roi) if self.roi else None,
+                "interpolation": "INTER_AREA", "color_order": "BGR"}
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as uint8 BGR ``[H, W, 3]``.
+
+    Raises:
+        ImageReadError: the file is missing, empty or not a decodable image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(path, "no such file")
+    data = np.fromfile(path, dtype=np.uint8)
+    if data.size == 0:
+        raise ImageReadError(path, "the file is empty")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageReadError(path, "OpenCV cannot decode it (not an image, or corrupt)")
+    return image
+
+
+def preprocess(frame: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Crop and resize one frame.
+
+    Args:
+        frame: uint8 BGR ``[H, W, 3]`` (a grey ``[H, W]`` frame is expanded to BGR).
+        spec: the contract recorded in the model's metadata.
+
+    Returns:
+        uint8 BGR ``[spec.height, spec.width, 3]``.
+    """
+    if frame.dtype != np.uint8:
+        raise ConfigError(f"frames must be uint8 (as OpenCV reads them), got {frame.dtype}")
+    if frame.ndim == 2:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    elif frame.ndim != 3 or frame.shape[2] not in (3, 4):
+        raise ConfigError(f"frames must be [H, W, 3] BGR, got shape {frame.shape}")
+    elif frame.shape[2] == 4:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if spec.roi is not None:
+        x, y, w, h = spec.roi
+        fh, fw = frame.shape[:2]
+        if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > fw or y + h > fh:
+            raise ConfigError(
+                f"region of interest {spec.roi} does not fit a {fw}x{fh} frame; "
+                "give --roi x,y,w,h inside the frame"
+            )
+        frame = frame[y : y + h, x : x + w]
+    if frame.shape[:2] == (spec.height, spec.width):
+        return np.ascontiguousarray(frame)
+    return cv2.resize(frame, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+
+
+def load_preprocessed(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
+    """``preprocess(read_image(path), spec)``: uint8 BGR ``[spec.height, spec.width, 3]``."""
+    return preprocess(read_image(path), spec)
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Files in ``folder`` (not recursive), sorted by name, hidden files skipped."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))

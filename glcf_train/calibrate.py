@@ -1,0 +1,146 @@
+"""`glcf calibrate`: fusion statistics on the normal training images, then a default threshold
+from the normal validation images, written into the run folder (atomically)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from calibration.stats import MapStatistics
+from calibration.threshold import ThresholdResult, select_threshold
+from glcf_runtime.errors import DataError, GlcfError
+from glcf_runtime.preprocess import PreprocessSpec
+from glcf_train.builder import load_run
+from glcf_train.checkpoint import atomic_write_text
+from glcf_train.config import BranchMode, GlcfConfig, ScoringConfig, to_dict
+from glcf_train.data.datasets import load_images, read_split
+from glcf_train.model import GLCF
+from glcf_train.progress import counting_progress
+from glcf_train.scoring import (
+    BRANCHES,
+    SCALES,
+    FusionStats,
+    GaussianBlur,
+    TorchScorer,
+    calibration_maps,
+)
+
+CALIBRATION_NAME = "calibration.json"
+CALIBRATION_FORMAT = "glcf-calibration/1"
+
+
+class NotCalibrated(GlcfError):
+    """A run without fusion statistics."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    stats: FusionStats
+    threshold: ThresholdResult
+    map_range: tuple[float, float]  # colour scale for heat maps: (normal level, clearly anomalous)
+    validation_scores: list[float]
+
+    def to_dict(self, cfg: GlcfConfig) -> dict:
+        return {"format": CALIBRATION_FORMAT, "config_hash": cfg.hash(),
+                "scoring": to_dict(cfg.scoring), "stats": self.stats.to_dict(),
+                "threshold": self.threshold.to_dict(), "map_range": list(self.map_range),
+                "validation_scores": self.validation_scores}
+
+
+def device_of(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _batches(images: np.ndarray, batch_size: int, device: torch.device):
+    for i in range(0, len(images), batch_size):
+        yield i, torch.from_numpy(images[i : i + batch_size]).to(device)
+
+
+@torch.no_grad()
+def fusion_stats(model: GLCF, images: np.ndarray, cfg: GlcfConfig, batch_size: int,
+                 device: torch.device, progress: bool = True) -> FusionStats:
+    """μ, σ per (branch, scale) of the resized, smoothed error maps of normal images."""
+    blur = GaussianBlur(cfg.scoring.smoothing_sigma).to(device)
+    acc = {(b, s): MapStatistics(f"{b}/{s}") for b in BRANCHES for s in SCALES}
+    with counting_progress("fusion statistics", len(images), enabled=progress) as advance:
+        for i, batch in _batches(images, batch_size, device):
+            maps = calibration_maps(model(batch, BranchMode.BOTH), cfg.model.image_size, blur)
+            for key, m in maps.items():
+                acc[key].update(m.cpu().numpy())
+            advance(i + len(batch), len(images))
+    res = {k: a.result() for k, a in acc.items()}
+    mu = tuple(tuple(res[(b, s)][0] for s in SCALES) for b in BRANCHES)
+    sigma = tuple(tuple(res[(b, s)][1] for s in SCALES) for b in BRANCHES)
+    return FusionStats(mu, sigma)  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def score_images(model: GLCF, scorer: TorchScorer, images: np.ndarray, batch_size: int,
+                 device: torch.device, progress: bool = True,
+                 label: str = "scoring") -> tuple[np.ndarray, np.ndarray]:
+    """Anomaly maps ``[N, S, S]`` float32 and scores ``[N]`` of uint8 BGR images ``[N, S, S, 3]``."""
+    maps, scores = [], []
+    mode = scorer.cfg.branch_mode
+    with counting_progress(label, len(images), enabled=progress) as advance:
+        for i, batch in _batches(images, batch_size, device):
+            m, s = scorer(model(batch, mode))
+            maps.append(m.float().cpu().numpy())
+            scores.append(s.float().cpu().numpy())
+            advance(i + len(batch), len(images))
+    return np.concatenate(maps), np.concatenate(scores)
+
+
+def calibrate_run(run: Path, data: Path | None = None, category: str | None = None,
+                  device: str = "auto", batch_size: int = 8, quantile: float = 0.99,
+                  margin: float = 0.1, progress: bool = True) -> Calibration:
+    """Compute and store a run's fusion statistics and default threshold."""
+    dev = device_of(device)
+    model, cfg, ckpt = load_run(run, dev)
+    root = Path(data) if data is not None else Path(ckpt["data"]["root"])
+    category = category if category is not None else ckpt["data"]["category"]
+    spec = PreprocessSpec(cfg.model.image_size, cfg.model.image_size)
+    train_images = load_images(read_split(root, category, "train"), spec)
+    stats = fusion_stats(model, train_images, cfg, batch_size, dev, progress)
+    scorer = TorchScorer(cfg.scoring, cfg.model.image_size, stats).to(dev)
+    val = read_split(root, category, "validation")
+    if len(val) < 2:
+        raise DataError(f"{root}: need at least 2 validation images to set a threshold, found {len(val)}")
+    maps, scores = score_images(model, scorer, load_images(val, spec), batch_size, dev, progress,
+                                label="validation scores")
+    result = Calibration(stats, select_threshold(scores, None, quantile, margin),
+                         _map_range(maps), [float(s) for s in scores])
+    atomic_write_text(Path(run) / CALIBRATION_NAME, json.dumps(result.to_dict(cfg), indent=2))
+    return result
+
+
+def _map_range(maps: np.ndarray) -> tuple[float, float]:
+    """Heat-map colour range: the normal images' median level to well above their peaks."""
+    low, high = np.percentile(maps, [50.0, 99.9])
+    return float(low), float(high + 2.0 * (high - low))
+
+
+def load_calibration(run: Path, cfg: GlcfConfig) -> dict:
+    path = Path(run) / CALIBRATION_NAME
+    if not path.is_file():
+        raise NotCalibrated(f"{run} has no {CALIBRATION_NAME}; run `glcf calibrate {run}` first")
+    data = json.loads(path.read_text())
+    if data.get("format") != CALIBRATION_FORMAT or data.get("config_hash") != cfg.hash():
+        raise NotCalibrated(f"{path} does not belong to this checkpoint (retrained since?); "
+                            f"run `glcf calibrate {run}` again")
+    return data
+
+
+def scorer_for(run: Path, cfg: GlcfConfig, branch_mode: BranchMode | None = None,
+               scoring: ScoringConfig | None = None) -> tuple[TorchScorer, dict]:
+    """The run's calibrated scorer (optionally with another branch mode) and its calibration."""
+    calib = load_calibration(run, cfg)
+    scoring = scoring or cfg.scoring
+    if branch_mode is not None:
+        scoring = replace(scoring, branch_mode=branch_mode)
+    return TorchScorer(scoring, cfg.model.image_size, FusionStats.from_dict(calib["stats"])), calib

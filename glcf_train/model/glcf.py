@@ -1,0 +1,106 @@
+"""The GLCF network: Φ_L, the semantic bottleneck and the decoders Φ_G, Ψ_L, Ψ_G.
+
+The model returns features; losses live in :mod:`glcf_train.losses`, scoring in
+:mod:`glcf_train.scoring`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from glcf_train.config import BranchMode, ModelConfig
+from glcf_train.model.backbone import LocalExtractor
+from glcf_train.model.bottleneck import SemanticBottleneck
+from glcf_train.model.decoder import SwinDecoder
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class GlcfFeatures(NamedTuple):
+    """Feature lists at scales 56, 28, 14 (for 224 input), each ``[B, h, w, c]`` NHWC.
+
+    ``phi_l`` are the frozen targets (t0, t1, t2); a branch the mode does not need is ``None``.
+    """
+
+    phi_l: list[torch.Tensor]
+    phi_g: list[torch.Tensor] | None
+    psi_l: list[torch.Tensor] | None
+    psi_g: list[torch.Tensor] | None
+
+
+class ImageNormalizer(nn.Module):
+    """uint8 BGR ``[B, H, W, 3]`` (as OpenCV gives it) → ImageNet-normalised RGB ``[B, 3, H, W]``.
+
+    The same module sits at the start of the exported graph, so training and deployment see
+    identical pixels.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        mean = torch.tensor(IMAGENET_MEAN[::-1]) * 255.0  # BGR order, 0-255 units
+        scale = 1.0 / (torch.tensor(IMAGENET_STD[::-1]) * 255.0)
+        self.register_buffer("mean", mean.view(1, 1, 1, 3), persistent=False)
+        self.register_buffer("scale", scale.view(1, 1, 1, 3), persistent=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = (image.float() - self.mean) * self.scale
+        return x.flip(-1).permute(0, 3, 1, 2)  # BGR → RGB, NHWC → NCHW
+
+
+class GLCF(nn.Module):
+    """Global-local correspondence with a semantic bottleneck.
+
+    ``forward(image)`` takes uint8 BGR ``[B, H, W, 3]`` and returns :class:`GlcfFeatures`.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.normalize = ImageNormalizer()
+        self.phi_l = LocalExtractor(cfg.backbone, cfg.image_size)
+        self.bottleneck = SemanticBottleneck(cfg)
+        self.phi_g = SwinDecoder(cfg)  # reads Θ
+        self.psi_l = SwinDecoder(cfg)  # reads Ω
+        self.psi_g = SwinDecoder(cfg)  # reads Ω
+        for module in (self.bottleneck, self.phi_g, self.psi_l, self.psi_g):
+            module.apply(_init_weights)
+
+    def forward(self, image: torch.Tensor, mode: BranchMode = BranchMode.BOTH) -> GlcfFeatures:
+        taps = self.local_features(image)
+        return self.from_taps(taps, mode)
+
+    def local_features(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Φ_L taps t0..t3 of uint8 BGR images, NHWC, without gradient."""
+        with torch.no_grad():
+            return self.phi_l(self.normalize(image))
+
+    def from_taps(self, taps: list[torch.Tensor], mode: BranchMode = BranchMode.BOTH) -> GlcfFeatures:
+        """Bottleneck and decoders on precomputed taps (what the mode needs, nothing more)."""
+        need_local = mode in (BranchMode.BOTH, BranchMode.LOCAL)
+        need_global = mode in (BranchMode.BOTH, BranchMode.GLOBAL)
+        theta, omega = self.bottleneck(taps[1:], theta=need_global, omega=True)
+        return GlcfFeatures(
+            phi_l=taps[:3],
+            phi_g=self.phi_g(theta) if need_global else None,
+            psi_l=self.psi_l(omega) if need_local else None,
+            psi_g=self.psi_g(omega) if need_global else None,
+        )
+
+    def trainable_parts(self) -> dict[str, nn.Module]:
+        """The parts that learn, by name (Φ_L is frozen)."""
+        return {"bottleneck": self.bottleneck, "phi_g": self.phi_g, "psi_l": self.psi_l,
+                "psi_g": self.psi_g}
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)

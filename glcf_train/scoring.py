@@ -1,0 +1,131 @@
+"""Torch reference scorer (DESIGN §3): error maps → normalised, fused, smoothed anomaly map → score.
+
+This is the ground truth the exported graph is held against. Everything after the squared
+errors is linear, so the scorer folds the normalisation and the scale weights into one affine
+combination, resizes each scale once, sums, and smooths once with a separable Gaussian.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from glcf_train.config import BranchMode, ScoreRule, ScoringConfig
+from glcf_train.model import GlcfFeatures
+
+BRANCHES = ("local", "global")
+SCALES = (56, 28, 14)  # names of the three scales at 224 input (finest first)
+
+
+@dataclass(frozen=True)
+class FusionStats:
+    """μ and σ per (branch, scale): ``mu[b][i]``, ``sigma[b][i]`` with b in local/global."""
+
+    mu: tuple[tuple[float, float, float], tuple[float, float, float]]
+    sigma: tuple[tuple[float, float, float], tuple[float, float, float]]
+
+    @staticmethod
+    def identity() -> FusionStats:
+        zeros, ones = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        return FusionStats((zeros, zeros), (ones, ones))
+
+    def to_dict(self) -> dict:
+        return {b: {str(s): {"mu": self.mu[i][j], "sigma": self.sigma[i][j]}
+                    for j, s in enumerate(SCALES)} for i, b in enumerate(BRANCHES)}
+
+    @staticmethod
+    def from_dict(d: dict) -> FusionStats:
+        mu = tuple(tuple(float(d[b][str(s)]["mu"]) for s in SCALES) for b in BRANCHES)
+        sigma = tuple(tuple(float(d[b][str(s)]["sigma"]) for s in SCALES) for b in BRANCHES)
+        return FusionStats(mu, sigma)  # type: ignore[arg-type]
+
+
+def error_maps(f: GlcfFeatures) -> dict[str, list[torch.Tensor] | None]:
+    """Channel-mean squared errors ``[B, h, w]`` per scale: A_L = |Φ_L − Ψ_L|², A_G = |Φ_G − Ψ_G|²."""
+    def err(a: list[torch.Tensor] | None, b: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
+        if a is None or b is None:
+            return None
+        return [(x.float() - y.float()).pow(2).mean(dim=-1) for x, y in zip(a, b, strict=True)]
+
+    return {"local": err(f.phi_l, f.psi_l), "global": err(f.phi_g, f.psi_g)}
+
+
+def gaussian_kernel1d(sigma: float) -> torch.Tensor:
+    """Normalised 1-D Gaussian, radius ``ceil(4σ)`` (scipy's default truncation)."""
+    radius = math.ceil(4.0 * sigma)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return (k / k.sum()).float()
+
+
+class GaussianBlur(nn.Module):
+    """Separable Gaussian smoothing of ``[B, H, W]`` maps with reflect padding."""
+
+    def __init__(self, sigma: float) -> None:
+        super().__init__()
+        k = gaussian_kernel1d(sigma)
+        self.radius = (k.numel() - 1) // 2
+        self.register_buffer("kx", k.view(1, 1, 1, -1), persistent=False)
+        self.register_buffer("ky", k.view(1, 1, -1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.radius
+        x = F.pad(x[:, None], (r, r, r, r), mode="reflect")
+        return F.conv2d(F.conv2d(x, self.kx), self.ky)[:, 0]
+
+
+def resize_map(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize of ``[B, h, w]`` to ``[B, size, size]`` (half-pixel centres, no antialias)."""
+    return F.interpolate(x[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+
+
+class TorchScorer(nn.Module):
+    """Error maps → anomaly map ``[B, S, S]`` and image score ``[B]``."""
+
+    def __init__(self, cfg: ScoringConfig, image_size: int, stats: FusionStats) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.size = image_size
+        self.blur = GaussianBlur(cfg.smoothing_sigma)
+        w = {"local": cfg.w_local if cfg.branch_mode is not BranchMode.GLOBAL else 0.0,
+             "global": cfg.w_global if cfg.branch_mode is not BranchMode.LOCAL else 0.0}
+        gains, offset = torch.zeros(2, 3, dtype=torch.float64), 0.0
+        for b, branch in enumerate(BRANCHES):
+            for i, k in enumerate(cfg.scale_weights):
+                gains[b, i] = k / 3.0 * w[branch] / stats.sigma[b][i]
+                offset -= k / 3.0 * w[branch] * stats.mu[b][i] / stats.sigma[b][i]
+        self.register_buffer("gains", gains.float(), persistent=False)
+        self.offset = float(offset)  # constant: resizing and smoothing leave it unchanged
+
+    def forward(self, f: GlcfFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+        maps = error_maps(f)
+        total = None
+        for i in range(3):  # combine the branches at native resolution, resize each scale once
+            terms = [self.gains[b, i] * maps[br][i] for b, br in enumerate(BRANCHES) if maps[br] is not None]
+            scale_map = resize_map(sum(terms), self.size)
+            total = scale_map if total is None else total + scale_map
+        anomaly_map = self.blur(total) + self.offset
+        return anomaly_map, image_score(anomaly_map, self.cfg.score_rule)
+
+
+def image_score(anomaly_map: torch.Tensor, rule: ScoreRule) -> torch.Tensor:
+    """``[B, H, W]`` → ``[B]``: population standard deviation (default) or maximum."""
+    flat = anomaly_map.flatten(1)
+    if rule is ScoreRule.MAX:
+        return flat.amax(dim=1)
+    return flat.std(dim=1, unbiased=False)
+
+
+def calibration_maps(f: GlcfFeatures, image_size: int, blur: GaussianBlur) -> dict[tuple[str, int], torch.Tensor]:
+    """Each error map resized to the input size and smoothed: what μ, σ are computed on."""
+    out = {}
+    for branch, maps in error_maps(f).items():
+        if maps is None:
+            continue
+        for scale, m in zip(SCALES, maps, strict=True):
+            out[(branch, scale)] = blur(resize_map(m, image_size))
+    return out

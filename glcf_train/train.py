@@ -1,0 +1,254 @@
+"""The training loop: paper optimiser and schedule, atomic checkpoints, exact resume, DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from glcf_runtime.errors import ConfigError, GlcfError
+from glcf_train import checkpoint as ck
+from glcf_train.builder import build_model
+from glcf_train.config import GlcfConfig, from_dict, save_yaml, to_dict, with_train
+from glcf_train.distributed import DistInfo, all_mean, barrier, init_distributed, shutdown
+from glcf_train.losses import glcf_losses
+from glcf_train.progress import TrainProgress
+from glcf_train.training_data import TrainingData, load_training_data
+
+
+class TrainingDiverged(GlcfError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    out: Path
+    data: Path | None = None
+    category: str | None = None
+    config: GlcfConfig | None = None  # a new run's config; a resumed run keeps its own
+    train_overrides: dict[str, Any] | None = None  # e.g. {"steps": 800}: applied to either
+    device: str = "cpu"
+    random_init: bool = False
+    backbone_weights: Path | None = None
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+    # Called after every step with (step, losses); returning True stops the run cleanly.
+    on_step: Callable[[int, dict[str, float]], bool] | None = None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run: Path
+    step: int
+    total_steps: int
+    completed: bool
+    first_losses: dict[str, float] | None
+    last_losses: dict[str, float] | None
+
+
+@dataclass
+class _State:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    cfg: GlcfConfig
+    data: TrainingData
+    step: int
+    total_steps: int
+    backbone: str
+    out: Path
+
+
+def train(opts: TrainOptions) -> TrainResult:
+    """Train (or resume) a run; see :class:`TrainOptions`. Returns where it stopped."""
+    device = _device(opts.device)
+    info = init_distributed(str(device))
+    try:
+        if info.is_main:
+            ck.prepare_run_dir(opts.out, opts.resume, opts.overwrite)
+        barrier(info)
+        state = _restore(opts, device, info) if opts.resume else _fresh(opts, device, info)
+        if info.is_main:
+            ck.atomic_write(opts.out / ck.CONFIG_NAME, lambda p: save_yaml(state.cfg, p))
+        return _loop(state, opts, device, info)
+    finally:
+        shutdown(info)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"--device {name!r}: use cpu, cuda, cuda:N or auto")
+    return torch.device(name)
+
+
+def _optimizer(model: torch.nn.Module, cfg: GlcfConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    t = cfg.train
+    return torch.optim.AdamW(params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+
+
+def _total_steps(cfg: GlcfConfig, steps_per_epoch: int) -> int:
+    if cfg.train.steps is not None:
+        return cfg.train.steps
+    if cfg.train.epochs is None:
+        raise ConfigError("the config sets neither train.epochs nor train.steps")
+    return cfg.train.epochs * steps_per_epoch
+
+
+def _fresh(opts: TrainOptions, device: torch.device, info: DistInfo) -> _State:
+    if opts.config is None or opts.data is None:
+        raise ConfigError("a new run needs --data and a preset or --config")
+    cfg = with_train(opts.config, **(opts.train_overrides or {}))
+    data = load_training_data(opts.data, opts.category, cfg, info, progress=opts.progress)
+    model, backbone = build_model(cfg, opts.backbone_weights, opts.random_init)
+    model.to(device)
+    total = _total_steps(cfg, data.steps_per_epoch)
+    return _State(model, _optimizer(model, cfg), cfg, data, 0, total, backbone, opts.out)
+
+
+def _restore(opts: TrainOptions, device: torch.device, info: DistInfo) -> _State:
+    ckpt = ck.load_checkpoint(opts.out / ck.CHECKPOINT_NAME)
+    cfg = from_dict(GlcfConfig, ckpt["config"], where=f"{opts.out} checkpoint")
+    cfg = with_train(cfg, **(opts.train_overrides or {}))
+    data_root = Path(ckpt["data"]["root"]) if opts.data is None else opts.data
+    category = ckpt["data"]["category"] if opts.category is None else opts.category
+    data = load_training_data(data_root, category, cfg, info, progress=opts.progress)
+    if data.count != ckpt["data"]["count"]:
+        raise ConfigError(
+            f"resume: the training set now has {data.count} images, the run started with "
+            f"{ckpt['data']['count']}; resume on the same images or start a new run"
+        )
+    model, _ = build_model(cfg, random_init=True)  # weights come from the checkpoint
+    model.load_state_dict(ckpt["model"])
+    model.to(device)
+    optimizer = _optimizer(model, cfg)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    total = _total_steps(cfg, data.steps_per_epoch)
+    if ckpt["step"] >= total:
+        raise ConfigError(f"{opts.out} already finished its {total} steps; pass a larger "
+                          "--steps or --epochs with --resume to train further")
+    return _State(model, optimizer, cfg, data, ckpt["step"], total, ckpt["backbone"], opts.out)
+
+
+def _lr_at(cfg: GlcfConfig, step: int, total: int) -> float:
+    """Paper schedule: ``lr`` until ``lr_drop_at`` of the run, then ``lr * lr_drop``."""
+    t = cfg.train
+    return t.lr * (t.lr_drop if step >= math.floor(t.lr_drop_at * total) else 1.0)
+
+
+def _autocast(device: torch.device, cfg: GlcfConfig):
+    if device.type != "cuda" or not cfg.train.amp:
+        return nullcontext(), None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype is torch.float16 else None
+    return torch.autocast("cuda", dtype=dtype), scaler
+
+
+def _loop(s: _State, opts: TrainOptions, device: torch.device, info: DistInfo) -> TrainResult:
+    net = DistributedDataParallel(s.model) if info.enabled else s.model
+    s.model.train()
+    amp_ctx, scaler = _autocast(device, s.cfg)
+    stop = _StopFlag()
+    first = last = None
+    bar = TrainProgress(s.total_steps, s.step, enabled=opts.progress and info.is_main)
+    log = (opts.out / ck.LOG_NAME).open("a") if info.is_main else None
+    with stop.installed(), bar:
+        while s.step < s.total_steps and not stop.requested:
+            epoch, offset = divmod(s.step, s.data.steps_per_epoch)
+            for index in s.data.epoch_batches(epoch)[offset:]:
+                losses = _step(s, net, index, device, amp_ctx, scaler, info)
+                s.step += 1
+                first = first or losses
+                last = losses
+                bar.update(s.step, epoch, losses)
+                if log is not None:
+                    log.write(json.dumps({"step": s.step, "epoch": epoch, "time": time.time(), **losses}) + "\n")
+                if opts.on_step is not None and opts.on_step(s.step, losses):
+                    stop.request()
+                if s.step >= s.total_steps or stop.requested:
+                    break
+            _save(s, opts, info, last)
+    if log is not None:
+        log.close()
+    return TrainResult(opts.out, s.step, s.total_steps, s.step >= s.total_steps, first, last)
+
+
+def _step(s: _State, net: torch.nn.Module, index: np.ndarray, device: torch.device,
+          amp_ctx, scaler, info: DistInfo) -> dict[str, float]:
+    lr = _lr_at(s.cfg, s.step, s.total_steps)
+    for group in s.optimizer.param_groups:
+        group["lr"] = lr
+    batch = torch.from_numpy(s.data.images[index]).to(device, non_blocking=True)
+    s.optimizer.zero_grad(set_to_none=True)
+    with amp_ctx:
+        losses = glcf_losses(net(batch), s.cfg.train)
+    values = all_mean(torch.stack([losses.total, losses.consistency, losses.local,
+                                   losses.global_]).detach().float(), info)
+    if not bool(torch.isfinite(values).all()):
+        raise TrainingDiverged(
+            f"the loss became {values[0].item()} at step {s.step + 1}; the last good checkpoint "
+            f"{s.out / ck.CHECKPOINT_NAME} is intact. Lower the learning rate "
+            "(train.lr in a --config file) or check the training images."
+        )
+    if scaler is not None:
+        scaler.scale(losses.total).backward()
+        scaler.step(s.optimizer)
+        scaler.update()
+    else:
+        losses.total.backward()
+        s.optimizer.step()
+    total, l_c, l_e, l_g = values.tolist()
+    return {"total": total, "l_c": l_c, "l_e": l_e, "l_g": l_g, "lr": lr}
+
+
+def _save(s: _State, opts: TrainOptions, info: DistInfo, last: dict | None) -> None:
+    if info.is_main:
+        ck.save_checkpoint(opts.out / ck.CHECKPOINT_NAME, {
+            "config": to_dict(s.cfg),
+            "config_hash": s.cfg.hash(),
+            "model": s.model.state_dict(),
+            "optimizer": s.optimizer.state_dict(),
+            "step": s.step,
+            "total_steps": s.total_steps,
+            "data": s.data.describe(),
+            "backbone": s.backbone,
+            "last_losses": last or {},
+            "versions": {"torch": str(torch.__version__)},
+        })
+    barrier(info)
+
+
+class _StopFlag:
+    """Ctrl-C / SIGTERM ask the loop to stop after the current step and save a checkpoint."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def request(self, *_: object) -> None:
+        self.requested = True
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        saved = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with suppress(ValueError):  # not the main thread: leave signals alone
+                saved[sig] = signal.signal(sig, self.request)
+        try:
+            yield
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)

@@ -1,0 +1,66 @@
+"""Training images in memory, and a deterministic batch order that makes resume exact."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from glcf_runtime.errors import DataError
+from glcf_runtime.preprocess import PreprocessSpec
+from glcf_train.config import GlcfConfig
+from glcf_train.data.datasets import detect_layout, load_images, read_split
+from glcf_train.distributed import DistInfo
+from glcf_train.progress import counting_progress
+
+
+@dataclass
+class TrainingData:
+    images: np.ndarray  # uint8 BGR [N, H, W, 3], pre-processed by glcf_runtime
+    paths: list[Path]
+    root: Path
+    category: str | None
+    layout: str
+    batch_size: int  # per process
+    seed: int
+    info: DistInfo
+
+    @property
+    def count(self) -> int:
+        return len(self.images)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        per_rank = math.ceil(self.count / self.info.world_size)
+        return math.ceil(per_rank / self.batch_size)
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """Index arrays of this process's batches in ``epoch``: a seeded shuffle, so that a
+        resumed run sees exactly the batches an uninterrupted one would."""
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.count)
+        world = self.info.world_size
+        padded = np.resize(order, math.ceil(self.count / world) * world)  # wrap to share evenly
+        mine = padded[self.info.rank :: world]
+        return [mine[i : i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
+
+    def describe(self) -> dict:
+        return {"root": str(self.root), "category": self.category, "layout": self.layout,
+                "count": self.count}
+
+
+def load_training_data(root: Path, category: str | None, cfg: GlcfConfig, info: DistInfo,
+                       progress: bool = True) -> TrainingData:
+    """Read every training image through the runtime's pre-processing (a bad file stops here)."""
+    root = Path(root)
+    layout = detect_layout(root, category)
+    samples = read_split(root, category, "train")
+    if not samples:
+        raise DataError(f"no training images found under {root} (category {category!r})")
+    spec = PreprocessSpec(cfg.model.image_size, cfg.model.image_size)
+    with counting_progress("reading training images", len(samples),
+                           enabled=progress and info.is_main) as advance:
+        images = load_images(samples, spec, progress=advance)
+    return TrainingData(images, [s.path for s in samples], root, category, layout.value,
+                        cfg.train.batch_size, cfg.train.seed, info)

@@ -1,0 +1,98 @@
+"""Threshold rules on known arrays."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from calibration.threshold import (
+    ThresholdResult,
+    ThresholdRule,
+    f1_optimal_threshold,
+    select_threshold,
+    threshold_from_normal,
+)
+
+
+def test_threshold_from_normal_known_values() -> None:
+    scores = np.arange(101, dtype=np.float64)  # q99 = 99, median = 50
+    assert threshold_from_normal(scores) == pytest.approx(99 + 0.1 * 49)
+    assert threshold_from_normal(scores, quantile=0.9, margin=0.0) == pytest.approx(90.0)
+    assert threshold_from_normal(scores, quantile=0.5, margin=1.0) == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize(
+    ("scores", "kwargs", "message"),
+    [
+        ([1.0, 2.0], {"quantile": 1.0}, "quantile"),
+        ([1.0, 2.0], {"quantile": 0.0}, "quantile"),
+        ([1.0, 2.0], {"margin": -0.1}, "margin"),
+        ([1.0], {}, "at least 2"),
+        ([1.0, np.inf], {}, "NaN or infinite"),
+    ],
+)
+def test_threshold_from_normal_errors(scores: list, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        threshold_from_normal(np.array(scores), **kwargs)
+
+
+def test_f1_optimal_known_value() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    labels = np.array([0, 0, 1, 0, 1])
+    # Cuts 0.5, 0.4, 0.3, 0.2, 0.1 give F1 2/3, 1/2, 4/5, 2/3, 4/7.
+    threshold, f1 = f1_optimal_threshold(scores, labels)
+    assert threshold == 0.3 and f1 == pytest.approx(0.8)
+    assert f1 == pytest.approx(f1_score(labels, scores >= threshold))
+
+
+def test_f1_optimal_ties() -> None:
+    # Cuts 4 and 1 both give F1 2/3: the higher threshold wins.
+    assert f1_optimal_threshold(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1, 0, 0, 1])) == (
+        4.0,
+        pytest.approx(2 / 3),
+    )
+    # Tied scores go positive together: the cut 0.5 flags both 0.5 scores.
+    threshold, f1 = f1_optimal_threshold(np.array([0.5, 0.5, 0.9]), np.array([0, 1, 1]))
+    assert threshold == 0.5 and f1 == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_f1_optimal_beats_every_cut(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    scores = np.round(rng.normal(size=80), 1)
+    labels = (rng.random(80) < 0.3).astype(int)
+    labels[:2] = (0, 1)
+    threshold, f1 = f1_optimal_threshold(scores, labels)
+    best = max(f1_score(labels, scores >= t) for t in np.unique(scores))
+    assert f1 == pytest.approx(best) and f1 == pytest.approx(f1_score(labels, scores >= threshold))
+
+
+def test_f1_optimal_needs_both_classes() -> None:
+    with pytest.raises(ValueError, match="both normal and anomalous"):
+        f1_optimal_threshold(np.array([0.1, 0.2]), np.array([0, 0]))
+
+
+def test_threshold_result_and_selection() -> None:
+    normal = select_threshold(np.arange(101, dtype=float))
+    assert normal.rule is ThresholdRule.NORMAL_QUANTILE
+    assert (normal.n_normal, normal.n_anomalous, normal.f1) == (101, 0, None)
+    labelled = select_threshold(np.array([0.1, 0.2, 0.3, 0.4, 0.5]), np.array([0, 0, 1, 0, 1]))
+    assert labelled.rule is ThresholdRule.F1_OPTIMAL and labelled.threshold == 0.3
+    assert (labelled.n_normal, labelled.n_anomalous, labelled.quantile) == (3, 2, None)
+    record = json.loads(json.dumps(labelled.to_dict()))
+    assert record == {
+        "threshold": 0.3,
+        "rule": "f1_optimal",
+        "quantile": None,
+        "margin": None,
+        "f1": pytest.approx(0.8),
+        "n_normal": 3,
+        "n_anomalous": 2,
+    }
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        labelled.threshold = 1.0  # type: ignore[misc]
+    assert isinstance(labelled, ThresholdResult)

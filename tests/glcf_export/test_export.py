@@ -1,0 +1,107 @@
+"""`glcf export` on a briefly trained tiny run: contract, parity, pruning, atomicity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import glcf_export.checks as checks
+from glcf_export.export import ExportOptions, export_run
+from glcf_export.onnx_export import ExportError, read_metadata
+from glcf_export.trt_ops import op_report
+from glcf_runtime.preprocess import PreprocessSpec
+from glcf_train.builder import load_run
+from glcf_train.calibrate import calibrate_run, scorer_for
+from glcf_train.config import BranchMode, preset, with_train
+from glcf_train.data.datasets import load_images, read_split
+from glcf_train.train import TrainOptions, train
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> Path:
+    out = tmp_path_factory.mktemp("export") / "run"
+    cfg = with_train(preset("tiny"), steps=80, batch_size=4)  # enough to spread the scores
+    train(TrainOptions(out=out, data=synth_root, category="breakfast_tray", config=cfg,
+                       random_init=True, progress=False))
+    calibrate_run(out, device="cpu", progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("artifacts") / "models"
+    export_run(run, ExportOptions(out, batch=4), log=lambda _: None)
+    return out
+
+
+def _initializer_floats(model: onnx.ModelProto) -> int:
+    return sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+
+
+def test_contract(exported: Path, run: Path) -> None:
+    for name, precision in (("model.onnx", "fp32"), ("model.fp16.onnx", "fp16-mixed")):
+        model = onnx.load(str(exported / name))
+        onnx.checker.check_model(model, full_check=True)
+        assert model.opset_import[0].version >= 17
+        (inp,) = model.graph.input
+        assert inp.name == "image" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+        dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+        assert dims == ["batch", 224, 224, 3]
+        outs = {o.name: o.type.tensor_type for o in model.graph.output}
+        assert set(outs) == {"anomaly_map", "score"}
+        assert all(t.elem_type == onnx.TensorProto.FLOAT for t in outs.values())
+        assert [d.dim_param or d.dim_value for d in outs["anomaly_map"].shape.dim] == ["batch", 224, 224]
+        meta = read_metadata(model, name)
+        calib = json.loads((run / "calibration.json").read_text())
+        assert meta.precision == precision and meta.branch_mode == "both" and meta.preset == "tiny"
+        assert meta.threshold == pytest.approx(calib["threshold"]["threshold"])
+        assert meta.fusion["stats"] == calib["stats"] and meta.category == "breakfast_tray"
+        assert op_report(model).ok
+
+
+def test_parity_batch_1_and_4(exported: Path, run: Path, synth_root: Path) -> None:
+    report = json.loads((exported / "export_report.json").read_text())
+    for b in (1, 4):
+        assert report["figures"][f"fp32_b{b}_map_err_rel_range"] <= 1e-4
+        assert report["figures"][f"fp32_b{b}_score_err_rel"] <= 1e-5
+    assert report["figures"]["fp16_spearman"] >= 0.999
+    # and independently of the exporter's own check: ONNX Runtime on 4 images at once
+    model, cfg, _ = load_run(run)
+    scorer, _ = scorer_for(run, cfg)
+    images = load_images(read_split(synth_root, "breakfast_tray", "validation"), PreprocessSpec())[:4]
+    ref_maps, ref_scores = checks.torch_reference(model, scorer, images)
+    maps, scores = checks.ort_session(exported / "model.onnx").run(None, {"image": images})
+    assert np.abs(maps - ref_maps).max() <= 1e-4 * (ref_maps.max() - ref_maps.min())
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-5)
+
+
+def test_local_mode_leaves_global_decoders_out(run: Path, exported: Path, tmp_path: Path) -> None:
+    export_run(run, ExportOptions(tmp_path / "local", batch=4, fp16=False,
+                                  branch_mode=BranchMode.LOCAL), log=lambda _: None)
+    both = onnx.load(str(exported / "model.onnx"))
+    local = onnx.load(str(tmp_path / "local" / "model.onnx"))
+    model, _, _ = load_run(run)
+    dropped = sum(p.numel() for m in (model.phi_g, model.psi_g) for p in m.parameters())
+    assert _initializer_floats(both) - _initializer_floats(local) >= dropped
+    assert read_metadata(local, "local").branch_mode == "local"
+    assert not (tmp_path / "local" / "model.fp16.onnx").exists()
+
+
+def test_failed_check_writes_nothing(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checks, "MAP_TOLERANCE", -1.0)  # no export can meet this
+    out = tmp_path / "never"
+    with pytest.raises(ExportError, match="anomaly-map error"):
+        export_run(run, ExportOptions(out, batch=4, fp16=False), log=lambda _: None)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no staging folder left behind
+
+
+def test_existing_output_is_not_overwritten(run: Path, exported: Path) -> None:
+    before = (exported / "model.onnx").stat().st_mtime_ns
+    with pytest.raises(ExportError, match="--overwrite"):
+        export_run(run, ExportOptions(exported, batch=4), log=lambda _: None)
+    assert (exported / "model.onnx").stat().st_mtime_ns == before

@@ -1,0 +1,173 @@
+"""Triton model repository for the small contract-shaped model, read back with a pbtxt parser."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto
+
+from glcf_export.tensorrt_build import (
+    GpuInfo,
+    make_sidecar,
+    profile_shapes,
+    sidecar_path,
+    write_json_atomic,
+)
+from glcf_export.triton import write_triton_repository
+from glcf_runtime.errors import ConfigError, GlcfError
+from glcf_runtime.metadata import INPUT_NAME, SCORE_NAME
+from tests.glcf_export.test_trt_ops import contract_model
+
+SIZE = 16
+EXPECTED_TYPES = {TensorProto.UINT8: "TYPE_UINT8", TensorProto.FLOAT: "TYPE_FP32"}
+
+
+def parse_pbtxt(text: str) -> dict[str, Any]:
+    """The subset of the protobuf text format that config.pbtxt uses here (no repeated keys)."""
+    tokens = re.findall(r'"[^"]*"|[{}\[\]:,]|[-\w.]+', re.sub(r"#[^\n]*", "", text))
+    pos = 0
+
+    def value() -> Any:
+        nonlocal pos
+        token, pos = tokens[pos], pos + 1
+        if token == "{":
+            return message("}")
+        if token == "[":
+            items = []
+            while tokens[pos] != "]":
+                items.append(value())
+                pos += tokens[pos] == ","
+            pos += 1
+            return items
+        if token.startswith('"'):
+            return token[1:-1]
+        return int(token) if re.fullmatch(r"-?\d+", token) else token
+
+    def message(end: str | None) -> dict[str, Any]:
+        nonlocal pos
+        fields: dict[str, Any] = {}
+        while pos < len(tokens) and tokens[pos] != end:
+            key, pos = tokens[pos], pos + 1
+            pos += tokens[pos] == ":"
+            assert key not in fields, f"repeated field {key}"
+            fields[key] = value()
+        pos += 1
+        return fields
+
+    return message(None)
+
+
+@pytest.fixture
+def onnx_path(tmp_path: Path) -> Path:
+    path = tmp_path / "models" / "model.onnx"
+    path.parent.mkdir()
+    onnx.save(contract_model(SIZE), str(path))
+    return path
+
+
+def _fake_engine(folder: Path, onnx_path: Path, max_batch: int) -> Path:
+    """Bytes standing in for a plan, with the sidecar a real build writes beside it."""
+    engine = folder / "model.plan"
+    folder.mkdir(parents=True, exist_ok=True)
+    engine.write_bytes(b"not really a TensorRT plan")
+    profile = {INPUT_NAME: profile_shapes((-1, SIZE, SIZE, 3), (1, 1, max_batch), INPUT_NAME)}
+    sidecar = make_sidecar(
+        {},
+        trt_version="10.3.0",
+        gpu=GpuInfo("Orin", "8.7"),
+        profile=profile,
+        dla=None,
+        timing_cache=None,
+        onnx_path=onnx_path,
+        onnx_sha256="0",
+        build_seconds=1.0,
+    )
+    write_json_atomic(sidecar_path(engine), sidecar)
+    return engine
+
+
+def test_onnx_repository_matches_graph(tmp_path: Path, onnx_path: Path) -> None:
+    folder = write_triton_repository(tmp_path / "repo", onnx_path, None, max_batch=8)
+    assert folder == tmp_path / "repo" / "glcf"
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == [
+        "1",
+        "1/model.onnx",
+        "config.pbtxt",
+    ]
+    assert (folder / "1" / "model.onnx").read_bytes() == onnx_path.read_bytes()
+    config = parse_pbtxt((folder / "config.pbtxt").read_text())
+    assert (config["name"], config["platform"], config["max_batch_size"]) == (
+        "glcf",
+        "onnxruntime_onnx",
+        8,
+    )
+    graph = onnx.load(str(onnx_path)).graph
+    for key, values in (("input", graph.input), ("output", graph.output)):
+        assert [e["name"] for e in config[key]] == [v.name for v in values]
+        for entry, value in zip(config[key], values, strict=True):
+            tensor = value.type.tensor_type
+            assert entry["data_type"] == EXPECTED_TYPES[tensor.elem_type]
+            assert tensor.shape.dim[0].dim_param == "batch"
+            dims = [d.dim_value for d in tensor.shape.dim[1:]]
+            if dims:
+                assert entry["dims"] == dims and "reshape" not in entry
+            else:  # Triton forbids empty dims: [1] reshaped to the graph's []
+                assert value.name == SCORE_NAME
+                assert entry["dims"] == [1] and entry["reshape"] == {"shape": []}
+    batching = config["dynamic_batching"]
+    assert batching["preferred_batch_size"] and max(batching["preferred_batch_size"]) <= 8
+    assert 0 < batching["max_queue_delay_microseconds"] <= 10_000
+    assert config["instance_group"] == [{"kind": "KIND_GPU", "count": 1}]
+    # the copied model serves a full batch of the declared shapes
+    session = ort.InferenceSession(
+        str(folder / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    image = np.zeros([8, *config["input"][0]["dims"]], np.uint8)
+    outputs = session.run(None, {INPUT_NAME: image})
+    for entry, array in zip(config["output"], outputs, strict=True):
+        shape = entry["reshape"]["shape"] if "reshape" in entry else entry["dims"]
+        assert list(array.shape) == [8, *shape]
+
+
+def test_engine_repository(tmp_path: Path, onnx_path: Path) -> None:
+    engine = _fake_engine(tmp_path / "engines", onnx_path, max_batch=4)
+    with pytest.raises(ConfigError, match="at most 4"):
+        write_triton_repository(tmp_path / "repo", onnx_path, engine, max_batch=8)
+    assert not (tmp_path / "repo" / "glcf").exists()
+    folder = write_triton_repository(tmp_path / "repo", onnx_path, engine, max_batch=4)
+    config = parse_pbtxt((folder / "config.pbtxt").read_text())
+    assert config["platform"] == "tensorrt_plan" and config["max_batch_size"] == 4
+    assert (folder / "1" / "model.plan").read_bytes() == engine.read_bytes()
+    assert (folder / "1" / "model.onnx").read_bytes() == onnx_path.read_bytes()
+
+
+def test_refuses_to_overwrite(tmp_path: Path, onnx_path: Path) -> None:
+    repo = tmp_path / "repo"
+    folder = write_triton_repository(repo, onnx_path, None, max_batch=4, model_name="line1")
+    (folder / "config.pbtxt").write_text("# edited by hand\n")
+    with pytest.raises(GlcfError, match=re.escape(str(folder))):
+        write_triton_repository(repo, onnx_path, None, max_batch=8, model_name="line1")
+    assert (folder / "config.pbtxt").read_text() == "# edited by hand\n"
+    write_triton_repository(repo, onnx_path, None, max_batch=8, model_name="line1", overwrite=True)
+    assert parse_pbtxt((folder / "config.pbtxt").read_text())["max_batch_size"] == 8
+    assert [p.name for p in repo.iterdir()] == ["line1"]  # no temporary folder left
+
+
+def test_rejects_unusable_requests(tmp_path: Path, onnx_path: Path) -> None:
+    repo = tmp_path / "repo"
+    with pytest.raises(ConfigError, match="max_batch"):
+        write_triton_repository(repo, onnx_path, None, max_batch=0)
+    with pytest.raises(ConfigError, match="plain folder name"):
+        write_triton_repository(repo, onnx_path, None, max_batch=4, model_name="../elsewhere")
+    fixed = onnx.load(str(onnx_path))
+    fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    onnx.save(fixed, str(tmp_path / "fixed.onnx"))
+    with pytest.raises(ConfigError, match="dynamic batch"):
+        write_triton_repository(repo, tmp_path / "fixed.onnx", None, max_batch=4)
+    assert not repo.exists() or not any(repo.iterdir())

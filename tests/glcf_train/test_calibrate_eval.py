@@ -1,0 +1,82 @@
+"""calibrate → eval on a briefly trained tiny run: statistics, threshold, records, TIFFs, heat maps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from glcf_runtime.preprocess import PreprocessSpec
+from glcf_train.builder import load_run
+from glcf_train.calibrate import NotCalibrated, calibrate_run
+from glcf_train.config import BranchMode, preset, with_train
+from glcf_train.data.datasets import load_images, read_split
+from glcf_train.evaluate import evaluate_run
+from glcf_train.scoring import BRANCHES, SCALES, FusionStats, GaussianBlur, calibration_maps
+from glcf_train.train import TrainOptions, train
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> Path:
+    out = tmp_path_factory.mktemp("calib") / "run"
+    cfg = with_train(preset("tiny"), steps=4, batch_size=3)
+    train(TrainOptions(out=out, data=synth_root, category="breakfast_tray", config=cfg,
+                       random_init=True, progress=False))
+    return out
+
+
+def test_eval_before_calibration_says_what_to_run(run: Path) -> None:
+    with pytest.raises(NotCalibrated, match="glcf calibrate"):
+        evaluate_run(run, device="cpu", progress=False)
+
+
+def test_calibration_normalises_training_maps(run: Path, synth_root: Path) -> None:
+    result = calibrate_run(run, device="cpu", progress=False)
+    saved = json.loads((run / "calibration.json").read_text())
+    assert FusionStats.from_dict(saved["stats"]) == result.stats
+    assert saved["threshold"]["threshold"] == pytest.approx(result.threshold.threshold)
+    assert len(saved["validation_scores"]) == 4
+    assert result.threshold.threshold >= max(saved["validation_scores"])
+    # With μ, σ applied, the training maps have mean spatial mean 0 and mean spatial std 1.
+    model, _, _ = load_run(run)
+    images = load_images(read_split(synth_root, "breakfast_tray", "train"), PreprocessSpec())
+    with torch.no_grad():
+        maps = calibration_maps(model(torch.from_numpy(images)), 224, GaussianBlur(4.0))
+    for b, branch in enumerate(BRANCHES):
+        for i, scale in enumerate(SCALES):
+            z = (maps[(branch, scale)].double() - result.stats.mu[b][i]) / result.stats.sigma[b][i]
+            assert float(z.mean(dim=(1, 2)).mean()) == pytest.approx(0.0, abs=1e-5)
+            assert float(z.std(dim=(1, 2), unbiased=False).mean()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_eval_writes_records_maps_and_heat_maps(run: Path, tmp_path: Path) -> None:
+    if not (run / "calibration.json").exists():
+        calibrate_run(run, device="cpu", progress=False)
+    result = evaluate_run(run, json_out=tmp_path / "eval.json", save_maps=tmp_path / "maps",
+                          overlays=tmp_path / "overlays", device="cpu", progress=False)
+    for key in ("logical_image_auroc", "structural_image_auroc", "mean_image_auroc",
+                "logical_spro_0.05", "structural_spro_0.05", "mean_spro_0.05"):
+        assert 0.0 <= result.metrics[key] <= 1.0, key
+    data = json.loads((tmp_path / "eval.json").read_text())
+    assert len(data["records"]) == 6
+    assert {r["defect_type"] for r in data["records"]} == {"good", "logical_anomalies",
+                                                          "structural_anomalies"}
+    assert all(set(r) == {"path", "label", "defect_type", "kind", "score"} for r in data["records"])
+    tiff = tifffile.imread(tmp_path / "maps" / "logical_anomalies" / "000.tiff")
+    assert tiff.dtype == np.float32 and tiff.shape == (256, 256)
+    picture = cv2.imread(str(tmp_path / "overlays" / "structural_anomalies" / "001.png"))
+    assert picture is not None and picture.shape[0] == 256 and picture.shape[1] >= 512
+
+
+def test_branch_mode_override(run: Path) -> None:
+    if not (run / "calibration.json").exists():
+        calibrate_run(run, device="cpu", progress=False)
+    local = evaluate_run(run, branch_mode=BranchMode.LOCAL, device="cpu", progress=False)
+    glob = evaluate_run(run, branch_mode=BranchMode.GLOBAL, device="cpu", progress=False)
+    assert local.branch_mode == "local" and glob.branch_mode == "global"
+    assert [r.score for r in local.records] != [r.score for r in glob.records]

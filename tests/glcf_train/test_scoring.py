@@ -1,0 +1,84 @@
+"""The torch reference scorer against a literal, unoptimised reading of DESIGN §3."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from glcf_train.config import BranchMode, ScoreRule, ScoringConfig
+from glcf_train.model import GlcfFeatures
+from glcf_train.scoring import FusionStats, GaussianBlur, TorchScorer, error_maps
+
+SIZE = 224
+CHANNELS = (8, 16, 32)
+GRIDS = (56, 28, 14)
+
+
+def _features(seed: int, batch: int = 2) -> GlcfFeatures:
+    g = torch.Generator().manual_seed(seed)
+
+    def branch() -> list[torch.Tensor]:
+        return [torch.randn(batch, s, s, c, generator=g) for s, c in zip(GRIDS, CHANNELS, strict=True)]
+
+    return GlcfFeatures(branch(), branch(), branch(), branch())
+
+
+STATS = FusionStats(mu=((1.9, 2.1, 2.0), (2.2, 1.8, 2.05)), sigma=((0.3, 0.2, 0.1), (0.25, 0.15, 0.05)))
+
+
+def literal(f: GlcfFeatures, cfg: ScoringConfig, stats: FusionStats) -> tuple[np.ndarray, np.ndarray]:
+    """DESIGN §3 word for word: normalise each map, fuse per scale, resize, weight, sum, smooth."""
+    maps_out, scores = [], []
+    for b in range(f.phi_l[0].shape[0]):
+        total = np.zeros((SIZE, SIZE), np.float64)
+        for i, k in enumerate(cfg.scale_weights):
+            a = np.zeros(GRIDS[i:i + 1] * 2, np.float64)
+            if cfg.branch_mode in (BranchMode.BOTH, BranchMode.LOCAL):
+                a_l = ((f.phi_l[i][b] - f.psi_l[i][b]) ** 2).mean(-1).double().numpy()
+                a += cfg.w_local * (a_l - stats.mu[0][i]) / stats.sigma[0][i]
+            if cfg.branch_mode in (BranchMode.BOTH, BranchMode.GLOBAL):
+                a_g = ((f.phi_g[i][b] - f.psi_g[i][b]) ** 2).mean(-1).double().numpy()
+                a += cfg.w_global * (a_g - stats.mu[1][i]) / stats.sigma[1][i]
+            total += k * cv2.resize(a, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+        total /= 3.0
+        smooth = gaussian_filter(total, sigma=cfg.smoothing_sigma, mode="mirror", truncate=4.0)
+        maps_out.append(smooth)
+        scores.append(smooth.max() if cfg.score_rule is ScoreRule.MAX else smooth.std())
+    return np.stack(maps_out), np.array(scores)
+
+
+@pytest.mark.parametrize("mode", list(BranchMode))
+@pytest.mark.parametrize("rule", list(ScoreRule))
+def test_scorer_matches_literal_design(mode: BranchMode, rule: ScoreRule) -> None:
+    cfg = ScoringConfig(branch_mode=mode, score_rule=rule)
+    f = _features(seed=3)
+    maps, scores = TorchScorer(cfg, SIZE, STATS)(f)
+    ref_maps, ref_scores = literal(f, cfg, STATS)
+    span = ref_maps.max() - ref_maps.min()
+    np.testing.assert_allclose(maps.numpy(), ref_maps, atol=1e-5 * span, rtol=0)
+    np.testing.assert_allclose(scores.numpy(), ref_scores, rtol=1e-5)
+
+
+def test_error_maps_are_channel_means() -> None:
+    f = _features(seed=1, batch=1)
+    maps = error_maps(f)
+    expected = ((f.phi_l[2] - f.psi_l[2]) ** 2).mean(-1)
+    torch.testing.assert_close(maps["local"][2], expected)
+    assert [m.shape for m in maps["global"]] == [(1, 56, 56), (1, 28, 28), (1, 14, 14)]
+
+
+def test_blur_preserves_constants_and_mass() -> None:
+    blur = GaussianBlur(4.0)
+    const = torch.full((1, 40, 40), 2.5)
+    torch.testing.assert_close(blur(const), const)
+    impulse = torch.zeros(1, 64, 64)
+    impulse[0, 32, 32] = 1.0
+    out = blur(impulse)
+    assert abs(float(out.sum()) - 1.0) < 1e-5 and out[0, 32, 32] == out.max()
+
+
+def test_stats_round_trip() -> None:
+    assert FusionStats.from_dict(STATS.to_dict()) == STATS

@@ -1,0 +1,155 @@
+"""The training loop on real synthetic PNGs: loss, resume, checkpoints, errors, DDP, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from glcf_runtime.cli import app
+from glcf_runtime.errors import ImageReadError
+from glcf_train.checkpoint import RunError, atomic_write, load_checkpoint
+from glcf_train.config import preset, with_train
+from glcf_train.train import TrainingDiverged, TrainOptions, train
+
+CATEGORY = "breakfast_tray"
+
+
+def _opts(out: Path, data: Path, **kw) -> TrainOptions:
+    cfg = with_train(preset("tiny"), batch_size=2, steps=kw.pop("steps", 6))
+    return TrainOptions(out=out, data=data, category=CATEGORY, config=cfg, random_init=True,
+                        progress=False, **kw)
+
+
+def _log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_train_writes_run_and_loss_falls(tmp_path: Path, synth_root: Path) -> None:
+    result = train(_opts(tmp_path / "run", synth_root, steps=12))
+    assert result.completed and result.step == 12
+    assert result.last_losses["total"] < result.first_losses["total"]
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt["step"] == 12 and ckpt["backbone"] == "random-init"
+    assert ckpt["data"]["count"] == 6 and ckpt["config"]["preset"] == "tiny"
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    assert [r["step"] for r in _log(tmp_path / "run")] == list(range(1, 13))
+
+
+def test_resume_gives_the_same_next_losses(tmp_path: Path, synth_root: Path) -> None:
+    train(_opts(tmp_path / "straight", synth_root, steps=6))
+    stopped = train(_opts(tmp_path / "resumed", synth_root, steps=6, on_step=lambda s, _: s == 4))
+    assert not stopped.completed and stopped.step == 4
+    assert load_checkpoint(tmp_path / "resumed")["step"] == 4
+    # resume mid-epoch (3 steps per epoch): the config comes from the checkpoint
+    train(TrainOptions(out=tmp_path / "resumed", resume=True, progress=False))
+    straight = {r["step"]: r["total"] for r in _log(tmp_path / "straight")}
+    resumed = {r["step"]: r["total"] for r in _log(tmp_path / "resumed")}
+    assert sorted(resumed) == [1, 2, 3, 4, 5, 6]
+    for step in (5, 6):
+        assert math.isclose(resumed[step], straight[step], rel_tol=1e-6), step
+
+
+def test_existing_run_is_never_overwritten(tmp_path: Path, synth_root: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match=r"--resume.*--overwrite"):
+        train(_opts(run, synth_root, steps=1))
+    train(_opts(run, synth_root, steps=1, overwrite=True))
+    assert (run / "notes.txt").read_text() == "mine"  # only the run's own files are replaced
+    with pytest.raises(RunError, match="contradict"):
+        train(_opts(run, synth_root, steps=1, overwrite=True, resume=True))
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "checkpoint.pt"
+    target.write_bytes(b"good old checkpoint")
+
+    def half_write(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, half_write)
+    assert target.read_bytes() == b"good old checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(tmp_path: Path, synth_root: Path) -> None:
+    def poison(step: int, _: dict) -> bool:
+        if step == 4:  # epoch 1 (steps 1-3) has been checkpointed; now break the weights
+            model_params = poison.model.parameters()
+            with torch.no_grad():
+                next(p for p in model_params if p.requires_grad).fill_(float("nan"))
+        return False
+
+    import glcf_train.train as train_mod
+
+    original = train_mod._loop
+
+    def capture(state, *args):
+        poison.model = state.model
+        return original(state, *args)
+
+    train_mod._loop = capture
+    try:
+        with pytest.raises(TrainingDiverged, match=r"step 5.*intact"):
+            train(_opts(tmp_path / "run", synth_root, steps=9, on_step=poison))
+    finally:
+        train_mod._loop = original
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt["step"] == 3
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_bad_file_in_training_folder_names_it(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "good"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((64, 64, 3), 40 * i, np.uint8))
+    (folder / "1_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    cfg = with_train(preset("tiny"), steps=1)
+    opts = TrainOptions(out=tmp_path / "run", data=folder, config=cfg, random_init=True, progress=False)
+    with pytest.raises(ImageReadError, match=r"1_corrupt\.png"):
+        train(opts)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_ddp_two_cpu_processes(tmp_path: Path, synth_root: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-port", "29517", "-m", "glcf_runtime.cli", "train", "--data", str(synth_root),
+           "--category", CATEGORY, "--preset", "tiny", "--random-init", "--device", "cpu",
+           "--steps", "3", "--batch-size", "2", "--out", str(tmp_path / "ddp")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "ddp")
+    assert ckpt["step"] == 3
+    log = _log(tmp_path / "ddp")
+    assert [r["step"] for r in log] == [1, 2, 3]  # one log, written by rank 0
+
+
+def test_cli_dry_run_prints_parts_and_shapes() -> None:
+    result = CliRunner().invoke(app, ["train", "--preset", "paper", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    for text in ("Φ_L", "semantic bottleneck", "Ψ_G decoder", "[1, 56, 56, 96]", "[1, 7, 7, 768]",
+                 "13,333,962"):
+        assert text in result.output, text
+
+
+def test_cli_refuses_paper_without_weights_with_both_ways(tmp_path: Path, synth_root: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--preset", "tiny", "--data", str(synth_root),
+                                      "--category", CATEGORY, "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0
+    assert "--random-init" in str(result.exception)
