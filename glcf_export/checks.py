@@ -10,7 +10,6 @@ import numpy as np
 import onnx
 import torch
 
-
 from glcf_runtime.metadata import INPUT_NAME
 
 MAP_TOLERANCE = 1e-4  # FP32 anomaly-map error, relative to the map's range

@@ -14,10 +14,19 @@ import numpy as np
 import onnx
 import torch
 
-from glcf_export.checks import (CheckReport, check_fp16, check_fp32, check_ops, ort_session, run_ort,
-                                torch_reference)
+from glcf_export.checks import (
+    CheckReport,
+    check_fp16,
+    check_fp32,
+    check_ops,
+    ort_session,
+    run_ort,
+    torch_reference,
+)
 from glcf_export.deploy import DeployModule
 from glcf_export.onnx_export import ExportError, export_fp32, set_metadata, to_mixed_fp16
+from glcf_export.tensorrt_build import BuildOptions, build_engine, require_tensorrt
+from glcf_export.triton import write_triton_repository
 from glcf_runtime.metadata import ArtifactMetadata
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.builder import load_run
@@ -35,6 +44,10 @@ class ExportOptions:
     fp16: bool = True
     overwrite: bool = False
     branch_mode: BranchMode | None = None  # None: the run's (``both`` unless configured)
+    trt: bool = False  # also build model.engine (needs tensorrt and a GPU)
+    workspace_mb: int | None = None
+    dla_core: int | None = None
+    triton: Path | None = None  # also write a Triton model repository here
 
 
 @dataclass
@@ -50,6 +63,8 @@ def export_run(run: Path, opts: ExportOptions, log=print) -> ExportResult:
     start = time.perf_counter()
     out = Path(opts.out)
     _check_out(out, opts.overwrite)
+    if opts.trt:  # fail at once, before minutes of export, where no engine can be built
+        require_tensorrt()
     model, cfg, ckpt = load_run(run, "cpu")
     scorer, calib = scorer_for(run, cfg, opts.branch_mode)
     meta = _metadata(scorer.cfg, cfg, ckpt, calib)
@@ -62,6 +77,13 @@ def export_run(run: Path, opts: ExportOptions, log=print) -> ExportResult:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     result.out = out
+    if opts.trt:
+        _build_engine(out, opts, meta, log)
+        result.files.update({p.name: p.stat().st_size for p in (out / "model.engine",)})
+    if opts.triton is not None:
+        engine = out / "model.engine" if opts.trt else None
+        write_triton_repository(opts.triton, out / "model.onnx", engine, opts.batch,
+                                overwrite=opts.overwrite)
     result.seconds = time.perf_counter() - start
     (out / "export_report.json").write_text(json.dumps(
         {"seconds": result.seconds, "files": result.files, "figures": result.checks.figures,
@@ -130,6 +152,17 @@ def _export_into(folder: Path, model, scorer, meta: ArtifactMetadata, images: np
                           "\n  - ".join(report.failures) + f"\n  figures: {figures}")
     result.files = {p.name: p.stat().st_size for p in sorted(folder.glob("*.onnx"))}
     return result
+
+
+def _build_engine(out: Path, opts: ExportOptions, meta: ArtifactMetadata, log) -> None:
+    """TensorRT engine from the mixed FP16 file (strongly typed), or the FP32 one with --no-fp16."""
+    source = out / ("model.fp16.onnx" if opts.fp16 else "model.onnx")
+    precision = "fp16-mixed" if opts.fp16 else "fp32"
+    props = ArtifactMetadata(**{**meta.__dict__, "precision": precision}).to_props()
+    build = BuildOptions(batch=(1, 1, opts.batch), workspace_mb=opts.workspace_mb,
+                         dla_core=opts.dla_core, timing_cache=out / "timing.cache")
+    log(f"building the TensorRT engine from {source.name} (strongly typed) …")
+    build_engine(source, out / "model.engine", props, build, log=log)
 
 
 ARTIFACTS = ("model.onnx", "model.fp16.onnx", "model.engine", "model.engine.json", "export_report.json")

@@ -8,8 +8,8 @@ from pathlib import Path
 import onnx
 import torch
 
-from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata
 from glcf_runtime.errors import GlcfError
+from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata
 
 OPSET = 17  # LayerNormalization is one node from opset 17 on
 # Node-name prefix of everything the scorer computes (squared errors onwards): kept in FP32.

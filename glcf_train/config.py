@@ -154,7 +154,7 @@ def _tiny() -> GlcfConfig:
         decoder=DecoderConfig(depths=(1, 1), num_heads=(4, 2)),
     )
     # Short, brisk schedule: the demo trains this on 2 CPU cores in a few minutes.
-    train = TrainConfig(lr=1e-3, epochs=None, steps=600, weight_decay=0.0)
+    train = TrainConfig(lr=1e-3, epochs=None, steps=400, weight_decay=0.0)
     return GlcfConfig(preset="tiny", model=model, train=train)
 
 

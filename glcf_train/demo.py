@@ -1,4 +1,6 @@
-"""`glcf demo`: the whole job offline — synthetic scenes, train the tiny preset, calibrate, evaluate."""
+"""`glcf demo`: the whole job offline — synthetic scenes, train the tiny preset, calibrate,
+evaluate with the torch reference, export the fused ONNX graph, and inspect the test images with
+ONNX Runtime (the deployment runtime, no torch) as a camera loop would."""
 
 from __future__ import annotations
 
@@ -7,7 +9,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from glcf_export.export import ExportOptions, export_run
+from glcf_runtime.backends import open_runner
 from glcf_runtime.errors import DataError
+from glcf_runtime.loop import Summary, inspect
+from glcf_runtime.sinks import AnomalySink, JsonlSink
+from glcf_runtime.sources import open_source
 from glcf_train.calibrate import calibrate_run
 from glcf_train.config import preset
 from glcf_train.data import synth
@@ -22,6 +29,8 @@ class DemoCategory:
     run: Path
     result: EvalResult
     seconds: float
+    export: Path
+    inspected: dict[str, Summary]  # test folder → summary of the ONNX Runtime loop
 
 
 def run_demo(out: Path, categories: Sequence[str] | None = None, steps: int | None = None,
@@ -50,5 +59,19 @@ def run_demo(out: Path, categories: Sequence[str] | None = None, steps: int | No
         calibrate_run(run, device=device)
         result = evaluate_run(run, json_out=run / "eval.json", overlays=run / "heatmaps",
                               save_maps=run / "anomaly_maps", device=device)
-        results.append(DemoCategory(name, run, result, time.perf_counter() - start))
+        export = run / "export"
+        export_run(run, ExportOptions(export, batch=8), log=log)
+        inspected = _inspect_tests(export, data / name / "test", run / "inspect")
+        results.append(DemoCategory(name, run, result, time.perf_counter() - start, export, inspected))
     return results
+
+
+def _inspect_tests(export: Path, tests: Path, out: Path) -> dict[str, Summary]:
+    """Run the deployment loop (ONNX Runtime, FP32) over each test folder: JSON lines and a
+    heat-map panel for every frame flagged anomalous."""
+    summaries = {}
+    with open_runner(export / "model.onnx") as runner:
+        for folder in sorted(p for p in tests.iterdir() if p.is_dir()):
+            sinks = [JsonlSink(out / f"{folder.name}.jsonl"), AnomalySink(out / folder.name)]
+            summaries[folder.name] = inspect(runner, open_source(str(folder)), batch=8, sinks=sinks)
+    return summaries

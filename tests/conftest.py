@@ -31,3 +31,29 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     generate(root, ["breakfast_tray"], n_train=6, n_val=4, n_test=2, seed=0, image_size=256)
     return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> Path:
+    """A tiny run trained briefly (enough to spread the scores), not calibrated. Do not modify."""
+    from glcf_train.config import preset, with_train
+    from glcf_train.train import TrainOptions, train
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    cfg = with_train(preset("tiny"), steps=60, batch_size=4)
+    train(TrainOptions(out=out, data=synth_root, category="breakfast_tray", config=cfg,
+                       random_init=True, progress=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def calibrated_run(tmp_path_factory: pytest.TempPathFactory, trained_run: Path) -> Path:
+    """A copy of ``trained_run`` with calibration.json. Do not modify."""
+    import shutil
+
+    from glcf_train.calibrate import calibrate_run
+
+    out = tmp_path_factory.mktemp("calibrated") / "run"
+    shutil.copytree(trained_run, out)
+    calibrate_run(out, device="cpu", progress=False)
+    return out

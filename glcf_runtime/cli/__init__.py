@@ -24,12 +24,19 @@ app.add_typer(data_app, name="data")
 
 
 def _register() -> None:
-    from glcf_runtime.cli import eval_commands, export_commands, runtime_commands, train_commands
+    from glcf_runtime.cli import (
+        bench_commands,
+        eval_commands,
+        export_commands,
+        runtime_commands,
+        train_commands,
+    )
 
     train_commands.register(app, data_app)
     eval_commands.register(app)
     export_commands.register(app)
     runtime_commands.register(app)
+    bench_commands.register(app)
 
 
 _register()

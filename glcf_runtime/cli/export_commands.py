@@ -23,12 +23,17 @@ def export(
     no_fp16: Annotated[bool, Opt("--no-fp16", help="Skip the mixed-precision FP16 file.")] = False,
     overwrite: Annotated[bool, Opt(help="Replace models already in --out.")] = False,
     branch_mode: Annotated[str | None, Opt(help="both, local (drops Φ_G, Ψ_G) or global (drops Ψ_L).")] = None,
+    trt: Annotated[bool, Opt("--trt", help="Also build a TensorRT engine (on the target GPU).")] = False,
+    workspace_mb: Annotated[int | None, Opt(help="TensorRT builder workspace limit in MiB.")] = None,
+    dla: Annotated[int | None, Opt(help="Jetson DLA core for the engine (GPU fallback).")] = None,
+    triton: Annotated[Path | None, Opt(help="Also write a Triton model repository here.")] = None,
 ) -> None:
     """Fold the detector and its scoring into one ONNX graph (FP32 + mixed FP16), checked on real images."""
     from glcf_export.export import ExportOptions, export_run
     from glcf_runtime.cli.eval_commands import parse_branch_mode
 
-    opts = ExportOptions(out, batch, not no_fp16, overwrite, parse_branch_mode(branch_mode))
+    opts = ExportOptions(out, batch, not no_fp16, overwrite, parse_branch_mode(branch_mode), trt,
+                         workspace_mb, dla, triton)
     result = export_run(run, opts, log=console.print)
     for name, size in result.files.items():
         console.print(f"  {out / name}  {size / 1e6:.1f} MB")
@@ -37,3 +42,8 @@ def export(
     console.print(f"  operators ({len(result.checks.ops['model.onnx'])}, all parsed by TensorRT 10): "
                   + ", ".join(result.checks.ops["model.onnx"]))
     console.print(f"exported in {result.seconds:.0f} s")
+    if triton is not None:
+        console.print(f"Triton model repository: {triton}/glcf")
+    model = out / ("model.engine" if trt else "model.onnx")
+    console.print(f"next: glcf inspect {model} --source VIDEO_OR_FOLDER_OR_CAMERA --jsonl results.jsonl")
+    console.print(f"      glcf threshold {model} --good GOOD_IMAGES   (re-calibrate on this backend)")

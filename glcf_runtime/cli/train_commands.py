@@ -113,6 +113,11 @@ def demo(
     for r in results:
         console.print(metrics_table(r.result.metrics, f"{r.name} ({r.seconds:.0f} s)"))
         console.print(f"heat maps: {r.run / 'heatmaps'}   per-image scores: {r.run / 'eval.json'}")
+        for folder, s in r.inspected.items():
+            console.print(f"  ONNX Runtime loop on test/{folder}: {s.frames} frames, {s.anomalies} "
+                          f"flagged, {s.fps:.1f} fps, p50 {s.latency_p50_ms:.0f} ms "
+                          f"→ {r.run / 'inspect' / folder}.jsonl")
+        console.print(f"  deployable model: {r.export / 'model.onnx'} (+ model.fp16.onnx)")
     if len(results) > 1:
         keys = results[0].result.metrics.keys()
         mean = {k: sum(r.result.metrics[k] for r in results) / len(results) for k in keys}

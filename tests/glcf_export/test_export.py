@@ -15,20 +15,14 @@ from glcf_export.onnx_export import ExportError, read_metadata
 from glcf_export.trt_ops import op_report
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.builder import load_run
-from glcf_train.calibrate import calibrate_run, scorer_for
-from glcf_train.config import BranchMode, preset, with_train
+from glcf_train.calibrate import scorer_for
+from glcf_train.config import BranchMode
 from glcf_train.data.datasets import load_images, read_split
-from glcf_train.train import TrainOptions, train
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> Path:
-    out = tmp_path_factory.mktemp("export") / "run"
-    cfg = with_train(preset("tiny"), steps=80, batch_size=4)  # enough to spread the scores
-    train(TrainOptions(out=out, data=synth_root, category="breakfast_tray", config=cfg,
-                       random_init=True, progress=False))
-    calibrate_run(out, device="cpu", progress=False)
-    return out
+def run(calibrated_run: Path) -> Path:
+    return calibrated_run
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +99,28 @@ def test_existing_output_is_not_overwritten(run: Path, exported: Path) -> None:
     with pytest.raises(ExportError, match="--overwrite"):
         export_run(run, ExportOptions(exported, batch=4), log=lambda _: None)
     assert (exported / "model.onnx").stat().st_mtime_ns == before
+
+
+def test_trt_without_tensorrt_fails_at_once_and_keeps_onnx(run: Path, exported: Path) -> None:
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("tensorrt is installed here; the no-TensorRT path cannot be shown")
+    except ImportError:
+        pass
+    from glcf_export.tensorrt_build import TensorRTUnavailable
+
+    before = {p.name: p.stat().st_mtime_ns for p in exported.iterdir()}
+    with pytest.raises(TensorRTUnavailable, match="tensorrt"):
+        export_run(run, ExportOptions(exported, batch=4, trt=True, overwrite=True), log=lambda _: None)
+    assert {p.name: p.stat().st_mtime_ns for p in exported.iterdir()} == before
+    onnx.checker.check_model(onnx.load(str(exported / "model.onnx")))
+
+
+def test_triton_repository_from_export(run: Path, tmp_path: Path) -> None:
+    export_run(run, ExportOptions(tmp_path / "m", batch=4, fp16=False, triton=tmp_path / "repo"),
+               log=lambda _: None)
+    config = (tmp_path / "repo" / "glcf" / "config.pbtxt").read_text()
+    assert "max_batch_size: 4" in config and 'platform: "onnxruntime_onnx"' in config
+    assert (tmp_path / "repo" / "glcf" / "1" / "model.onnx").read_bytes() == (
+        tmp_path / "m" / "model.onnx").read_bytes()

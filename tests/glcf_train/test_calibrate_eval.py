@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -14,19 +15,17 @@ import torch
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.builder import load_run
 from glcf_train.calibrate import NotCalibrated, calibrate_run
-from glcf_train.config import BranchMode, preset, with_train
+from glcf_train.config import BranchMode
 from glcf_train.data.datasets import load_images, read_split
 from glcf_train.evaluate import evaluate_run
 from glcf_train.scoring import BRANCHES, SCALES, FusionStats, GaussianBlur, calibration_maps
-from glcf_train.train import TrainOptions, train
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> Path:
+def run(tmp_path_factory: pytest.TempPathFactory, trained_run: Path) -> Path:
+    """A private copy of the session's trained run, calibrated by the tests below."""
     out = tmp_path_factory.mktemp("calib") / "run"
-    cfg = with_train(preset("tiny"), steps=4, batch_size=3)
-    train(TrainOptions(out=out, data=synth_root, category="breakfast_tray", config=cfg,
-                       random_init=True, progress=False))
+    shutil.copytree(trained_run, out)
     return out
 
 

@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 
 from glcf_runtime.errors import ConfigError
-from glcf_train.config import (GlcfConfig, SamVariant, UpsampleKind, load_yaml, preset, save_yaml,
-                               with_train)
+from glcf_train.config import (
+    GlcfConfig,
+    SamVariant,
+    UpsampleKind,
+    load_yaml,
+    preset,
+    save_yaml,
+    with_train,
+)
 
 
 @pytest.mark.parametrize("name", ["paper", "small", "tiny"])

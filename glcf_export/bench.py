@@ -1,0 +1,375 @@
+"""`glcf bench`: every backend side by side on the same model, frames and machine.
+
+For each backend × batch: warm-up, then timed batches for at least ``min_time`` seconds, each
+split into capture (a frame from an in-memory source), pre-processing (``preprocess`` of a
+1280×720 frame to the model size, into the batch), inference (``runner.infer``) and
+post-processing (verdict and JSON record, no file writing). The graph's GFLOP (``flops.py``) and
+an ONNX Runtime MatMul measured in the same run turn images/s into a fraction of the machine's
+peak. The camera loop (``glcf_runtime.loop.inspect``) over a video file is compared with the
+backend alone, on the runtime's backends (``glcf inspect`` never runs torch). Results are
+written as JSON (everything) and CSV (one row per backend × batch) by ``bench_report``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import torch
+
+from glcf_export.bench_backends import (
+    BenchBackend,
+    BenchTarget,
+    Log,
+    gpu_memory_mb,
+    on_cuda,
+    open_backend,
+    prepare_target,
+    runner_precision,
+)
+from glcf_export.bench_report import (
+    BenchReport,
+    BenchRow,
+    LoopRow,
+    cuda_matmul_peak_gflops,
+    machine_info,
+    matmul_peak_gflops,
+    peak_rss_mb,
+    physical_cores,
+    reset_peak_rss,
+    versions,
+)
+from glcf_export.flops import count_flops
+from glcf_runtime.backends import Runner
+from glcf_runtime.errors import ConfigError
+from glcf_runtime.loop import inspect
+from glcf_runtime.overlay import verdict
+from glcf_runtime.preprocess import preprocess
+from glcf_runtime.sinks import JsonlSink, Result
+from glcf_runtime.sources import Frame, FrameSource, VideoFileSource
+
+FRAME_SIZE = (1280, 720)  # (width, height) of the synthetic camera frames
+MIN_RUNS = 3  # timed batches at least, however short min_time is
+SOURCE_NAME = "bench"
+
+
+class MemorySource(FrameSource):
+    """Frames held in memory, cycled without end; each read is a fresh copy, as a capture is."""
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        super().__init__(SOURCE_NAME)
+        self.frames = frames
+
+    def iterate(self, stop: threading.Event | None = None) -> Iterator[Frame]:
+        index = 0
+        while stop is None or not stop.is_set():
+            yield Frame(index, time.time(), self.frames[index % len(self.frames)].copy())
+            index += 1
+
+
+def synthetic_frame(i: int, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
+    """A 1280×720 BGR test frame: gradient background, a moving tray, texture noise."""
+    w, h = size
+    x = np.linspace(0, 255, w, dtype=np.float32)[None, :]
+    y = np.linspace(0, 255, h, dtype=np.float32)[:, None]
+    frame = np.stack([x + 0 * y, y + 0 * x, (x + y) / 2], axis=-1).astype(np.uint8)
+    left = 100 + (i * 7) % (w - 500)
+    cv2.rectangle(frame, (left, 200), (left + 300, 500), (40, 120, 200), -1)
+    noise = np.random.default_rng(i).integers(0, 16, frame.shape, dtype=np.uint8)
+    return cv2.add(frame, noise)
+
+
+def write_video(path: Path, frames: int, fps: float = 30.0) -> Path:
+    """An MJPG video of ``frames`` synthetic 1280×720 frames (for the camera-loop benchmark)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, FRAME_SIZE)
+    if not writer.isOpened():
+        raise ConfigError(f"OpenCV cannot write the test video {path} (no MJPG encoder?)")
+    try:
+        for i in range(frames):
+            writer.write(synthetic_frame(i))
+    finally:
+        writer.release()
+    return path
+
+
+def time_backend(
+    runner: Runner, batch: int, warmup: int, min_time: float, frames: list[np.ndarray]
+) -> dict[str, float | int]:
+    """Time capture, pre-processing, inference and post-processing of ``batch``-frame batches."""
+    spec = runner.metadata.preprocess_spec
+    threshold = runner.threshold.value
+    buffer = np.empty((batch, spec.height, spec.width, 3), np.uint8)  # [B, H, W, 3]
+    source = MemorySource(frames).iterate()
+    sync = torch.cuda.synchronize if on_cuda(runner) else None
+
+    def step() -> tuple[float, float, float, float]:
+        t0 = time.perf_counter()
+        got = [next(source) for _ in range(batch)]
+        t1 = time.perf_counter()
+        for i, frame in enumerate(got):
+            buffer[i] = preprocess(frame.image, spec)
+        t2 = time.perf_counter()
+        maps, scores = runner.infer(buffer)
+        if sync is not None:
+            sync()
+        t3 = time.perf_counter()
+        for k, frame in enumerate(got):
+            score = float(scores[k])
+            decided = verdict(score, threshold)
+            result = Result(
+                frame,
+                SOURCE_NAME,
+                score,
+                None if decided is None else decided == "ANOMALOUS",
+                (time.time() - frame.timestamp) * 1e3,
+                maps[k],
+                threshold,
+            )
+            json.dumps(result.record(), allow_nan=False)
+        return t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3
+
+    for _ in range(warmup):
+        step()
+    samples, start = [], time.perf_counter()
+    while len(samples) < MIN_RUNS or time.perf_counter() - start < min_time:
+        samples.append(step())
+    return summarise(np.array(samples), batch)
+
+
+def summarise(samples: np.ndarray, batch: int) -> dict[str, float | int]:
+    """``samples`` ``[runs, 4]`` seconds (capture, pre, infer, post) → the row's figures."""
+    infer = samples[:, 2]
+    p50, p95, p99 = np.percentile(infer * 1e3, [50, 95, 99])
+    per_frame = samples.mean(axis=0) / batch * 1e3
+    images = batch * len(samples)
+    return {
+        "runs": len(samples),
+        "latency_p50_ms": float(p50),
+        "latency_p95_ms": float(p95),
+        "latency_p99_ms": float(p99),
+        "images_per_s": images / float(infer.sum()),
+        "pipeline_images_per_s": images / float(samples.sum()),
+        "capture_ms": float(per_frame[0]),
+        "preprocess_ms": float(per_frame[1]),
+        "infer_ms": float(per_frame[2]),
+        "postprocess_ms": float(per_frame[3]),
+    }
+
+
+def loop_throughput(
+    runner: Runner, video: Path, batch: int, backend_images_per_s: float, backend: str
+) -> LoopRow:
+    """The inspection loop over ``video`` (JSON records to memory) vs backend-only images/s."""
+    with VideoFileSource(video) as source:
+        start, decoded = time.perf_counter(), sum(1 for _ in source.iterate())
+        decode_fps = decoded / (time.perf_counter() - start)
+    with VideoFileSource(video) as source:
+        summary = inspect(runner, source, batch=batch, sinks=[JsonlSink(io.StringIO())])
+    return LoopRow(
+        backend,
+        batch,
+        summary.frames,
+        summary.fps,
+        backend_images_per_s,
+        summary.fps / backend_images_per_s,
+        decode_fps,
+    )
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What to run; ``run_bench`` checks the values and fills ``threads``."""
+
+    backends: tuple[BenchBackend, ...]
+    batches: tuple[int, ...]
+    warmup: int = 2  # untimed batches per backend and batch size
+    min_time: float = 5.0  # seconds of timed batches per backend and batch size (>= MIN_RUNS)
+    threads: int = 1  # CPU threads for torch, ONNX Runtime and the MatMul peak
+    loop: bool = True
+    loop_frames: int = 300
+    cuda_graphs: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            **asdict(self),
+            "backends": [b.value for b in self.backends],
+            "frame_size": list(FRAME_SIZE),
+        }
+
+
+def parse_backends(text: str | list[str]) -> tuple[BenchBackend, ...]:
+    names = text.split(",") if isinstance(text, str) else text
+    try:
+        return tuple(BenchBackend(n.strip()) for n in names if n.strip())
+    except ValueError:
+        choices = ", ".join(b.value for b in BenchBackend)
+        raise ConfigError(f"--backends {text!r}: choose from {choices}") from None
+
+
+def parse_batches(text: str | list[int]) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in (text.split(",") if isinstance(text, str) else text))
+    except ValueError:
+        raise ConfigError(f"--batch {text!r}: give comma-separated integers, e.g. 1,8") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"--batch {text!r}: batch sizes must be >= 1")
+    return values
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def run_bench(
+    target: Path | None,
+    preset: str | None,
+    backends: str | list[str],
+    batches: str | list[int],
+    warmup: int = 2,
+    min_time: float = 5.0,
+    threads: int | None = None,
+    loop: bool = True,
+    loop_frames: int = 300,
+    cuda_graphs: bool = False,
+    log: Log = print,
+) -> BenchReport:
+    """Benchmark ``backends`` × ``batches`` on an export / run folder or a preset.
+
+    Raises:
+        ConfigError: bad arguments or target; a backend that cannot run is reported, not raised.
+    """
+    if warmup < 0 or min_time < 0 or loop_frames < 1 or (threads is not None and threads < 1):
+        raise ConfigError("--warmup and --min-time must be >= 0, --threads and --loop-frames >= 1")
+    settings = BenchSettings(
+        parse_backends(backends),
+        parse_batches(batches),
+        warmup,
+        min_time,
+        threads or physical_cores(),
+        loop,
+        loop_frames,
+        cuda_graphs,
+    )
+    with tempfile.TemporaryDirectory(prefix="glcf-bench-") as tmp, torch_threads(settings.threads):
+        bench = prepare_target(target, preset, Path(tmp), log)
+        report = _new_report(bench, settings, log)
+        video = write_video(Path(tmp) / "loop.avi", loop_frames) if loop else None
+        frames = [synthetic_frame(i) for i in range(4)]
+        for backend in settings.backends:
+            _bench_backend(report, backend, bench, settings, frames, video, log)
+    return report
+
+
+def _new_report(bench: BenchTarget, settings: BenchSettings, log: Log) -> BenchReport:
+    """The report's header: machine, versions, target, the graph's FLOPs, the MatMul peak."""
+    flops = None
+    if (bench.folder / "model.onnx").is_file():
+        flops = count_flops(onnx.load(str(bench.folder / "model.onnx")), batch=1).to_dict()
+    log(f"measuring the FP32 MatMul peak with {settings.threads} threads …")
+    peak = {
+        "cpu_fp32": matmul_peak_gflops(settings.threads),
+        "cuda_fp16": cuda_matmul_peak_gflops(),
+    }
+    target = {
+        "description": bench.description,
+        "folder": str(bench.folder),
+        "temporary": bench.temporary,
+        "preset": bench.metadata.preset,
+        "export_seconds": bench.export_seconds,
+    }
+    return BenchReport(
+        time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        machine_info(),
+        versions(),
+        settings.to_dict(),
+        target,
+        flops,
+        peak,
+    )
+
+
+def _bench_backend(
+    report: BenchReport,
+    backend: BenchBackend,
+    bench: BenchTarget,
+    settings: BenchSettings,
+    frames: list[np.ndarray],
+    video: Path | None,
+    log: Log,
+) -> None:
+    """Open one backend, time it at every batch size (and the loop), record or explain."""
+    name, batches = backend.value, settings.batches
+    reset_peak_rss()
+    rss_before = peak_rss_mb()  # right after the reset: the current RSS
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    try:
+        runner = open_backend(
+            backend, bench, settings.threads, max(batches), settings.cuda_graphs, log
+        )
+    except Exception as exc:  # any backend that fails to start is recorded with its reason
+        report.skipped[name] = str(exc) or type(exc).__name__
+        report.rows.extend(BenchRow(name, b, False, report.skipped[name]) for b in batches)
+        log(f"{name}: not runnable — {report.skipped[name]}")
+        return
+    load_s = time.perf_counter() - start
+    with runner:
+        rows = [_bench_batch(report, runner, name, b, settings, frames, log) for b in batches]
+        for row in rows:
+            row.load_s, row.rss_before_mb = load_s, rss_before
+        report.rows.extend(rows)
+        timed = [r for r in rows if r.runnable]
+        if video is not None and timed and backend is not BenchBackend.TORCH:
+            log(f"{name}: camera loop over {video.name} at batch {timed[0].batch} …")
+            report.loop.append(
+                loop_throughput(runner, video, timed[0].batch, timed[0].images_per_s or 0.0, name)
+            )
+
+
+def _bench_batch(
+    report: BenchReport,
+    runner: Runner,
+    name: str,
+    batch: int,
+    settings: BenchSettings,
+    frames: list[np.ndarray],
+    log: Log,
+) -> BenchRow:
+    row = BenchRow(name, batch, precision=runner_precision(runner), device=_device(runner))
+    log(f"{name}: batch {batch} …")
+    try:
+        figures = time_backend(runner, batch, settings.warmup, settings.min_time, frames)
+    except Exception as exc:  # e.g. a batch above an engine's profile: recorded, not raised
+        row.runnable, row.reason = False, f"{type(exc).__name__}: {exc}"
+        return row
+    for key, value in figures.items():
+        setattr(row, key, value)
+    row.peak_rss_mb, row.gpu_mem_mb = peak_rss_mb(), gpu_memory_mb(runner)
+    if report.flops is not None:
+        row.achieved_gflops = report.flops["gflop_per_image"] * row.images_per_s
+        peak = report.peak_gflops["cuda_fp16" if on_cuda(runner) else "cpu_fp32"]
+        row.fraction_of_peak = row.achieved_gflops / peak if peak else None
+    return row
+
+
+def _device(runner: Runner) -> str:
+    if on_cuda(runner):
+        return torch.cuda.get_device_name()
+    return f"cpu x{torch.get_num_threads()}"

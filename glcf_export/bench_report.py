@@ -1,0 +1,398 @@
+"""A benchmark's report: its rows, the machine and versions it ran on (with the machine's
+measured MatMul peak and memory), the JSON / CSV files named after them, and the rich tables."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import importlib.metadata
+import io
+import json
+import os
+import platform
+import re
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from rich.table import Table
+
+VERSION_OF = {
+    "torch": "torch",
+    "onnxruntime": "onnxruntime",
+    "onnx": "onnx",
+    "onnxslim": "onnxslim",
+    "glcf": "glcf",
+    "numpy": "numpy",
+    "opencv": "opencv-python-headless",
+    "tensorrt": "tensorrt",
+}
+NAME_VERSIONS = (("torch", "torch"), ("ort", "onnxruntime"), ("onnx", "onnx"), ("glcf", "glcf"))
+
+
+@dataclass
+class BenchRow:
+    """One backend at one batch size; times in ms, per batch (latency) or per frame (split)."""
+
+    backend: str
+    batch: int
+    runnable: bool = True
+    reason: str = ""  # why the backend did not run
+    precision: str = ""
+    device: str = ""
+    runs: int = 0
+    load_s: float | None = None  # opening the backend (session / engine load)
+    latency_p50_ms: float | None = None  # runner.infer per batch
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+    images_per_s: float | None = None  # backend only: batch / inference time
+    pipeline_images_per_s: float | None = None  # capture + pre + inference + post, one thread
+    capture_ms: float | None = None
+    preprocess_ms: float | None = None
+    infer_ms: float | None = None
+    postprocess_ms: float | None = None
+    rss_before_mb: float | None = None  # process RSS just before the backend was opened
+    peak_rss_mb: float | None = None  # process peak RSS since then (VmHWM reset)
+    gpu_mem_mb: float | None = None
+    achieved_gflops: float | None = None
+    fraction_of_peak: float | None = None
+
+
+@dataclass
+class LoopRow:
+    """The camera loop (``glcf_runtime.loop.inspect``) over a video file vs the backend alone."""
+
+    backend: str
+    batch: int
+    frames: int
+    loop_fps: float
+    backend_images_per_s: float
+    ratio: float  # loop_fps / backend_images_per_s
+    decode_fps: float  # reading the video alone
+
+
+@dataclass
+class BenchReport:
+    created: str
+    machine: dict
+    versions: dict
+    settings: dict
+    target: dict
+    flops: dict | None  # FlopReport.to_dict() at batch 1
+    peak_gflops: dict  # {"cpu_fp32": …, "cuda_fp16": …} measured in this run
+    rows: list[BenchRow] = field(default_factory=list)
+    loop: list[LoopRow] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # backend → reason
+
+    @property
+    def precision(self) -> str:
+        """Precisions that ran, e.g. ``fp32+fp16-mixed``."""
+        names = dict.fromkeys(r.precision for r in self.rows if r.runnable and r.precision)
+        return "+".join(names) or "none"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "precision": self.precision}
+
+
+def cpu_model() -> str:
+    """``model name`` from /proc/cpuinfo (the processor string elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    cuda = torch.cuda.is_available()
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "hostname": platform.node(),
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": len(affinity) if affinity else os.cpu_count(),
+        "physical_cores": physical_cores(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name() if cuda else None,
+        "cuda": torch.version.cuda if cuda else None,
+    }
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions of the packages a result depends on (None: not installed)."""
+    found: dict[str, str | None] = {}
+    for key, dist in VERSION_OF.items():
+        try:
+            found[key] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            found[key] = None
+    if found["opencv"] is None:
+        import cv2
+
+        found["opencv"] = cv2.__version__
+    return found
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use (distinct core ids in /proc/cpuinfo, capped by the
+    CPU affinity); the logical count where /proc/cpuinfo says nothing."""
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores, physical = set(), "0"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "physical id":
+                physical = value.strip()
+            elif key.strip() == "core id":
+                cores.add((physical, value.strip()))
+    except OSError:
+        pass
+    return max(1, min(len(cores) or allowed or 1, allowed or 1))
+
+
+def matmul_peak_gflops(
+    threads: int, sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5
+) -> float:
+    """Best FP32 GFLOP/s of ONNX Runtime (CPU provider, ``threads``) on one square MatMul."""
+    import onnxruntime as ort
+
+    best = 0.0
+    for n in sizes:
+        inputs = [
+            onnx.helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, [n, n])
+            for x in ("a", "b")
+        ]
+        out = onnx.helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, [n, n])
+        graph = onnx.helper.make_graph(
+            [onnx.helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", inputs, [out]
+        )
+        model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(
+            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+        rng = np.random.default_rng(0)
+        feed = {x: rng.standard_normal((n, n), dtype=np.float32) for x in ("a", "b")}
+        session.run(None, feed)  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            session.run(None, feed)
+            best = max(best, 2.0 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def cuda_matmul_peak_gflops(n: int = 4096, repeats: int = 10) -> float | None:
+    """Best FP16 GFLOP/s of one square torch matmul on the CUDA device; None without one."""
+    if not torch.cuda.is_available():
+        return None
+    a = torch.randn(n, n, device="cuda", dtype=torch.float16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.float16)
+    torch.matmul(a, b)
+    torch.cuda.synchronize()
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        torch.cuda.synchronize()
+        best = max(best, 2.0 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS, where Linux allows it."""
+    with contextlib.suppress(OSError):  # else the peak covers the whole process lifetime
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory in MiB: VmHWM since the last reset, else the process's maximum."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """``AMD EPYC 7763 64-Core Processor`` → ``amd-epyc-7763-64-core-processor``."""
+    text = re.sub(r"\((r|tm)\)|\b(cpu|processor)\b", "", text.lower())
+    return re.sub(r"[^a-z0-9.]+", "-", text).strip("-.")[:limit].strip("-.") or "unknown"
+
+
+def result_stem(report: BenchReport) -> str:
+    """``bench_<cpu>_<n>c[_<gpu>]_<precision>_torch…-ort…-onnx…-glcf…_<date>``."""
+    m, v = report.machine, report.versions
+    parts = ["bench", slug(m["cpu"]), f"{m['usable_cores']}c"]
+    if m.get("gpu"):
+        parts.append(slug(m["gpu"], 24))
+    parts.append(slug(report.precision.replace("+", "-"), 32))
+    parts.append(
+        "-".join(f"{short}{slug(v.get(key) or 'none', 16)}" for short, key in NAME_VERSIONS)
+    )
+    parts.append(
+        time.strftime("%Y%m%d-%H%M%S", time.strptime(report.created[:19], "%Y-%m-%dT%H:%M:%S"))
+    )
+    return "_".join(parts)
+
+
+def write_report(
+    report: BenchReport,
+    json_path: Path | None = None,
+    csv_path: Path | None = None,
+    out_dir: Path = Path("."),
+) -> tuple[Path, Path]:
+    """Write the JSON (everything) and CSV (rows) files; default names from ``result_stem``."""
+    stem = result_stem(report)
+    json_path = Path(json_path) if json_path else Path(out_dir) / f"{stem}.json"
+    csv_path = Path(csv_path) if csv_path else Path(out_dir) / f"{stem}.csv"
+    _write_atomic(json_path, json.dumps(_finite(report.to_dict()), indent=2) + "\n")
+    _write_atomic(csv_path, rows_csv(report))
+    return json_path, csv_path
+
+
+def rows_csv(report: BenchReport) -> str:
+    """One line per backend × batch, with the machine and versions on every line."""
+    context = {
+        "cpu": report.machine["cpu"],
+        "cores": report.machine["usable_cores"],
+        "gpu": report.machine.get("gpu") or "",
+        "gflop_per_image": (report.flops or {}).get("gflop_per_image"),
+        **{key: report.versions.get(key) for _, key in NAME_VERSIONS},
+    }
+    names = [f.name for f in fields(BenchRow)] + list(context)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    for row in report.rows:
+        writer.writerow({**asdict(row), **context})
+    return out.getvalue()
+
+
+def _finite(value: object) -> object:
+    """NaN / inf → None, so the JSON is strict."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_text(text)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("backend", "precision") else "right")
+    return table
+
+
+SPEED_COLUMNS = (
+    "backend",
+    "precision",
+    "batch",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "img/s",
+    "e2e img/s",
+    "GFLOP/s",
+    "% peak",
+)
+SPLIT_COLUMNS = (
+    "backend",
+    "batch",
+    "capture",
+    "preproc",
+    "infer",
+    "postproc",
+    "RSS before",
+    "peak RSS",
+    "GPU mem",
+)
+LOOP_COLUMNS = ("backend", "batch", "frames", "loop fps", "backend img/s", "ratio", "decode fps")
+
+
+def render(report: BenchReport) -> list:
+    """Rich renderables: speed, per-frame split and memory, the camera loop, then notes
+    (skipped backends with their reasons, machine, GFLOP and peak)."""
+    speed = _table(f"glcf bench — {report.target['description']}", SPEED_COLUMNS)
+    split = _table("per frame (ms) and memory (MiB)", SPLIT_COLUMNS)
+    notes = []
+    for r in report.rows:
+        if not r.runnable:
+            speed.add_row(r.backend, "not run", str(r.batch))
+            notes.append(f"[yellow]{r.backend} (batch {r.batch}) not run:[/] {r.reason}")
+            continue
+        pct = None if r.fraction_of_peak is None else 100 * r.fraction_of_peak
+        speed.add_row(
+            r.backend,
+            r.precision,
+            str(r.batch),
+            _num(r.latency_p50_ms),
+            _num(r.latency_p95_ms),
+            _num(r.latency_p99_ms),
+            _num(r.images_per_s, 2),
+            _num(r.pipeline_images_per_s, 2),
+            _num(r.achieved_gflops),
+            _num(pct),
+        )
+        split_ms = (r.capture_ms, r.preprocess_ms, r.infer_ms, r.postprocess_ms)
+        split.add_row(
+            r.backend,
+            str(r.batch),
+            *(_num(x, 2) for x in split_ms),
+            _num(r.rss_before_mb, 0),
+            _num(r.peak_rss_mb, 0),
+            _num(r.gpu_mem_mb, 0),
+        )
+    out: list = [speed, split]
+    if report.loop:
+        loop = _table("camera loop (video file → inspect) vs backend only", LOOP_COLUMNS)
+        for r in report.loop:
+            loop.add_row(
+                r.backend,
+                str(r.batch),
+                str(r.frames),
+                _num(r.loop_fps, 2),
+                _num(r.backend_images_per_s, 2),
+                _num(r.ratio, 2),
+                _num(r.decode_fps),
+            )
+        out.append(loop)
+    return out + notes + _summary(report)
+
+
+def _summary(report: BenchReport) -> list[str]:
+    m, peak, flops = report.machine, report.peak_gflops, report.flops or {}
+    gpu = f", {m['gpu']}" if m.get("gpu") else ""
+    cuda = f", CUDA FP16 {_num(peak['cuda_fp16'])}" if peak.get("cuda_fp16") else ""
+    return [
+        f"machine: {m['cpu']}, {m['usable_cores']} cores{gpu}; {report.settings['threads']} threads",
+        f"graph: {_num(flops.get('gflop_per_image'), 2)} GFLOP per image (MatMul, Gemm, Conv; "
+        f"2 per multiply-add); FP32 MatMul peak {_num(peak.get('cpu_fp32'))} GFLOP/s{cuda}",
+    ]

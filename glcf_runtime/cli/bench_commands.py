@@ -1,0 +1,78 @@
+"""`glcf bench` (needs the `export` extra: torch, onnx, onnxslim, onnxruntime)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from glcf_runtime.cli.common import console
+
+Opt = typer.Option
+ALL_BACKENDS = "torch,onnxruntime,onnxruntime-fp16,tensorrt"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
+
+
+def bench(
+    model_or_run: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Export folder (model.onnx, model.fp16.onnx, model.engine) or run folder; "
+            "omit it with --preset."
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        Opt(
+            help="Benchmark a randomly initialised model of this "
+            "preset (paper, small, tiny); no training needed."
+        ),
+    ] = None,
+    backends: Annotated[str, Opt(help="Comma-separated backends to run.")] = ALL_BACKENDS,
+    batch: Annotated[str, Opt(help="Comma-separated batch sizes.")] = "1,8",
+    warmup: Annotated[int, Opt(help="Untimed batches per backend and batch size.")] = 3,
+    min_time: Annotated[
+        float, Opt(help="Seconds of timed batches per backend and batch size.")
+    ] = 5.0,
+    threads: Annotated[int | None, Opt(help="CPU threads (default: the physical cores).")] = None,
+    json_path: Annotated[
+        Path | None,
+        Opt("--json", help="JSON result file (default: named by machine, versions and date)."),
+    ] = None,
+    csv_path: Annotated[
+        Path | None, Opt("--csv", help="CSV result file (default: as --json).")
+    ] = None,
+    out_dir: Annotated[
+        Path, Opt(help="Folder for the result files without --json / --csv.")
+    ] = Path("."),
+    loop: Annotated[
+        bool, Opt("--loop/--no-loop", help="Also time the camera loop over a video.")
+    ] = True,
+    loop_frames: Annotated[int, Opt(help="Frames of the 1280x720 test video for --loop.")] = 300,
+    cuda_graphs: Annotated[bool, Opt(help="torch on CUDA: replay CUDA graphs.")] = False,
+) -> None:
+    """Time every backend side by side: latency, images/s, memory, FLOP/s vs peak, loop overhead."""
+    from glcf_export.bench import run_bench
+    from glcf_export.bench_report import render, write_report
+
+    report = run_bench(
+        model_or_run,
+        preset,
+        backends,
+        batch,
+        warmup,
+        min_time,
+        threads,
+        loop,
+        loop_frames,
+        cuda_graphs,
+        log=console.print,
+    )
+    for item in render(report):
+        console.print(item)
+    json_file, csv_file = write_report(report, json_path, csv_path, out_dir)
+    console.print(f"results: {json_file}\n         {csv_file}")
