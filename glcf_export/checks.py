@@ -85,8 +85,8 @@ def check_fp16(report: CheckReport, session16, fp32: tuple[np.ndarray, np.ndarra
     report.figures["fp16_map_err_rel_range"] = float(np.abs(maps16 - maps32).max()) / span
     report.figures["fp16_score_err_rel"] = float(
         (np.abs(scores16 - scores32) / np.maximum(np.abs(scores32), 1e-12)).max())
-    if not np.isfinite(maps16).all():
-        report.failures.append("FP16: the anomaly maps hold NaN/inf (overflow in an FP16 node)")
+    if not (np.isfinite(maps16).all() and np.isfinite(scores16).all()):
+        report.failures.append("FP16: the outputs hold NaN/inf (overflow in an FP16 node)")
     if rho < SPEARMAN_MIN:
         report.failures.append(f"FP16: Spearman of scores vs FP32 {rho:.5f} < {SPEARMAN_MIN}")
 

@@ -28,8 +28,11 @@ def export_fp32(deploy: torch.nn.Module, path: Path, image_size: int) -> onnx.Mo
     """
     dummy = torch.zeros(2, image_size, image_size, 3, dtype=torch.uint8)
     raw = path.with_name(path.stem + ".raw.onnx")
-    with warnings.catch_warnings():  # tracer warnings about Python control flow on fixed sizes
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+    with warnings.catch_warnings():  # known, harmless notices of the tracer, for this call only
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # control flow on fixed sizes
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")  # flip's Slice
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
+        warnings.filterwarnings("ignore", message="The feature will be removed")
         torch.onnx.export(
             deploy, (dummy,), str(raw), dynamo=False, opset_version=OPSET,
             input_names=[INPUT_NAME], output_names=[MAP_NAME, SCORE_NAME],
@@ -83,8 +86,52 @@ def to_mixed_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
         mixed = convert_float_to_float16(model, keep_io_types=True, op_block_list=FP32_OPS,
                                          node_block_list=keep)
     toposort(mixed.graph)  # the converter appends its Cast nodes out of order
+    removed = remove_fp16_round_trips(mixed)
+    if removed == 0:
+        raise ExportError("expected FP32→FP16→FP32 round trips between kept nodes; the float16 "
+                          "converter changed behaviour — check the mixed graph by hand")
     onnx.checker.check_model(mixed, full_check=True)
     return mixed
+
+
+def remove_fp16_round_trips(model: onnx.ModelProto) -> int:
+    """Replace ``Cast(fp32→fp16) → Cast(→fp32)`` pairs on FP32 tensors by an Identity.
+
+    The float16 converter assumes every tensor between nodes is FP16, so it rounds the output of
+    each kept-FP32 node to FP16 and back before the next kept node: the scorer would compute in
+    FP32 on FP16-rounded values (and can overflow). Returns the number of pairs removed.
+    """
+    inferred = onnx.shape_inference.infer_shapes(model)
+    dtypes = {v.name: v.type.tensor_type.elem_type for v in
+              [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    removed = 0
+    for node in model.graph.node:
+        first = producer.get(node.input[0]) if node.op_type == "Cast" else None
+        if first is None or first.op_type != "Cast" or _cast_to(node) != onnx.TensorProto.FLOAT:
+            continue
+        if _cast_to(first) == onnx.TensorProto.FLOAT16 and dtypes.get(first.input[0]) == onnx.TensorProto.FLOAT:
+            node.op_type = "Identity"
+            node.input[0] = first.input[0]
+            del node.attribute[:]
+            removed += 1
+    _drop_dead_nodes(model.graph)
+    return removed
+
+
+def _cast_to(node: onnx.NodeProto) -> int | None:
+    return next((a.i for a in node.attribute if a.name == "to"), None)
+
+
+def _drop_dead_nodes(graph: onnx.GraphProto) -> None:
+    needed = {o.name for o in graph.output}
+    keep = []
+    for node in reversed(graph.node):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(keep))
 
 
 def toposort(graph: onnx.GraphProto) -> None:

@@ -124,3 +124,20 @@ def test_triton_repository_from_export(run: Path, tmp_path: Path) -> None:
     assert "max_batch_size: 4" in config and 'platform: "onnxruntime_onnx"' in config
     assert (tmp_path / "repo" / "glcf" / "1" / "model.onnx").read_bytes() == (
         tmp_path / "m" / "model.onnx").read_bytes()
+
+
+def test_fp16_file_scores_in_fp32(exported: Path) -> None:
+    """The scorer is FP32 end to end: no FP16 rounding of its intermediates or of the score."""
+    model = onnx.load(str(exported / "model.fp16.onnx"))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    node = producer["score"]
+    seen = 0
+    while node is not None and seen < 12:  # walk the score's chain back into the scorer
+        if node.op_type == "Cast":
+            to = next(a.i for a in node.attribute if a.name == "to")
+            assert to != onnx.TensorProto.FLOAT16, node.name
+        node = producer.get(node.input[0])
+        seen += 1
+    fp16_scorer_nodes = [n.name for n in model.graph.node if n.name.startswith("/scorer/")
+                         and n.op_type == "Cast" and any(a.i == onnx.TensorProto.FLOAT16 for a in n.attribute)]
+    assert fp16_scorer_nodes == []
