@@ -167,6 +167,8 @@ def _loop(s: _State, opts: TrainOptions, device: torch.device, info: DistInfo) -
     bar = TrainProgress(s.total_steps, s.step, enabled=opts.progress and info.is_main)
     log = (opts.out / ck.LOG_NAME).open("a") if info.is_main else None
     with stop.installed(), bar:
+        if s.total_steps == 0:  # an untrained run (e.g. to export or benchmark random weights)
+            _save(s, opts, info, last)
         while s.step < s.total_steps and not stop.requested:
             epoch, offset = divmod(s.step, s.data.steps_per_epoch)
             for index in s.data.epoch_batches(epoch)[offset:]:

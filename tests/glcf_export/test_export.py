@@ -138,6 +138,18 @@ def test_fp16_file_scores_in_fp32(exported: Path) -> None:
             assert to != onnx.TensorProto.FLOAT16, node.name
         node = producer.get(node.input[0])
         seen += 1
-    fp16_scorer_nodes = [n.name for n in model.graph.node if n.name.startswith("/scorer/")
-                         and n.op_type == "Cast" and any(a.i == onnx.TensorProto.FLOAT16 for a in n.attribute)]
-    assert fp16_scorer_nodes == []
+    def cast_to(name: str) -> int | None:
+        n = producer.get(name)
+        if n is None or n.op_type != "Cast":
+            return None
+        return next(a.i for a in n.attribute if a.name == "to")
+
+    def rounded_to_fp16(name: str) -> bool:  # fed by Cast(→fp16), directly or via Cast(→fp32)
+        if cast_to(name) == onnx.TensorProto.FLOAT16:
+            return True
+        return cast_to(name) == onnx.TensorProto.FLOAT and cast_to(
+            producer[name].input[0]) == onnx.TensorProto.FLOAT16
+
+    rounded = [n.name for n in model.graph.node if n.name.startswith("/scorer/")
+               and n.op_type != "Cast" and any(rounded_to_fp16(i) for i in n.input)]
+    assert rounded == []
