@@ -74,6 +74,8 @@ class OnnxRuntimeRunner(Runner):
             TensorRT, CUDA, CPU (ONNX Runtime falls back along the list node by node).
         threads: intra-op threads (CPU provider); None: ONNX Runtime's default (all cores).
         optimization: graph optimisation level: all, extended, basic or disable.
+        spinning: let idle intra-op threads busy-wait (lower latency on an otherwise idle
+            many-core machine; off by default).
 
     Raises:
         ConfigError: missing file, unknown provider or optimisation level.
@@ -88,6 +90,7 @@ class OnnxRuntimeRunner(Runner):
         providers: list[str] | None = None,
         threads: int | None = None,
         optimization: str = "all",
+        spinning: bool = False,
     ) -> None:
         path = Path(path)
         if not path.is_file():
@@ -105,6 +108,10 @@ class OnnxRuntimeRunner(Runner):
         )
         if threads is not None:
             options.intra_op_num_threads = threads
+        # Off by default: idle workers do not busy-wait, which leaves the cores to the capture
+        # and decode threads of the camera loop. On the 2-core build machine batch-1 latency was
+        # the same either way within run-to-run noise (benchmarks/session_options.py).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         chosen = choose_providers(providers, ort.get_available_providers())
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)

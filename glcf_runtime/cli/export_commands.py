@@ -47,3 +47,4 @@ def export(
     model = out / ("model.engine" if trt else "model.onnx")
     console.print(f"next: glcf inspect {model} --source VIDEO_OR_FOLDER_OR_CAMERA --jsonl results.jsonl")
     console.print(f"      glcf threshold {model} --good GOOD_IMAGES   (re-calibrate on this backend)")
+    console.print(f"      glcf bench {run} --batch 1,8   (latency of every backend side by side)")
