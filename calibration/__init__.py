@@ -1,14 +1,7 @@
 """Calibration: fusion statistics, thresholds and metrics. Pure numpy/scipy; never imports torch."""
 
-from calibration.metrics import (
-    defects_from_masks,
-    image_auroc,
-    parse_defects_config,
-    pixel_auroc,
-    pro_auc,
-    saturation_area,
-    spro_auc,
-)
+from calibration.loco_defects import defects_from_masks, parse_defects_config, saturation_area
+from calibration.metrics import image_auroc, pixel_auroc, pro_auc, spro_auc
 from calibration.stats import MapStatistics, fusion_statistics
 from calibration.threshold import (
     ThresholdResult,

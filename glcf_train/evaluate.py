@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from calibration import metrics as M
+from calibration.loco_defects import defects_from_masks
 from glcf_runtime.errors import DataError
 from glcf_runtime.overlay import panel
 from glcf_runtime.preprocess import PreprocessSpec, read_image
@@ -149,7 +150,7 @@ def _defects(sample: Sample, size: tuple[int, int], config: dict[int, dict]) -> 
     area_ratio = (size[0] * size[1]) / float(masks[0].shape[0] * masks[0].shape[1])
     scaled = {v: {**e, "saturation_threshold": e["saturation_threshold"] *
                   (1.0 if e["relative_saturation"] else area_ratio)} for v, e in config.items()}
-    return M.defects_from_masks([_resize_mask(m, size) for m in masks], scaled)
+    return defects_from_masks([_resize_mask(m, size) for m in masks], scaled)
 
 
 def _write_images(samples: list[Sample], maps: np.ndarray, scores: np.ndarray, threshold: float,

@@ -6,15 +6,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from calibration.loco_defects import defects_from_masks, parse_defects_config, saturation_area
 from calibration.metrics import (
     area_up_to,
-    defects_from_masks,
     image_auroc,
-    parse_defects_config,
     pixel_auroc,
     pro_auc,
     pro_curve,
-    saturation_area,
     spro_auc,
     spro_curve,
 )

@@ -27,6 +27,7 @@ else:
 
 import numpy as np
 import calibration
+import calibration.loco_defects
 import calibration.metrics
 import calibration.stats
 import calibration.threshold
