@@ -49,8 +49,8 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint (``weights_only=True``: no code runs from the file)."""
     path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
+    if path.name != CHECKPOINT_NAME:
+        path = path / CHECKPOINT_NAME  # a run folder
     if not path.is_file():
         raise RunError(f"no checkpoint at {path}; train first with `glcf train ... --out {path.parent}`")
     try:

@@ -104,7 +104,8 @@ def demo(
     steps: Annotated[int | None, Opt(help="Training steps per category (default: the tiny preset's).")] = None,
     device: Annotated[str, Opt(help="cpu or cuda.")] = "cpu",
 ) -> None:
-    """The whole job offline: synthetic scenes → train (tiny) → calibrate → evaluate, with heat maps."""
+    """The whole job offline: synthetic scenes → train (tiny) → calibrate → evaluate → export →
+    inspect the test images with ONNX Runtime; prints metrics and where the heat maps are."""
     from glcf_runtime.cli.eval_commands import metrics_table
     from glcf_train.demo import run_demo
 
