@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from glcf_runtime.errors import ConfigError
 from glcf_train.checkpoint import load_checkpoint
 from glcf_train.config import GlcfConfig, from_dict
 from glcf_train.model import GLCF
@@ -47,3 +48,14 @@ def load_run(run: Path, device: str | torch.device = "cpu") -> tuple[GLCF, GlcfC
     model.load_state_dict(ckpt["model"])
     model.to(device).eval()
     return model, cfg, ckpt
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` as a device; a clear error where CUDA is absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"--device {name!r}: use cpu, cuda, cuda:N or auto")
+    return torch.device(name)

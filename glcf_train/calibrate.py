@@ -14,7 +14,7 @@ from calibration.stats import MapStatistics
 from calibration.threshold import ThresholdResult, select_threshold
 from glcf_runtime.errors import DataError, GlcfError
 from glcf_runtime.preprocess import PreprocessSpec
-from glcf_train.builder import load_run
+from glcf_train.builder import load_run, resolve_device
 from glcf_train.checkpoint import atomic_write_text
 from glcf_train.config import BranchMode, GlcfConfig, ScoringConfig, to_dict
 from glcf_train.data.datasets import load_images, read_split
@@ -49,12 +49,6 @@ class Calibration:
                 "scoring": to_dict(cfg.scoring), "stats": self.stats.to_dict(),
                 "threshold": self.threshold.to_dict(), "map_range": list(self.map_range),
                 "validation_scores": self.validation_scores}
-
-
-def device_of(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _batches(images: np.ndarray, batch_size: int, device: torch.device):
@@ -100,7 +94,7 @@ def calibrate_run(run: Path, data: Path | None = None, category: str | None = No
                   device: str = "auto", batch_size: int = 8, quantile: float = 0.99,
                   margin: float = 0.1, progress: bool = True) -> Calibration:
     """Compute and store a run's fusion statistics and default threshold."""
-    dev = device_of(device)
+    dev = resolve_device(device)
     model, cfg, ckpt = load_run(run, dev)
     root = Path(data) if data is not None else Path(ckpt["data"]["root"])
     category = category if category is not None else ckpt["data"]["category"]

@@ -20,8 +20,8 @@ from calibration.loco_defects import defects_from_masks
 from glcf_runtime.errors import DataError
 from glcf_runtime.overlay import panel
 from glcf_runtime.preprocess import PreprocessSpec, read_image
-from glcf_train.builder import load_run
-from glcf_train.calibrate import device_of, score_images, scorer_for
+from glcf_train.builder import load_run, resolve_device
+from glcf_train.calibrate import score_images, scorer_for
 from glcf_train.checkpoint import atomic_write_text
 from glcf_train.config import BranchMode
 from glcf_train.data.datasets import (
@@ -64,7 +64,7 @@ def evaluate_run(run: Path, data: Path | None = None, category: str | None = Non
                  save_maps: Path | None = None, overlays: Path | None = None,
                  device: str = "auto", batch_size: int = 8, progress: bool = True) -> EvalResult:
     """Score a run on the test split of its data set (or of ``data``/``category``)."""
-    dev = device_of(device)
+    dev = resolve_device(device)
     model, cfg, ckpt = load_run(run, dev)
     scorer, calib = scorer_for(run, cfg, branch_mode)
     scorer.to(dev)

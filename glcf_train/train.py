@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_train import checkpoint as ck
-from glcf_train.builder import build_model
+from glcf_train.builder import build_model, resolve_device
 from glcf_train.config import GlcfConfig, from_dict, save_yaml, to_dict, with_train
 from glcf_train.distributed import DistInfo, all_mean, barrier, init_distributed, shutdown
 from glcf_train.losses import glcf_losses
@@ -71,7 +71,7 @@ class _State:
 
 def train(opts: TrainOptions) -> TrainResult:
     """Train (or resume) a run; see :class:`TrainOptions`. Returns where it stopped."""
-    device = _device(opts.device)
+    device = resolve_device(opts.device)
     info = init_distributed(str(device))
     try:
         if info.is_main:
@@ -83,16 +83,6 @@ def train(opts: TrainOptions) -> TrainResult:
         return _loop(state, opts, device, info)
     finally:
         shutdown(info)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ConfigError(f"--device {name!r}: use cpu, cuda, cuda:N or auto")
-    return torch.device(name)
 
 
 def _optimizer(model: torch.nn.Module, cfg: GlcfConfig) -> torch.optim.Optimizer:
