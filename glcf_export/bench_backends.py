@@ -37,7 +37,7 @@ EXPORT_FILES = ("model.onnx", "model.fp16.onnx", "model.engine")
 
 
 class BenchBackend(str, Enum):
-    TORCH = "torch"  # the fused DeployModule, eager (FP32 on CPU, FP16 autocast on CUDA)
+    TORCH = "torch"  # the trained modules + scorer, eager (FP32 on CPU, FP16 autocast on CUDA)
     ONNXRUNTIME = "onnxruntime"  # model.onnx, CPU provider
     ONNXRUNTIME_FP16 = "onnxruntime-fp16"  # model.fp16.onnx, CPU provider
     TENSORRT = "tensorrt"  # model.engine, native TensorRT
@@ -55,7 +55,9 @@ class BenchTarget:
         folder: export folder holding model.onnx / model.fp16.onnx (/ model.engine).
         description: what was loaded, for the report.
         metadata: the artifact contract (input size, threshold, precision).
-        deploy: the fused torch module when a torch model is at hand, else None.
+        deploy: the torch module the ``torch`` backend runs when a torch model is at hand, else
+            None: the model's own modules as trained (timm's Swin blocks) and the reference
+            scorer, with the same uint8 input as the graph (see :func:`torch_module`).
         no_torch: why ``deploy`` is None.
         temporary: ``folder`` was made by the benchmark (an engine may be built into it).
         export_seconds: export stage times when the benchmark exported the model.
@@ -126,9 +128,20 @@ def _lap(start: float) -> float:
     return time.perf_counter() - start
 
 
-def preset_deploy(name: str) -> tuple[DeployModule, GlcfConfig, ArtifactMetadata, float]:
-    """A randomly initialised preset model fused with default scoring and identity statistics,
-    its config, metadata, and the seconds it took to build."""
+def torch_module(model: nn.Module, scorer: nn.Module) -> DeployModule:
+    """What the ``torch`` backend times: the model as trained and evaluated, in eager mode.
+
+    Not the graph's rewritten Swin blocks (``glcf_export.windowed``): the benchmark compares the
+    deployed graph with the PyTorch model users trained. ``benchmarks/graph_optimizations.py``
+    times every graph form in torch eager too.
+    """
+    return DeployModule(model, scorer, attention=None, fold=False)
+
+
+def preset_deploy(name: str) -> tuple[DeployModule, DeployModule, GlcfConfig, ArtifactMetadata, float]:
+    """A randomly initialised preset model fused with default scoring and identity statistics:
+    the module to export, the module the torch backend runs, the config, metadata, and the
+    seconds it took to build."""
     start = time.perf_counter()
     cfg = preset(name)
     model, _ = build_model(cfg, random_init=True)
@@ -136,7 +149,8 @@ def preset_deploy(name: str) -> tuple[DeployModule, GlcfConfig, ArtifactMetadata
     meta = bench_metadata(
         cfg, FusionStats.identity().to_dict(), 0.0, "placeholder: random weights, benchmark only"
     )
-    return DeployModule(model.eval(), scorer), cfg, meta, _lap(start)
+    model.eval()
+    return DeployModule(model, scorer), torch_module(model, scorer), cfg, meta, _lap(start)
 
 
 def prepare_target(
@@ -152,7 +166,7 @@ def prepare_target(
             "give MODEL_OR_RUN (an export or run folder) or --preset, not both and not neither"
         )
     if preset_name is not None:
-        deploy, cfg, meta, build_s = preset_deploy(preset_name)
+        deploy, eager, cfg, meta, build_s = preset_deploy(preset_name)
         seconds = {
             "build_model": build_s,
             **export_deploy(deploy, meta, workdir, cfg.model.image_size, log),
@@ -161,7 +175,7 @@ def prepare_target(
             workdir,
             f"preset {preset_name} (random init, identity fusion stats)",
             meta,
-            deploy,
+            eager,
             temporary=True,
             export_seconds=seconds,
         )
@@ -197,14 +211,14 @@ def _run_target(run: Path, workdir: Path, log: Log) -> BenchTarget:
             "threshold": {"threshold": 0.0, "rule": "placeholder: run not calibrated"},
         }
     note = "calibrated" if "map_range" in calib else "uncalibrated: identity fusion stats"
-    deploy = DeployModule(model, scorer)
+    eager = torch_module(model, scorer)
     exports = sorted(p.parent for p in run.glob("*/model.onnx"))
     if exports:
         return BenchTarget(
             exports[0],
             f"run {run} ({note}), export {exports[0]}",
             folder_metadata(exports[0]),
-            deploy,
+            eager,
         )
     meta = bench_metadata(
         cfg,
@@ -213,12 +227,12 @@ def _run_target(run: Path, workdir: Path, log: Log) -> BenchTarget:
         str(calib["threshold"]["rule"]),
         str(ckpt["data"].get("category") or ""),
     )
-    seconds = export_deploy(deploy, meta, workdir, cfg.model.image_size, log)
+    seconds = export_deploy(DeployModule(model, scorer), meta, workdir, cfg.model.image_size, log)
     return BenchTarget(
         workdir,
         f"run {run} ({note}), exported for the benchmark",
         meta,
-        deploy,
+        eager,
         temporary=True,
         export_seconds=seconds,
     )

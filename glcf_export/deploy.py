@@ -13,8 +13,10 @@ import copy
 import torch
 from torch import nn
 
+from glcf_export.windowed import AttentionForm, StaticPatchMerging, WindowedBlocks
 from glcf_train.config import BranchMode
 from glcf_train.model import GLCF, GlcfFeatures
+from glcf_train.model.decoder import SwinDecoder
 from glcf_train.scoring import TorchScorer
 
 
@@ -37,28 +39,67 @@ def fold_normalization(conv: nn.Conv2d, mean: torch.Tensor, scale: torch.Tensor)
     return folded
 
 
-class DeployModule(nn.Module):
-    """``image`` uint8 ``[B, H, W, 3]`` BGR → ``anomaly_map`` ``[B, H, W]``, ``score`` ``[B]``."""
+def windowed_extractor(phi_l: nn.Module, form: AttentionForm) -> nn.Module:
+    """A copy of Φ_L whose Swin stages keep their tokens in window order (see ``windowed``)."""
+    phi_l = copy.deepcopy(phi_l)
+    phi_l.stage1 = WindowedBlocks(phi_l.stage1.blocks, form)
+    phi_l.stage2 = WindowedBlocks(phi_l.stage2, form)
+    phi_l.stage3 = WindowedBlocks(phi_l.stage3, form)
+    for name in ("merge2", "merge3", "merge4"):
+        setattr(phi_l, name, StaticPatchMerging(getattr(phi_l, name)))
+    return phi_l
 
-    def __init__(self, model: GLCF, scorer: TorchScorer) -> None:
+
+def windowed_decoder(decoder: SwinDecoder, form: AttentionForm) -> SwinDecoder:
+    decoder = copy.deepcopy(decoder)
+    decoder.blocks14 = WindowedBlocks(decoder.blocks14, form)
+    decoder.blocks28 = WindowedBlocks(decoder.blocks28, form)
+    return decoder
+
+
+class DeployModule(nn.Module):
+    """``image`` uint8 ``[B, H, W, 3]`` BGR → ``anomaly_map`` ``[B, H, W]``, ``score`` ``[B]``.
+
+    ``attention``: the attention form of the window-order Swin blocks (``windowed``), or None for
+    timm's blocks as trained. ``fold``: the ImageNet normalisation folded into the patch-embedding
+    convolution (else it runs as its own Sub and Mul). Every setting computes the same function;
+    ``benchmarks/graph_optimizations.py`` times them against each other.
+    """
+
+    def __init__(self, model: GLCF, scorer: TorchScorer,
+                 attention: AttentionForm | None = AttentionForm.SEPARATE, fold: bool = True) -> None:
         super().__init__()
         self.mode = scorer.cfg.branch_mode
-        phi_l = copy.deepcopy(model.phi_l)
-        phi_l.patch_embed.proj = fold_normalization(
-            phi_l.patch_embed.proj, model.normalize.mean.flatten(), model.normalize.scale.flatten())
+        phi_l = model.phi_l if attention is None else windowed_extractor(model.phi_l, attention)
+        if fold:
+            phi_l = copy.deepcopy(phi_l) if attention is None else phi_l
+            phi_l.patch_embed.proj = fold_normalization(
+                phi_l.patch_embed.proj, model.normalize.mean.flatten(), model.normalize.scale.flatten())
+            self.normalize = None
+        else:
+            self.normalize = model.normalize
         self.phi_l = phi_l
         self.bottleneck = model.bottleneck
         need_global = self.mode in (BranchMode.BOTH, BranchMode.GLOBAL)
         need_local = self.mode in (BranchMode.BOTH, BranchMode.LOCAL)
+
+        def decoder(d: SwinDecoder, needed: bool) -> SwinDecoder | None:
+            if not needed:
+                return None
+            return d if attention is None else windowed_decoder(d, attention)
+
         # Decoders the mode does not use are not attributes, so they cannot reach the file.
-        self.phi_g = model.phi_g if need_global else None
-        self.psi_g = model.psi_g if need_global else None
-        self.psi_l = model.psi_l if need_local else None
+        self.phi_g = decoder(model.phi_g, need_global)
+        self.psi_g = decoder(model.psi_g, need_global)
+        self.psi_l = decoder(model.psi_l, need_local)
         self.scorer = scorer
         self.eval()
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = image.float().permute(0, 3, 1, 2)  # BGR 0-255, NCHW (TensorRT: uint8 only into Cast)
+        if self.normalize is not None:
+            x = self.normalize(image)  # Sub, Mul, BGR → RGB, NCHW: the trained model's own module
+        else:
+            x = image.float().permute(0, 3, 1, 2)  # BGR 0-255, NCHW (TensorRT: uint8 only into Cast)
         taps = self.phi_l(x)
         need_global = self.phi_g is not None
         theta, omega = self.bottleneck(taps[1:], theta=need_global, omega=True)

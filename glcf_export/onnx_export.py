@@ -21,8 +21,10 @@ class ExportError(GlcfError):
     """The export or one of its checks failed."""
 
 
-def export_fp32(deploy: torch.nn.Module, path: Path, image_size: int) -> onnx.ModelProto:
-    """Trace ``deploy`` with the TorchScript-based exporter (chosen explicitly), then onnxslim.
+def export_fp32(deploy: torch.nn.Module, path: Path, image_size: int,
+                slim: bool = True) -> onnx.ModelProto:
+    """Trace ``deploy`` with the TorchScript-based exporter (chosen explicitly), then onnxslim
+    (``slim=False`` keeps the traced graph as is: the baseline of the graph benchmark).
 
     Batch is dynamic (``batch``); height and width are fixed.
     """
@@ -42,7 +44,7 @@ def export_fp32(deploy: torch.nn.Module, path: Path, image_size: int) -> onnx.Mo
     model = onnx.load(str(raw))
     raw.unlink()
     _fix_io_shapes(model, image_size)
-    return simplify(model)
+    return simplify(model) if slim else model
 
 
 def _fix_io_shapes(model: onnx.ModelProto, size: int) -> None:
