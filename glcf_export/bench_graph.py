@@ -22,7 +22,7 @@ from glcf_export.bench_backends import bench_metadata
 from glcf_export.bench_report import machine_info, matmul_peak_gflops, physical_cores, versions
 from glcf_export.flops import count_flops
 from glcf_export.onnx_export import export_fp32, set_metadata
-from glcf_export.variants import VARIANTS, GraphVariant, build_variant
+from glcf_export.variants import VARIANTS, build_variant
 from glcf_runtime.backends.ort_runner import OnnxRuntimeRunner
 from glcf_train.builder import build_model, load_run
 from glcf_train.config import GlcfConfig, preset
@@ -164,7 +164,3 @@ def _rounds(results: list[VariantResult], runners: list, modules: list, images: 
 
 def variant_names(text: str | None) -> list[str] | None:
     return None if not text else [t.strip() for t in text.split(",") if t.strip()]
-
-
-def list_variants() -> list[GraphVariant]:
-    return list(VARIANTS)

@@ -13,10 +13,8 @@ from torch import nn
 
 from glcf_export.deploy import DeployModule
 from glcf_export.windowed import AttentionForm
-from glcf_train.config import BranchMode
 from glcf_train.model import GLCF, GlcfFeatures
 from glcf_train.scoring import (
-    BRANCHES,
     FusionStats,
     TorchScorer,
     error_maps,
@@ -33,13 +31,11 @@ class LiteralScorer(nn.Module):
     def __init__(self, scorer: TorchScorer, stats: FusionStats) -> None:
         super().__init__()
         self.cfg, self.size, self.blur = scorer.cfg, scorer.size, scorer.blur
-        cfg = scorer.cfg
-        w = {"local": cfg.w_local if cfg.branch_mode is not BranchMode.GLOBAL else 0.0,
-             "global": cfg.w_global if cfg.branch_mode is not BranchMode.LOCAL else 0.0}
-        weights = torch.tensor([[k / 3.0 * w[b] for k in cfg.scale_weights] for b in BRANCHES])
-        self.register_buffer("weights", weights, persistent=False)
+        sigma = torch.tensor(stats.sigma)
+        # TorchScorer's gains are weight / σ per (branch, scale); the weights alone are gains × σ.
+        self.register_buffer("weights", scorer.gains * sigma, persistent=False)
         self.register_buffer("mu", torch.tensor(stats.mu), persistent=False)
-        self.register_buffer("sigma", torch.tensor(stats.sigma), persistent=False)
+        self.register_buffer("sigma", sigma, persistent=False)
 
     def forward(self, f: GlcfFeatures) -> tuple[torch.Tensor, torch.Tensor]:
         total = None
