@@ -18,7 +18,7 @@ from rich.table import Table
 
 from glcf_export.bench import parse_batches
 from glcf_export.bench_graph import measure_variants, variant_names
-from glcf_export.bench_report import slug
+from glcf_export.machine import slug
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

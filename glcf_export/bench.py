@@ -37,10 +37,9 @@ from glcf_export.bench_backends import (
     prepare_target,
     runner_precision,
 )
-from glcf_export.bench_report import (
-    BenchReport,
-    BenchRow,
-    LoopRow,
+from glcf_export.bench_report import BenchReport, BenchRow, LoopRow, add_ratios
+from glcf_export.flops import count_flops
+from glcf_export.machine import (
     cuda_matmul_peak_gflops,
     machine_info,
     matmul_peak_gflops,
@@ -49,7 +48,6 @@ from glcf_export.bench_report import (
     reset_peak_rss,
     versions,
 )
-from glcf_export.flops import count_flops
 from glcf_runtime.backends import Runner
 from glcf_runtime.errors import ConfigError
 from glcf_runtime.loop import inspect
@@ -273,6 +271,7 @@ def run_bench(
         frames = [synthetic_frame(i) for i in range(4)]
         for backend in settings.backends:
             _bench_backend(report, backend, bench, settings, frames, video, log)
+    add_ratios(report)
     return report
 
 

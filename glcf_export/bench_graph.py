@@ -19,8 +19,8 @@ import onnx
 import torch
 
 from glcf_export.bench_backends import bench_metadata
-from glcf_export.bench_report import machine_info, matmul_peak_gflops, physical_cores, versions
 from glcf_export.flops import count_flops
+from glcf_export.machine import machine_info, matmul_peak_gflops, physical_cores, versions
 from glcf_export.onnx_export import export_fp32, set_metadata
 from glcf_export.variants import VARIANTS, build_variant
 from glcf_runtime.backends.ort_runner import OnnxRuntimeRunner

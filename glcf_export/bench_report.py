@@ -3,33 +3,19 @@ measured MatMul peak and memory), the JSON / CSV files named after them, and the
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import importlib.metadata
 import io
 import json
 import os
-import platform
-import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
-import onnx
-import torch
 from rich.table import Table
 
-VERSION_OF = {
-    "torch": "torch",
-    "onnxruntime": "onnxruntime",
-    "onnx": "onnx",
-    "onnxslim": "onnxslim",
-    "glcf": "glcf",
-    "numpy": "numpy",
-    "opencv": "opencv-python-headless",
-    "tensorrt": "tensorrt",
-}
+from glcf_export.machine import slug
+
 NAME_VERSIONS = (("torch", "torch"), ("ort", "onnxruntime"), ("onnx", "onnx"), ("glcf", "glcf"))
 
 
@@ -59,6 +45,8 @@ class BenchRow:
     gpu_mem_mb: float | None = None
     achieved_gflops: float | None = None
     fraction_of_peak: float | None = None
+    vs_torch: float | None = None  # p50 latency ÷ torch's p50 at the same batch, in this run
+    outside_graph: float | None = None  # (capture + pre + post) ÷ the whole frame, per frame
 
 
 @dataclass
@@ -97,137 +85,17 @@ class BenchReport:
         return {**asdict(self), "precision": self.precision}
 
 
-def cpu_model() -> str:
-    """``model name`` from /proc/cpuinfo (the processor string elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info() -> dict:
-    cuda = torch.cuda.is_available()
-    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "hostname": platform.node(),
-        "cpu": cpu_model(),
-        "logical_cores": os.cpu_count(),
-        "usable_cores": len(affinity) if affinity else os.cpu_count(),
-        "physical_cores": physical_cores(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "gpu": torch.cuda.get_device_name() if cuda else None,
-        "cuda": torch.version.cuda if cuda else None,
-    }
-
-
-def versions() -> dict[str, str | None]:
-    """Installed versions of the packages a result depends on (None: not installed)."""
-    found: dict[str, str | None] = {}
-    for key, dist in VERSION_OF.items():
-        try:
-            found[key] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            found[key] = None
-    if found["opencv"] is None:
-        import cv2
-
-        found["opencv"] = cv2.__version__
-    return found
-
-
-def physical_cores() -> int:
-    """Physical cores this process may use (distinct core ids in /proc/cpuinfo, capped by the
-    CPU affinity); the logical count where /proc/cpuinfo says nothing."""
-    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores, physical = set(), "0"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "physical id":
-                physical = value.strip()
-            elif key.strip() == "core id":
-                cores.add((physical, value.strip()))
-    except OSError:
-        pass
-    return max(1, min(len(cores) or allowed or 1, allowed or 1))
-
-
-def matmul_peak_gflops(
-    threads: int, sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5
-) -> float:
-    """Best FP32 GFLOP/s of ONNX Runtime (CPU provider, ``threads``) on one square MatMul."""
-    import onnxruntime as ort
-
-    best = 0.0
-    for n in sizes:
-        inputs = [
-            onnx.helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, [n, n])
-            for x in ("a", "b")
-        ]
-        out = onnx.helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, [n, n])
-        graph = onnx.helper.make_graph(
-            [onnx.helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", inputs, [out]
-        )
-        model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(
-            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
-        rng = np.random.default_rng(0)
-        feed = {x: rng.standard_normal((n, n), dtype=np.float32) for x in ("a", "b")}
-        session.run(None, feed)  # warm-up
-        for _ in range(repeats):
-            start = time.perf_counter()
-            session.run(None, feed)
-            best = max(best, 2.0 * n**3 / (time.perf_counter() - start) / 1e9)
-    return best
-
-
-def cuda_matmul_peak_gflops(n: int = 4096, repeats: int = 10) -> float | None:
-    """Best FP16 GFLOP/s of one square torch matmul on the CUDA device; None without one."""
-    if not torch.cuda.is_available():
-        return None
-    a = torch.randn(n, n, device="cuda", dtype=torch.float16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.float16)
-    torch.matmul(a, b)
-    torch.cuda.synchronize()
-    best = 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        torch.cuda.synchronize()
-        best = max(best, 2.0 * n**3 / (time.perf_counter() - start) / 1e9)
-    return best
-
-
-def reset_peak_rss() -> None:
-    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS, where Linux allows it."""
-    with contextlib.suppress(OSError):  # else the peak covers the whole process lifetime
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory in MiB: VmHWM since the last reset, else the process's maximum."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def slug(text: str, limit: int = 40) -> str:
-    """``AMD EPYC 7763 64-Core Processor`` → ``amd-epyc-7763-64-core-processor``."""
-    text = re.sub(r"\((r|tm)\)|\b(cpu|processor)\b", "", text.lower())
-    return re.sub(r"[^a-z0-9.]+", "-", text).strip("-.")[:limit].strip("-.") or "unknown"
+def add_ratios(report: BenchReport) -> None:
+    """Fill each row's ``vs_torch`` and ``outside_graph``: the issue's targets are such ratios,
+    taken between rows of one run."""
+    torch_p50 = {r.batch: r.latency_p50_ms for r in report.rows if r.runnable and r.backend == "torch"}
+    for r in report.rows:
+        if not r.runnable or r.infer_ms is None:
+            continue
+        if r.backend != "torch" and torch_p50.get(r.batch):
+            r.vs_torch = r.latency_p50_ms / torch_p50[r.batch]
+        other = (r.capture_ms or 0.0) + (r.preprocess_ms or 0.0) + (r.postprocess_ms or 0.0)
+        r.outside_graph = other / (other + r.infer_ms)
 
 
 def result_stem(report: BenchReport) -> str:
@@ -384,7 +252,7 @@ def render(report: BenchReport) -> list:
                 _num(r.decode_fps),
             )
         out.append(loop)
-    return out + notes + _summary(report)
+    return out + notes + _summary(report) + _ratio_lines(report)
 
 
 def _summary(report: BenchReport) -> list[str]:
@@ -396,3 +264,15 @@ def _summary(report: BenchReport) -> list[str]:
         f"graph: {_num(flops.get('gflop_per_image'), 2)} GFLOP per image (MatMul, Gemm, Conv; "
         f"2 per multiply-add); FP32 MatMul peak {_num(peak.get('cpu_fp32'))} GFLOP/s{cuda}",
     ]
+
+
+def _ratio_lines(report: BenchReport) -> list[str]:
+    """One line per backend and batch: latency vs torch and the share outside the graph."""
+    lines = []
+    for r in report.rows:
+        if r.outside_graph is None:
+            continue
+        vs = f"p50 {r.vs_torch:.2f} × torch eager, " if r.vs_torch is not None else ""
+        lines.append(f"{r.backend} batch {r.batch}: {vs}{100 * r.outside_graph:.1f} % of a frame "
+                     "outside the graph (capture, resize, verdict)")
+    return lines

@@ -80,6 +80,10 @@ def test_cli_every_backend_appears(tmp_path: Path) -> None:
         assert row["latency_p50_ms"] <= row["latency_p99_ms"]
     assert rows["torch"]["runnable"] and rows["onnxruntime"]["runnable"]
     assert rows["onnxruntime-fp16"]["precision"] == "fp16-mixed"
+    ort, eager = rows["onnxruntime"], rows["torch"]
+    assert ort["vs_torch"] == pytest.approx(ort["latency_p50_ms"] / eager["latency_p50_ms"])
+    assert eager["vs_torch"] is None and 0 < ort["outside_graph"] < 1
+    assert "× torch eager" in result.output and "outside the graph" in result.output
     if not HAS_TENSORRT:
         reason = rows["tensorrt"]["reason"]
         assert not rows["tensorrt"]["runnable"]
