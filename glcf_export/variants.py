@@ -69,7 +69,7 @@ VARIANTS: tuple[GraphVariant, ...] = (
     GraphVariant("fused-scoring", "+ linear scoring reordered: scales combined at native "
                  "resolution, resized once, one separable Gaussian", None, True, True, True),
     GraphVariant("window-order", "+ Swin blocks in window order (one Gather per shift, constant "
-                 "bias+mask, scale folded), fused QKV projection", AttentionForm.FUSED, True, True, True),
+                 "bias+mask, scale folded, 3-D token tensors), fused QKV projection", AttentionForm.FUSED, True, True, True),
     GraphVariant("separate-qkv", "+ attention form: separate Q, K, V projections, K produced "
                  "transposed (what glcf export writes)", AttentionForm.SEPARATE, True, True, True),
 )
