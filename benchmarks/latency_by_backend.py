@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--min-time", type=float, default=10.0, help="seconds per backend × batch")
     parser.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds in which the backends take turns")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the result files")
     args = parser.parse_args(argv)
     preset = args.preset or (None if args.target else "paper")
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         args.threads,
         loop=False,
         log=console.print,
+        rounds=args.rounds,
     )
     for item in render(report):
         console.print(item)

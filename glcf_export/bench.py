@@ -16,13 +16,11 @@ import contextlib
 import io
 import json
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnx
 import torch
@@ -36,6 +34,13 @@ from glcf_export.bench_backends import (
     open_backend,
     prepare_target,
     runner_precision,
+)
+from glcf_export.bench_frames import (
+    FRAME_SIZE,
+    SOURCE_NAME,
+    MemorySource,
+    synthetic_frame,
+    write_video,
 )
 from glcf_export.bench_report import BenchReport, BenchRow, LoopRow, add_ratios
 from glcf_export.flops import count_flops
@@ -54,56 +59,17 @@ from glcf_runtime.loop import inspect
 from glcf_runtime.overlay import verdict
 from glcf_runtime.preprocess import preprocess
 from glcf_runtime.sinks import JsonlSink, Result
-from glcf_runtime.sources import Frame, FrameSource, VideoFileSource
+from glcf_runtime.sources import VideoFileSource
 
-FRAME_SIZE = (1280, 720)  # (width, height) of the synthetic camera frames
 MIN_RUNS = 3  # timed batches at least, however short min_time is
-SOURCE_NAME = "bench"
-
-
-class MemorySource(FrameSource):
-    """Frames held in memory, cycled without end; each read is a fresh copy, as a capture is."""
-
-    def __init__(self, frames: list[np.ndarray]) -> None:
-        super().__init__(SOURCE_NAME)
-        self.frames = frames
-
-    def iterate(self, stop: threading.Event | None = None) -> Iterator[Frame]:
-        index = 0
-        while stop is None or not stop.is_set():
-            yield Frame(index, time.time(), self.frames[index % len(self.frames)].copy())
-            index += 1
-
-
-def synthetic_frame(i: int, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
-    """A 1280×720 BGR test frame: gradient background, a moving tray, texture noise."""
-    w, h = size
-    x = np.linspace(0, 255, w, dtype=np.float32)[None, :]
-    y = np.linspace(0, 255, h, dtype=np.float32)[:, None]
-    frame = np.stack([x + 0 * y, y + 0 * x, (x + y) / 2], axis=-1).astype(np.uint8)
-    left = 100 + (i * 7) % (w - 500)
-    cv2.rectangle(frame, (left, 200), (left + 300, 500), (40, 120, 200), -1)
-    noise = np.random.default_rng(i).integers(0, 16, frame.shape, dtype=np.uint8)
-    return cv2.add(frame, noise)
-
-
-def write_video(path: Path, frames: int, fps: float = 30.0) -> Path:
-    """An MJPG video of ``frames`` synthetic 1280×720 frames (for the camera-loop benchmark)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, FRAME_SIZE)
-    if not writer.isOpened():
-        raise ConfigError(f"OpenCV cannot write the test video {path} (no MJPG encoder?)")
-    try:
-        for i in range(frames):
-            writer.write(synthetic_frame(i))
-    finally:
-        writer.release()
-    return path
 
 
 def time_backend(
-    runner: Runner, batch: int, warmup: int, min_time: float, frames: list[np.ndarray]
-) -> dict[str, float | int]:
-    """Time capture, pre-processing, inference and post-processing of ``batch``-frame batches."""
+    runner: Runner, batch: int, warmup: int, min_time: float, frames: list[np.ndarray],
+    min_runs: int = MIN_RUNS,
+) -> np.ndarray:
+    """Time capture, pre-processing, inference and post-processing of ``batch``-frame batches:
+    ``[runs, 4]`` seconds, at least ``min_runs`` batches and ``min_time`` seconds."""
     spec = runner.metadata.preprocess_spec
     threshold = runner.threshold.value
     buffer = np.empty((batch, spec.height, spec.width, 3), np.uint8)  # [B, H, W, 3]
@@ -139,9 +105,9 @@ def time_backend(
     for _ in range(warmup):
         step()
     samples, start = [], time.perf_counter()
-    while len(samples) < MIN_RUNS or time.perf_counter() - start < min_time:
+    while len(samples) < min_runs or time.perf_counter() - start < min_time:
         samples.append(step())
-    return summarise(np.array(samples), batch)
+    return np.array(samples)
 
 
 def summarise(samples: np.ndarray, batch: int) -> dict[str, float | int]:
@@ -190,8 +156,9 @@ class BenchSettings:
 
     backends: tuple[BenchBackend, ...]
     batches: tuple[int, ...]
-    warmup: int = 2  # untimed batches per backend and batch size
+    warmup: int = 2  # untimed batches per backend, batch size and round
     min_time: float = 5.0  # seconds of timed batches per backend and batch size (>= MIN_RUNS)
+    rounds: int = 3  # the backends take turns this many times; min_time is shared among them
     threads: int = 1  # CPU threads for torch, ONNX Runtime and the MatMul peak
     loop: bool = True
     loop_frames: int = 300
@@ -246,31 +213,43 @@ def run_bench(
     loop_frames: int = 300,
     cuda_graphs: bool = False,
     log: Log = print,
+    rounds: int = 3,
 ) -> BenchReport:
     """Benchmark ``backends`` × ``batches`` on an export / run folder or a preset.
+
+    The backends take turns: in each of ``rounds`` rounds every backend is opened, timed at every
+    batch size for ``min_time / rounds`` seconds and closed, so a machine whose speed drifts
+    (shared cores, clocks, heat) affects every backend alike and their ratios stay meaningful.
 
     Raises:
         ConfigError: bad arguments or target; a backend that cannot run is reported, not raised.
     """
-    if warmup < 0 or min_time < 0 or loop_frames < 1 or (threads is not None and threads < 1):
-        raise ConfigError("--warmup and --min-time must be >= 0, --threads and --loop-frames >= 1")
+    if warmup < 0 or min_time < 0 or loop_frames < 1 or rounds < 1 or (threads is not None and threads < 1):
+        raise ConfigError("--warmup and --min-time must be >= 0; --threads, --rounds and "
+                          "--loop-frames >= 1")
     settings = BenchSettings(
         parse_backends(backends),
         parse_batches(batches),
-        warmup,
-        min_time,
-        threads or physical_cores(),
-        loop,
-        loop_frames,
-        cuda_graphs,
+        warmup=warmup,
+        min_time=min_time,
+        rounds=rounds,
+        threads=threads or physical_cores(),
+        loop=loop,
+        loop_frames=loop_frames,
+        cuda_graphs=cuda_graphs,
     )
     with tempfile.TemporaryDirectory(prefix="glcf-bench-") as tmp, torch_threads(settings.threads):
         bench = prepare_target(target, preset, Path(tmp), log)
         report = _new_report(bench, settings, log)
         video = write_video(Path(tmp) / "loop.avi", loop_frames) if loop else None
         frames = [synthetic_frame(i) for i in range(4)]
-        for backend in settings.backends:
-            _bench_backend(report, backend, bench, settings, frames, video, log)
+        samples: dict[tuple[str, int], list[np.ndarray]] = {}
+        for turn in range(settings.rounds):
+            last = turn == settings.rounds - 1
+            for backend in settings.backends:
+                if backend.value not in report.skipped:
+                    _bench_backend(report, samples, backend, bench, settings, frames,
+                                   video if last else None, turn, log)
     add_ratios(report)
     return report
 
@@ -305,14 +284,17 @@ def _new_report(bench: BenchTarget, settings: BenchSettings, log: Log) -> BenchR
 
 def _bench_backend(
     report: BenchReport,
+    samples: dict[tuple[str, int], list[np.ndarray]],
     backend: BenchBackend,
     bench: BenchTarget,
     settings: BenchSettings,
     frames: list[np.ndarray],
     video: Path | None,
+    turn: int,
     log: Log,
 ) -> None:
-    """Open one backend, time it at every batch size (and the loop), record or explain."""
+    """One round of one backend: open it, time every batch size (and, in the last round, the
+    camera loop), close it; a backend that cannot open is recorded with its reason."""
     name, batches = backend.value, settings.batches
     reset_peak_rss()
     rss_before = peak_rss_mb()  # right after the reset: the current RSS
@@ -325,15 +307,17 @@ def _bench_backend(
         )
     except Exception as exc:  # any backend that fails to start is recorded with its reason
         report.skipped[name] = str(exc) or type(exc).__name__
+        report.rows = [r for r in report.rows if r.backend != name]
         report.rows.extend(BenchRow(name, b, False, report.skipped[name]) for b in batches)
         log(f"{name}: not runnable — {report.skipped[name]}")
         return
     load_s = time.perf_counter() - start
     with runner:
-        rows = [_bench_batch(report, runner, name, b, settings, frames, log) for b in batches]
+        rows = [_bench_batch(report, samples, runner, name, b, settings, frames, turn, log)
+                for b in batches]
         for row in rows:
-            row.load_s, row.rss_before_mb = load_s, rss_before
-        report.rows.extend(rows)
+            row.load_s = row.load_s if row.load_s is not None else load_s
+            row.rss_before_mb = row.rss_before_mb if row.rss_before_mb is not None else rss_before
         timed = [r for r in rows if r.runnable]
         if video is not None and timed and backend is not BenchBackend.TORCH:
             log(f"{name}: camera loop over {video.name} at batch {timed[0].batch} …")
@@ -344,23 +328,35 @@ def _bench_backend(
 
 def _bench_batch(
     report: BenchReport,
+    samples: dict[tuple[str, int], list[np.ndarray]],
     runner: Runner,
     name: str,
     batch: int,
     settings: BenchSettings,
     frames: list[np.ndarray],
+    turn: int,
     log: Log,
 ) -> BenchRow:
-    row = BenchRow(name, batch, precision=runner_precision(runner), device=_device(runner))
-    log(f"{name}: batch {batch} …")
+    """Time one batch size for this round and refresh its row from every round so far."""
+    row = next((r for r in report.rows if r.backend == name and r.batch == batch), None)
+    if row is None:
+        row = BenchRow(name, batch, precision=runner_precision(runner), device=_device(runner))
+        report.rows.append(row)
+    if not row.runnable:
+        return row
+    log(f"{name}: batch {batch}, round {turn + 1}/{settings.rounds} …")
     try:
-        figures = time_backend(runner, batch, settings.warmup, settings.min_time, frames)
+        got = time_backend(runner, batch, settings.warmup, settings.min_time / settings.rounds,
+                           frames, min_runs=-(-MIN_RUNS // settings.rounds))
     except Exception as exc:  # e.g. a batch above an engine's profile: recorded, not raised
         row.runnable, row.reason = False, f"{type(exc).__name__}: {exc}"
         return row
-    for key, value in figures.items():
+    samples.setdefault((name, batch), []).append(got)
+    for key, value in summarise(np.concatenate(samples[(name, batch)]), batch).items():
         setattr(row, key, value)
-    row.peak_rss_mb, row.gpu_mem_mb = peak_rss_mb(), gpu_memory_mb(runner)
+    row.peak_rss_mb = max(row.peak_rss_mb or 0.0, peak_rss_mb())
+    gpu = gpu_memory_mb(runner)
+    row.gpu_mem_mb = gpu if row.gpu_mem_mb is None or gpu is None else max(row.gpu_mem_mb, gpu)
     if report.flops is not None:
         row.achieved_gflops = report.flops["gflop_per_image"] * row.images_per_s
         peak = report.peak_gflops["cuda_fp16" if on_cuda(runner) else "cpu_fp32"]

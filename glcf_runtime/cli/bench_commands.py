@@ -34,7 +34,7 @@ def bench(
     ] = None,
     backends: Annotated[str, Opt(help="Comma-separated backends to run.")] = ALL_BACKENDS,
     batch: Annotated[str, Opt(help="Comma-separated batch sizes.")] = "1,8",
-    warmup: Annotated[int, Opt(help="Untimed batches per backend and batch size.")] = 3,
+    warmup: Annotated[int, Opt(help="Untimed batches per backend, batch size and round.")] = 3,
     min_time: Annotated[
         float, Opt(help="Seconds of timed batches per backend and batch size.")
     ] = 5.0,
@@ -54,6 +54,9 @@ def bench(
     ] = True,
     loop_frames: Annotated[int, Opt(help="Frames of the 1280x720 test video for --loop.")] = 300,
     cuda_graphs: Annotated[bool, Opt(help="torch on CUDA: replay CUDA graphs.")] = False,
+    rounds: Annotated[
+        int, Opt(help="Rounds in which the backends take turns (--min-time is shared among them).")
+    ] = 3,
 ) -> None:
     """Time every backend side by side: latency, images/s, memory, FLOP/s vs peak, loop overhead."""
     from glcf_export.bench import run_bench
@@ -71,6 +74,7 @@ def bench(
         loop_frames,
         cuda_graphs,
         log=console.print,
+        rounds=rounds,
     )
     for item in render(report):
         console.print(item)

@@ -12,8 +12,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from glcf_export.bench import loop_throughput, parse_backends, parse_batches, run_bench, write_video
+from glcf_export.bench import loop_throughput, parse_backends, parse_batches, run_bench
 from glcf_export.bench_backends import BenchTarget, TorchRunner, prepare_target
+from glcf_export.bench_frames import write_video
 from glcf_export.bench_report import BenchReport, result_stem
 from glcf_runtime.backends import OnnxRuntimeRunner
 from glcf_runtime.cli import app
@@ -114,6 +115,21 @@ def test_export_folder_has_no_torch_model(tiny: BenchTarget) -> None:
     ort = [r for r in report.rows if r.backend == "onnxruntime"]
     assert [r.batch for r in ort] == [1, 2] and all(r.runnable and r.runs >= 3 for r in ort)
     assert report.loop == [] and report.flops["unknown"] == []
+
+
+def test_backends_take_turns_round_by_round(tiny: BenchTarget) -> None:
+    lines: list[str] = []
+    args = (tiny.folder, None, "onnxruntime,onnxruntime-fp16", "1")
+    report = run_bench(*args, warmup=0, min_time=0.0, threads=1, loop=False, log=lines.append, rounds=2)
+    assert [line for line in lines if "round" in line] == [
+        "onnxruntime: batch 1, round 1/2 …",
+        "onnxruntime-fp16: batch 1, round 1/2 …",
+        "onnxruntime: batch 1, round 2/2 …",
+        "onnxruntime-fp16: batch 1, round 2/2 …",
+    ]
+    assert [(r.backend, r.runs) for r in report.rows] == [("onnxruntime", 4), ("onnxruntime-fp16", 4)]
+    with pytest.raises(ConfigError, match="--rounds"):
+        run_bench(*args, rounds=0, log=_quiet)
 
 
 def test_torch_runner_matches_onnxruntime(tiny: BenchTarget) -> None:
