@@ -1,29 +1,35 @@
-"""Calibration: fusion statistics, thresholds and metrics. Pure numpy/scipy; never imports torch."""
+"""Calibration: fusion statistics, thresholds and metrics. Pure numpy/scipy; never imports torch.
 
-from calibration.loco_defects import defects_from_masks, parse_defects_config, saturation_area
-from calibration.metrics import image_auroc, pixel_auroc, pro_auc, spro_auc
-from calibration.stats import MapStatistics, fusion_statistics
-from calibration.threshold import (
-    ThresholdResult,
-    ThresholdRule,
-    f1_optimal_threshold,
-    select_threshold,
-    threshold_from_normal,
-)
+The names below load their submodule on first use, so that ``calibration.threshold`` (numpy only,
+used by the deployment runtime's ``glcf threshold``) does not pull in scipy through the metrics.
+"""
 
-__all__ = [
-    "MapStatistics",
-    "ThresholdResult",
-    "ThresholdRule",
-    "defects_from_masks",
-    "f1_optimal_threshold",
-    "fusion_statistics",
-    "image_auroc",
-    "parse_defects_config",
-    "pixel_auroc",
-    "pro_auc",
-    "saturation_area",
-    "select_threshold",
-    "spro_auc",
-    "threshold_from_normal",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_SOURCES = {
+    "defects_from_masks": "loco_defects",
+    "parse_defects_config": "loco_defects",
+    "saturation_area": "loco_defects",
+    "image_auroc": "metrics",
+    "pixel_auroc": "metrics",
+    "pro_auc": "metrics",
+    "spro_auc": "metrics",
+    "MapStatistics": "stats",
+    "fusion_statistics": "stats",
+    "ThresholdResult": "threshold",
+    "ThresholdRule": "threshold",
+    "f1_optimal_threshold": "threshold",
+    "select_threshold": "threshold",
+    "threshold_from_normal": "threshold",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'calibration' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"calibration.{_SOURCES[name]}"), name)

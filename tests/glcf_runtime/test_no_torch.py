@@ -34,3 +34,19 @@ def test_cli_help_without_torch() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "train" in proc.stdout and "calibrate" in proc.stdout
+
+
+def test_threshold_path_needs_neither_torch_nor_scipy() -> None:
+    """`glcf threshold` runs on a bare runtime install: calibration.threshold is numpy only."""
+    code = BLOCK_TORCH.replace("('torch', 'timm', 'torchvision')", "('torch', 'timm', 'torchvision', 'scipy', 'sklearn')")
+    code += (
+        "import numpy as np\n"
+        "from calibration.threshold import select_threshold\n"
+        "import glcf_runtime.loop\n"
+        "r = select_threshold(np.array([0.1, 0.2, 0.3, 0.9]), None, 0.99, 0.0)\n"
+        "assert r.threshold > 0.3, r\n"
+        "assert 'scipy' not in sys.modules and 'torch' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
