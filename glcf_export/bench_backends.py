@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 from torch import nn
 
 from glcf_export.deploy import DeployModule
 from glcf_export.onnx_export import export_fp32, read_metadata, set_metadata, to_mixed_fp16
+from glcf_export.torch_runner import TorchRunner
 from glcf_runtime.backends import OnnxRuntimeRunner, Runner, open_runner
 from glcf_runtime.backends.trt_runner import read_sidecar
 from glcf_runtime.errors import ConfigError, GlcfError
@@ -197,19 +197,25 @@ def prepare_target(
     )
 
 
-def _run_target(run: Path, workdir: Path, log: Log) -> BenchTarget:
-    """A run: the torch model from its checkpoint, ONNX files from an export inside it or fresh."""
+def run_scorer(run: Path, cfg: GlcfConfig) -> tuple[TorchScorer, dict]:
+    """The run's calibrated scorer and calibration; for an uncalibrated run (a benchmark needs
+    none) identity statistics and a placeholder threshold."""
     from glcf_train.calibrate import NotCalibrated, scorer_for
 
-    model, cfg, ckpt = load_run(run, "cpu")
     try:
-        scorer, calib = scorer_for(run, cfg)
+        return scorer_for(run, cfg)
     except NotCalibrated:
         scorer = TorchScorer(cfg.scoring, cfg.model.image_size, FusionStats.identity())
-        calib = {
+        return scorer, {
             "stats": FusionStats.identity().to_dict(),
             "threshold": {"threshold": 0.0, "rule": "placeholder: run not calibrated"},
         }
+
+
+def _run_target(run: Path, workdir: Path, log: Log) -> BenchTarget:
+    """A run: the torch model from its checkpoint, ONNX files from an export inside it or fresh."""
+    model, cfg, ckpt = load_run(run, "cpu")
+    scorer, calib = run_scorer(run, cfg)
     note = "calibrated" if "map_range" in calib else "uncalibrated: identity fusion stats"
     eager = torch_module(model, scorer)
     exports = sorted(p.parent for p in run.glob("*/model.onnx"))
@@ -246,83 +252,6 @@ def folder_metadata(folder: Path) -> ArtifactMetadata:
             return read_metadata(model, str(folder / name))
     engine = folder / "model.engine"
     return ArtifactMetadata.from_props(read_sidecar(engine), str(engine))
-
-
-class TorchRunner(Runner):
-    """The fused deploy module behind the runtime's ``Runner`` interface.
-
-    CPU: FP32 eager under ``torch.inference_mode()``. CUDA: FP16 autocast, optionally replayed
-    from a CUDA graph captured once per batch size.
-    """
-
-    backend = "torch"
-
-    def __init__(
-        self,
-        deploy: nn.Module,
-        path: Path,
-        metadata: ArtifactMetadata,
-        device: str = "cpu",
-        cuda_graphs: bool = False,
-    ) -> None:
-        super().__init__(path, metadata)
-        self.device = torch.device(device)
-        self.module = deploy.to(self.device).eval()
-        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
-        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, tuple]] = {}
-
-    @property
-    def max_batch(self) -> int | None:
-        return None
-
-    @property
-    def precision(self) -> str:
-        if self.device.type == "cpu":
-            return "fp32"
-        return "fp16-autocast" + ("+cuda-graph" if self.cuda_graphs else "")
-
-    def describe(self) -> str:
-        return f"torch eager {self.precision} on {self.device}"
-
-    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.device.type == "cpu":
-            with torch.inference_mode():
-                maps, scores = self.module(torch.from_numpy(batch))
-            return maps.numpy(), scores.numpy()
-        maps, scores = self._replay(batch) if self.cuda_graphs else self._cuda(batch)
-        return maps.float().cpu().numpy(), scores.float().cpu().numpy()
-
-    def _cuda(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
-            return self.module(x)
-
-    def _replay(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Copy into the graph's static input, replay, return its static outputs."""
-        n = batch.shape[0]
-        if n not in self._graphs:
-            static = torch.from_numpy(batch).to(self.device)
-            autocast = torch.autocast("cuda", dtype=torch.float16, cache_enabled=False)
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side), torch.inference_mode(), autocast:
-                for _ in range(3):  # warm-up on a side stream before capture (PyTorch docs)
-                    self.module(static)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph), torch.inference_mode(), autocast:
-                outputs = self.module(static)
-            self._graphs[n] = (graph, static, outputs)
-        graph, static, outputs = self._graphs[n]
-        static.copy_(torch.from_numpy(batch))
-        graph.replay()
-        return outputs
-
-    def close(self) -> None:
-        self._graphs.clear()
-        if self.device.type == "cuda":
-            self.module.to("cpu")
-            torch.cuda.empty_cache()
 
 
 def open_backend(

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import torch
 
-from glcf_export.bench_backends import bench_metadata
+from glcf_export.bench_backends import bench_metadata, run_scorer
 from glcf_export.flops import count_flops
 from glcf_export.machine import machine_info, matmul_peak_gflops, physical_cores, versions
 from glcf_export.onnx_export import export_fp32, set_metadata
@@ -59,16 +59,9 @@ class VariantResult:
 def load_model(run: Path | None, preset_name: str | None) -> tuple[GLCF, GlcfConfig, TorchScorer, FusionStats, str]:
     """A run's model and calibrated scorer, or a random-init preset with identity statistics."""
     if run is not None:
-        from glcf_train.calibrate import NotCalibrated, scorer_for
-
         model, cfg, _ = load_run(run, "cpu")
-        try:
-            scorer, calib = scorer_for(run, cfg)
-            stats = FusionStats.from_dict(calib["stats"])
-        except NotCalibrated:
-            stats = FusionStats.identity()
-            scorer = TorchScorer(cfg.scoring, cfg.model.image_size, stats)
-        return model.eval(), cfg, scorer, stats, f"run {run}"
+        scorer, calib = run_scorer(run, cfg)
+        return model.eval(), cfg, scorer, FusionStats.from_dict(calib["stats"]), f"run {run}"
     torch.manual_seed(0)
     cfg = preset(preset_name or "paper")
     model, _ = build_model(cfg, random_init=True)
