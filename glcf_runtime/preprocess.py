@@ -88,6 +88,22 @@ def preprocess(frame: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return cv2.resize(frame, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
 
 
+def parse_roi(text: str) -> tuple[int, int, int, int]:
+    """``"x,y,w,h"`` (pixels of the source frame) → a crop for :class:`PreprocessSpec`.
+
+    Raises:
+        ConfigError: not four integers, a negative corner or an empty size.
+    """
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        x = y = w = h = -1
+    if x < 0 or y < 0 or w <= 0 or h <= 0:
+        raise ConfigError(f"--roi {text!r}: give x,y,w,h in pixels of the source frame (corner "
+                          "x,y >= 0, size w,h > 0), e.g. --roi 160,0,960,720")
+    return x, y, w, h
+
+
 def load_preprocessed(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
     """``preprocess(read_image(path), spec)``: uint8 BGR ``[spec.height, spec.width, 3]``."""
     return preprocess(read_image(path), spec)

@@ -18,7 +18,7 @@ import math
 import os
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -112,6 +112,14 @@ class Runner(ABC):
         for _ in range(n):
             self.infer(frames)
 
+    def set_roi(self, roi: tuple[int, int, int, int] | None) -> None:
+        """Crop every frame to ``roi`` before resizing, instead of the metadata's crop.
+
+        A ``threshold.json`` measured with another crop no longer applies (see ``load_threshold``).
+        """
+        self.metadata = replace(self.metadata, roi=roi)
+        self._threshold = None
+
     @property
     def threshold(self) -> ThresholdChoice:
         """``threshold.json`` next to the artifact if it is current, else the metadata's."""
@@ -153,7 +161,8 @@ def load_threshold(artifact: Path, metadata: ArtifactMetadata) -> ThresholdChoic
     """The threshold stored next to ``artifact``, unless it belongs to another export.
 
     A ``threshold.json`` is stale (and ignored, with a warning) when its config hash differs
-    from the metadata's, or when the artifact it was measured on is still there with other bytes.
+    from the metadata's, when the artifact it was measured on is still there with other bytes,
+    or when it was measured on frames cropped to another region of interest.
 
     Raises:
         ConfigError: the file exists but cannot be parsed.
@@ -173,14 +182,19 @@ def load_threshold(artifact: Path, metadata: ArtifactMetadata) -> ThresholdChoic
     stale = data.get("config_hash") != metadata.config_hash or (
         measured_on.is_file() and data.get("artifact_sha256") != file_sha256(measured_on)
     )
-    if stale:
-        log.warning(
-            "%s was measured on another export of this model and is ignored; run "
-            "glcf threshold again to re-calibrate",
-            file,
-        )
+    roi = tuple(data["roi"]) if data.get("roi") else None
+    if stale or roi != metadata.roi:
+        why = ("another export of this model" if stale else
+               f"frames cropped to {_roi_text(roi)}, not {_roi_text(metadata.roi)}")
+        log.warning("%s was measured on %s and is ignored; run glcf threshold again%s to "
+                    "re-calibrate", file, why,
+                    f" with --roi {_roi_text(metadata.roi)}" if metadata.roi and not stale else "")
         return _metadata_choice(metadata, f" ({file} is stale and was ignored)")
     return ThresholdChoice(value, f"{file} ({data.get('rule', '?')} on {measured_on.name})")
+
+
+def _roi_text(roi: tuple[int, ...] | None) -> str:
+    return ",".join(map(str, roi)) if roi else "the whole frame"
 
 
 def save_threshold(runner: Runner, result: dict, scores: dict[str, dict]) -> Path:
@@ -200,6 +214,7 @@ def save_threshold(runner: Runner, result: dict, scores: dict[str, dict]) -> Pat
         "artifact": runner.path.name,
         "artifact_sha256": file_sha256(runner.path),
         "config_hash": runner.metadata.config_hash,
+        "roi": list(runner.metadata.roi) if runner.metadata.roi else None,
         "backend": runner.describe(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "scores": scores,

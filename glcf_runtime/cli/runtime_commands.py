@@ -37,6 +37,13 @@ ProviderOpt = Annotated[
     ),
 ]
 ThreadsOpt = Annotated[int | None, Opt(help="ONNX Runtime intra-op threads (default: all cores).")]
+RoiOpt = Annotated[
+    str | None,
+    Opt(
+        help="Crop every frame to x,y,w,h (pixels of the source frame) before resizing, e.g. to "
+        "cut letterbox bars; calibrate glcf threshold with the same crop."
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -78,25 +85,31 @@ def inspect_command(
     save_anomalies: Annotated[
         Path | None, Opt(help="Write a heat-map panel PNG per anomalous frame into this folder.")
     ] = None,
+    roi: RoiOpt = None,
 ) -> None:
     """Inspect frames: verdict and heat map per frame; exit 0 when the source ran to its end."""
     from glcf_runtime.backends import open_runner
     from glcf_runtime.loop import inspect
+    from glcf_runtime.preprocess import parse_roi
     from glcf_runtime.sources import open_source
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    crop = parse_roi(roi) if roi is not None else None
     stop = threading.Event()
     with contextlib.ExitStack() as stack:
         runner = stack.enter_context(
             open_runner(model, backend, providers=provider, threads=threads)
         )
+        if crop is not None:
+            runner.set_roi(crop)
         frames = stack.enter_context(open_source(source))
         outputs = _open_sinks(stack, stop, frames.fps, jsonl, save_video, save_anomalies, show)
         runner.warmup()
         t = runner.threshold.value if threshold is None else threshold
         origin = runner.threshold.origin if threshold is None else "--threshold"
+        region = "" if runner.metadata.roi is None else f", cropped to {roi or runner.metadata.roi}"
         console.print(
-            f"{runner.describe()}\nthreshold {t} ({origin})\nsource {frames.name}",
+            f"{runner.describe()}\nthreshold {t} ({origin})\nsource {frames.name}{region}",
             highlight=False,
             soft_wrap=True,
         )
@@ -173,12 +186,17 @@ def threshold_command(
     backend: BackendOpt = None,
     provider: ProviderOpt = None,
     threads: ThreadsOpt = None,
+    roi: RoiOpt = None,
 ) -> None:
     """Re-calibrate the threshold on the deployed backend; writes threshold.json next to the model."""
     from glcf_runtime.backends import open_runner
     from glcf_runtime.loop import calibrate_threshold
+    from glcf_runtime.preprocess import parse_roi
 
+    crop = parse_roi(roi) if roi is not None else None
     with open_runner(model, backend, providers=provider, threads=threads) as runner:
+        if crop is not None:
+            runner.set_roi(crop)
         result, file = calibrate_threshold(runner, good, anomalous, quantile, margin, batch)
         err_console.print(f"scored with {runner.describe()}", highlight=False, soft_wrap=True)
     detail = (
@@ -193,7 +211,8 @@ def threshold_command(
         soft_wrap=True,
     )
     console.print(
-        f"next: glcf inspect {model} --source SRC (uses {file.name}; --threshold overrides it)",
+        f"next: glcf inspect {model} --source SRC{f' --roi {roi}' if roi else ''} "
+        f"(uses {file.name}; --threshold overrides it)",
         highlight=False,
         soft_wrap=True,
     )

@@ -190,3 +190,71 @@ def test_sigterm_stops_cleanly_with_summary_and_complete_jsonl(tmp_path: Path) -
     assert 1 <= len(records) < 1000
     assert [r["frame"] for r in records] == list(range(len(records)))
     assert all("score" in r for r in records)
+
+
+def _letterboxed(folder: Path, pattern: list[bool]) -> Path:
+    """Contract frames with 16-pixel black bars left and right (96x64): the bars alone score 1."""
+    for path in write_images(folder, pattern):
+        image = cv2.imread(str(path))
+        cv2.imwrite(str(path), cv2.copyMakeBorder(image, 0, 0, 16, 16, cv2.BORDER_CONSTANT, value=0))
+    return folder
+
+
+def _verdicts(jsonl: Path) -> list[bool | None]:
+    return [json.loads(line).get("anomalous") for line in jsonl.read_text().splitlines()]
+
+
+def test_roi_crops_letterbox_bars_and_the_threshold_follows_it(tmp_path: Path) -> None:
+    model_dir = tmp_path / "export"
+    write_model(model_dir)
+    good = _letterboxed(tmp_path / "good", [False] * 8)
+    frames = _letterboxed(tmp_path / "frames", [False, True, False])
+    base = ["inspect", str(model_dir), "--source", str(frames), "--threads", "1", "--jsonl"]
+
+    result = cli.invoke(app, [*base, str(tmp_path / "bars.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert _verdicts(tmp_path / "bars.jsonl") == [True, True, True]  # the bars are flagged
+
+    result = cli.invoke(app, ["threshold", str(model_dir), "--good", str(good), "--threads", "1",
+                              "--roi", "16,0,64,64"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((model_dir / "threshold.json").read_text())["roi"] == [16, 0, 64, 64]
+    assert "--roi 16,0,64,64" in result.output  # the next command keeps the crop
+
+    result = cli.invoke(app, [*base, str(tmp_path / "crop.jsonl"), "--roi", "16,0,64,64"])
+    assert result.exit_code == 0, result.output
+    assert _verdicts(tmp_path / "crop.jsonl") == [False, True, False]
+    assert "threshold.json (normal_quantile" in " ".join(result.output.split())
+    assert "cropped to 16,0,64,64" in result.output
+
+    result = cli.invoke(app, [*base, str(tmp_path / "whole.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert "stale" in " ".join(result.output.split())  # measured on cropped frames: not used
+
+
+@pytest.mark.parametrize("roi", ["16,0,64", "a,b,c,d", "16,0,0,64", "-1,0,64,64"])
+def test_bad_roi_is_named_with_the_fix(
+    tmp_path: Path, roi: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_dir = tmp_path / "export"
+    write_model(model_dir)
+    frames = _letterboxed(tmp_path / "frames", [False])
+    monkeypatch.setattr(sys, "argv", ["glcf", "inspect", str(model_dir), "--source", str(frames),
+                                      f"--roi={roi}"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--roi '{roi}'" in err and "x,y,w,h" in err and "Traceback" not in err
+
+
+def test_roi_outside_the_frame_is_an_error_per_frame(tmp_path: Path) -> None:
+    model_dir = tmp_path / "export"
+    write_model(model_dir)
+    frames = _letterboxed(tmp_path / "frames", [False, False])
+    jsonl = tmp_path / "out.jsonl"
+    result = cli.invoke(app, ["inspect", str(model_dir), "--source", str(frames), "--threads", "1",
+                              "--roi", "40,0,64,64", "--jsonl", str(jsonl)])
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(records) == 2 and all("does not fit a 96x64 frame" in r["error"] for r in records)
+    assert "--roi x,y,w,h inside the frame" in records[0]["error"], result.output
