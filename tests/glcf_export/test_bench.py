@@ -181,3 +181,14 @@ def test_result_names_carry_machine_versions_and_precision() -> None:
         "bench_amd-epyc-7763-64-core_16c_none_torch2.14.1-cu130-"
         "ort1.32.0-onnx1.23.2-glcf0.1.0_20250102-030405"
     )
+
+
+def test_run_folder_benchmarks_its_checkpoint(trained_run: Path) -> None:
+    """A run (not calibrated): the torch model from its checkpoint, the graph exported for the run."""
+    report = run_bench(trained_run, None, "torch,onnxruntime", "1", warmup=0, min_time=0.0,
+                       threads=1, loop=False, log=_quiet, rounds=1)
+    assert "uncalibrated" in report.target["description"] and report.target["temporary"]
+    rows = {r.backend: r for r in report.rows}
+    assert rows["torch"].runnable and rows["onnxruntime"].runnable
+    assert rows["onnxruntime"].vs_torch and rows["onnxruntime"].vs_torch > 0
+    assert not any(trained_run.glob("*/model.onnx"))  # nothing written into the user's run

@@ -92,3 +92,11 @@ def test_measure_variants_smoke(tmp_path: Path) -> None:
     assert report["matmul_peak_gflops"] > 0
     with pytest.raises(ValueError, match="unknown variants"):
         measure_variants(preset_name="tiny", names=["nope"])
+
+
+def test_measure_variants_on_a_run(trained_run: Path) -> None:
+    report = measure_variants(trained_run, names=["separate-qkv"], rounds=1, per_round=1,
+                              with_torch=False, log=lambda _: None)
+    (row,) = report["variants"]
+    assert report["model"] == f"run {trained_run}" and row["map_err"] < 1e-4
+    assert "torch_b1_p50_ms" not in row
