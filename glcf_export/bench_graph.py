@@ -18,11 +18,12 @@ import numpy as np
 import onnx
 import torch
 
+from glcf_export.bench import torch_threads
 from glcf_export.bench_backends import bench_metadata, run_scorer
 from glcf_export.flops import count_flops
 from glcf_export.machine import machine_info, matmul_peak_gflops, physical_cores, versions
 from glcf_export.onnx_export import export_fp32, set_metadata
-from glcf_export.variants import VARIANTS, build_variant
+from glcf_export.variants import VARIANTS, GraphVariant, build_variant
 from glcf_runtime.backends.ort_runner import OnnxRuntimeRunner
 from glcf_train.builder import build_model, load_run
 from glcf_train.config import GlcfConfig, preset
@@ -90,7 +91,13 @@ def measure_variants(
     if unknown:
         raise ValueError(f"unknown variants {sorted(unknown)}; choose from {[v.name for v in VARIANTS]}")
     threads = threads or physical_cores()
-    torch.set_num_threads(threads)
+    with torch_threads(threads):
+        return _measure(chosen, run, preset_name, batches, rounds, per_round, with_torch, threads, log)
+
+
+def _measure(chosen: list[GraphVariant], run: Path | None, preset_name: str | None,
+             batches: tuple[int, ...], rounds: int, per_round: int, with_torch: bool, threads: int,
+             log: Log) -> dict:
     model, cfg, scorer, stats, described = load_model(run, preset_name)
     size = cfg.model.image_size
     rng = np.random.default_rng(0)
