@@ -67,7 +67,7 @@ class DeployModule(nn.Module):
     """
 
     def __init__(self, model: GLCF, scorer: TorchScorer,
-                 attention: AttentionForm | None = AttentionForm.SEPARATE, fold: bool = True) -> None:
+                 attention: AttentionForm | None = AttentionForm.HEAD_MAJOR, fold: bool = True) -> None:
         super().__init__()
         self.mode = scorer.cfg.branch_mode
         phi_l = model.phi_l if attention is None else windowed_extractor(model.phi_l, attention)

@@ -71,7 +71,10 @@ VARIANTS: tuple[GraphVariant, ...] = (
     GraphVariant("window-order", "+ Swin blocks in window order (one Gather per shift, constant "
                  "bias+mask, scale folded, 3-D token tensors), fused QKV projection", AttentionForm.FUSED, True, True, True),
     GraphVariant("separate-qkv", "+ attention form: separate Q, K, V projections, K produced "
-                 "transposed (what glcf export writes)", AttentionForm.SEPARATE, True, True, True),
+                 "transposed", AttentionForm.SEPARATE, True, True, True),
+    GraphVariant("head-major", "+ attention with heads outermost: Q, K, V come out of one batched "
+                 "MatMul per projection already split by head, Kᵀ folds into the MatMul, one "
+                 "Transpose per block left (what glcf export writes)", AttentionForm.HEAD_MAJOR, True, True, True),
 )
 
 

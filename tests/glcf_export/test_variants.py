@@ -61,16 +61,23 @@ def test_exported_graph_has_no_per_block_shape_work(tiny, tmp_path: Path) -> Non
     """The window-order graph has no roll (Slice/Concat), Pad or shape arithmetic in its Swin stages."""
     model, cfg = tiny
     scorer = TorchScorer(cfg.scoring, cfg.model.image_size, STATS)
-    counts = {}
-    for name in ("fused-scoring", "separate-qkv"):
-        graph = export_fp32(build_variant(variant(name), model, scorer, STATS), tmp_path / f"{name}.onnx", 224)
+    counts, graphs = {}, {}
+    for name in ("fused-scoring", "separate-qkv", "head-major"):
+        graphs[name] = graph = export_fp32(build_variant(variant(name), model, scorer, STATS), tmp_path / f"{name}.onnx", 224)
         counts[name] = collections.Counter(
             n.op_type for n in graph.graph.node if n.name.startswith(("/phi_l/stage", "/psi_l/blocks")))
     before, after = counts["fused-scoring"], counts["separate-qkv"]
     assert before["Pad"] > 0 and before["Slice"] > 0
     for op in ("Pad", "Slice", "Concat", "Shape", "Mod"):
-        assert after[op] == 0, (op, after)
+        assert after[op] == 0 and counts["head-major"][op] == 0, (op, counts)
     assert sum(after.values()) < sum(before.values()) / 2
+    # Heads outermost: Q and V need no Transpose. What is left is Kᵀ (the last two axes, which
+    # ONNX Runtime and TensorRT fold into the MatMul) and the output's [nH, B·T, hd] → [B·T, nH, hd].
+    head_major = [n for n in graphs["head-major"].graph.node
+                  if n.op_type == "Transpose" and n.name.startswith(("/phi_l/stage", "/psi_l/blocks"))]
+    perms = {tuple(n.attribute[0].ints) for n in head_major}
+    assert perms <= {(0, 1, 2, 4, 3), (1, 0, 2)}, perms
+    assert len(head_major) < 0.6 * after["Transpose"]
 
 
 def test_unknown_variant_is_named() -> None:
