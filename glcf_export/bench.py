@@ -163,6 +163,7 @@ class BenchSettings:
     loop: bool = True
     loop_frames: int = 300
     cuda_graphs: bool = False
+    pairs: int = 10  # batches alternating with torch, per backend and batch size (0: none)
 
     def to_dict(self) -> dict:
         return {
@@ -214,6 +215,7 @@ def run_bench(
     cuda_graphs: bool = False,
     log: Log = print,
     rounds: int = 3,
+    pairs: int = 10,
 ) -> BenchReport:
     """Benchmark ``backends`` × ``batches`` on an export / run folder or a preset.
 
@@ -224,8 +226,9 @@ def run_bench(
     Raises:
         ConfigError: bad arguments or target; a backend that cannot run is reported, not raised.
     """
-    if warmup < 0 or min_time < 0 or loop_frames < 1 or rounds < 1 or (threads is not None and threads < 1):
-        raise ConfigError("--warmup and --min-time must be >= 0; --threads, --rounds and "
+    if (warmup < 0 or min_time < 0 or pairs < 0 or loop_frames < 1 or rounds < 1
+            or (threads is not None and threads < 1)):
+        raise ConfigError("--warmup, --min-time and --pairs must be >= 0; --threads, --rounds and "
                           "--loop-frames >= 1")
     settings = BenchSettings(
         parse_backends(backends),
@@ -237,6 +240,7 @@ def run_bench(
         loop=loop,
         loop_frames=loop_frames,
         cuda_graphs=cuda_graphs,
+        pairs=pairs,
     )
     with tempfile.TemporaryDirectory(prefix="glcf-bench-") as tmp, torch_threads(settings.threads):
         bench = prepare_target(target, preset, Path(tmp), log)
@@ -250,6 +254,8 @@ def run_bench(
                 if backend.value not in report.skipped:
                     _bench_backend(report, samples, backend, bench, settings, frames,
                                    video if last else None, turn, log)
+        if settings.pairs:
+            _bench_pairs(report, bench, settings, frames, log)
     add_ratios(report)
     return report
 
@@ -362,6 +368,65 @@ def _bench_batch(
         peak = report.peak_gflops["cuda_fp16" if on_cuda(runner) else "cpu_fp32"]
         row.fraction_of_peak = row.achieved_gflops / peak if peak else None
     return row
+
+
+def paired_ratios(reference: Runner, runner: Runner, batch: np.ndarray, pairs: int) -> np.ndarray:
+    """Inference latency of ``runner`` ÷ ``reference`` for ``pairs`` back-to-back batches.
+
+    The two run one right after the other, the first of each pair alternating, so both see the
+    same machine state: the ratios hold where a shared machine's speed changes within seconds.
+    """
+    def once(r: Runner) -> float:
+        sync = torch.cuda.synchronize if on_cuda(r) else None
+        start = time.perf_counter()
+        r.infer(batch)
+        if sync is not None:
+            sync()
+        return time.perf_counter() - start
+
+    once(reference), once(runner)  # warm-up
+    ratios = []
+    for i in range(pairs):
+        if i % 2:
+            ours = once(runner)
+            ref = once(reference)
+        else:
+            ref = once(reference)
+            ours = once(runner)
+        ratios.append(ours / ref)
+    return np.array(ratios)
+
+
+def _bench_pairs(
+    report: BenchReport, bench: BenchTarget, settings: BenchSettings, frames: list[np.ndarray], log: Log
+) -> None:
+    """Fill ``paired_vs_torch`` of every row whose batch torch also ran."""
+    timed = {(r.backend, r.batch) for r in report.rows if r.runnable and r.infer_ms is not None}
+    torch_batches = {b for name, b in timed if name == BenchBackend.TORCH.value}
+    others = [b for b in settings.backends if b is not BenchBackend.TORCH and b.value not in report.skipped]
+    if not torch_batches or not others:
+        return
+    max_batch = max(settings.batches)
+    with open_backend(BenchBackend.TORCH, bench, settings.threads, max_batch, settings.cuda_graphs, log) as ref:
+        spec = ref.metadata.preprocess_spec
+        for backend in others:
+            try:
+                runner = open_backend(backend, bench, settings.threads, max_batch, settings.cuda_graphs, log)
+            except Exception as exc:  # it ran in the rounds; say why it cannot now, and go on
+                log(f"{backend.value}: no paired timing — {exc}")
+                continue
+            with runner:
+                for row in report.rows:
+                    if row.backend != backend.value or (row.backend, row.batch) not in timed \
+                            or row.batch not in torch_batches:
+                        continue
+                    log(f"{row.backend}: batch {row.batch}, {settings.pairs} batches alternating with torch …")
+                    batch = np.stack([preprocess(frames[i % len(frames)], spec) for i in range(row.batch)])
+                    ratios = paired_ratios(ref, runner, batch, settings.pairs)
+                    row.pairs = len(ratios)
+                    row.paired_vs_torch = float(np.median(ratios))
+                    row.paired_vs_torch_p25, row.paired_vs_torch_p75 = (
+                        float(v) for v in np.percentile(ratios, [25, 75]))
 
 
 def _device(runner: Runner) -> str:

@@ -46,6 +46,10 @@ class BenchRow:
     achieved_gflops: float | None = None
     fraction_of_peak: float | None = None
     vs_torch: float | None = None  # p50 latency ÷ torch's p50 at the same batch, in this run
+    pairs: int = 0  # batches timed alternating one by one with torch (run_bench's ``pairs``)
+    paired_vs_torch: float | None = None  # median of those back-to-back latency ratios
+    paired_vs_torch_p25: float | None = None
+    paired_vs_torch_p75: float | None = None
     outside_graph: float | None = None  # (capture + pre + post) ÷ the whole frame, per frame
 
 
@@ -273,6 +277,9 @@ def _ratio_lines(report: BenchReport) -> list[str]:
         if r.outside_graph is None:
             continue
         vs = f"p50 {r.vs_torch:.2f} × torch eager, " if r.vs_torch is not None else ""
+        if r.paired_vs_torch is not None:
+            vs += (f"back to back {r.paired_vs_torch:.2f} × (median of {r.pairs}, quartiles "
+                   f"{r.paired_vs_torch_p25:.2f}–{r.paired_vs_torch_p75:.2f}), ")
         lines.append(f"{r.backend} batch {r.batch}: {vs}{100 * r.outside_graph:.1f} % of a frame "
                      "outside the graph (capture, resize, verdict)")
     return lines

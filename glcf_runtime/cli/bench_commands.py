@@ -57,6 +57,11 @@ def bench(
     rounds: Annotated[
         int, Opt(help="Rounds in which the backends take turns (--min-time is shared among them).")
     ] = 3,
+    pairs: Annotated[
+        int,
+        Opt(help="Then time this many batches per backend alternating one by one with torch: "
+            "their median ratio holds on a machine whose speed changes (0: skip)."),
+    ] = 10,
 ) -> None:
     """Time every backend side by side: latency, images/s, memory, FLOP/s vs peak, loop overhead."""
     from glcf_export.bench import run_bench
@@ -75,6 +80,7 @@ def bench(
         cuda_graphs,
         log=console.print,
         rounds=rounds,
+        pairs=pairs,
     )
     for item in render(report):
         console.print(item)

@@ -12,7 +12,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from glcf_export.bench import loop_throughput, parse_backends, parse_batches, run_bench
+from glcf_export.bench import (
+    loop_throughput,
+    paired_ratios,
+    parse_backends,
+    parse_batches,
+    run_bench,
+)
 from glcf_export.bench_backends import BenchTarget, prepare_target
 from glcf_export.bench_frames import write_video
 from glcf_export.bench_report import BenchReport, result_stem
@@ -50,6 +56,8 @@ def test_cli_every_backend_appears(tmp_path: Path) -> None:
         "0.2",
         "--loop-frames",
         "4",
+        "--pairs",
+        "3",
         "--out-dir",
         str(tmp_path),
     ]
@@ -86,6 +94,12 @@ def test_cli_every_backend_appears(tmp_path: Path) -> None:
     assert ort["vs_torch"] == pytest.approx(ort["latency_p50_ms"] / eager["latency_p50_ms"])
     assert eager["vs_torch"] is None and 0 < ort["outside_graph"] < 1
     assert "× torch eager" in result.output and "outside the graph" in result.output
+    for name in ("onnxruntime", "onnxruntime-fp16"):  # timed back to back with torch
+        row = rows[name]
+        assert row["pairs"] == 3
+        assert 0 < row["paired_vs_torch_p25"] <= row["paired_vs_torch"] <= row["paired_vs_torch_p75"]
+    assert eager["pairs"] == 0 and eager["paired_vs_torch"] is None
+    assert "back to back" in result.output
     if not HAS_TENSORRT:
         reason = rows["tensorrt"]["reason"]
         assert not rows["tensorrt"]["runnable"]
@@ -192,3 +206,25 @@ def test_run_folder_benchmarks_its_checkpoint(trained_run: Path) -> None:
     assert rows["torch"].runnable and rows["onnxruntime"].runnable
     assert rows["onnxruntime"].vs_torch and rows["onnxruntime"].vs_torch > 0
     assert not any(trained_run.glob("*/model.onnx"))  # nothing written into the user's run
+
+
+def test_paired_ratios_of_one_model_against_itself(tiny: BenchTarget) -> None:
+    """The same graph in two sessions, back to back: ratios near 1, one per pair."""
+    meta = tiny.metadata
+    a = OnnxRuntimeRunner(tiny.folder / "model.onnx", threads=1)
+    b = OnnxRuntimeRunner(tiny.folder / "model.onnx", threads=1)
+    batch = np.zeros((2, meta.preprocess_spec.height, meta.preprocess_spec.width, 3), np.uint8)
+    with a, b:
+        ratios = paired_ratios(a, b, batch, 8)
+    assert ratios.shape == (8,)
+    assert 0.5 < float(np.median(ratios)) < 2.0
+
+
+def test_pairs_can_be_skipped(tiny: BenchTarget, tmp_path: Path) -> None:
+    report = run_bench(None, "tiny", "torch,onnxruntime", "1", warmup=0, min_time=0.0,
+                       threads=1, loop=False, log=_quiet, rounds=1, pairs=0)
+    rows = {r.backend: r for r in report.rows}
+    assert rows["onnxruntime"].vs_torch is not None  # torch ran, and no pairs were timed
+    assert all(r.pairs == 0 and r.paired_vs_torch is None for r in report.rows)
+    with pytest.raises(ConfigError, match="--pairs"):
+        run_bench(tiny.folder, None, "onnxruntime", "1", pairs=-1, log=_quiet)
