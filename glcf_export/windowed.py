@@ -18,7 +18,7 @@ already transposed) and ``head-major``, which ``glcf export`` writes: the tokens
 batch are one ``[1, B·T, C]`` matrix and each projection one MatMul against ``[nH, C, hd]``
 weights, so Q, K and V come out as ``[nH, B·T, hd]`` with no Transpose; ONNX Runtime folds the
 Kᵀ into its MatMul, and only the attention output is transposed back to ``[B·T, C]``. That was
-4 % faster than ``separate`` at batch 1 and 8 (ONNX Runtime FP32, 2 threads).
+1-4 % faster than ``separate`` at batch 1 and 8 (ONNX Runtime FP32, 2 threads; README).
 """
 
 from __future__ import annotations
