@@ -42,6 +42,7 @@ from glcf_export.bench_frames import (
     synthetic_frame,
     write_video,
 )
+from glcf_export.bench_pairs import bench_pairs
 from glcf_export.bench_report import BenchReport, BenchRow, LoopRow, add_ratios
 from glcf_export.flops import count_flops
 from glcf_export.machine import (
@@ -255,7 +256,7 @@ def run_bench(
                     _bench_backend(report, samples, backend, bench, settings, frames,
                                    video if last else None, turn, log)
         if settings.pairs:
-            _bench_pairs(report, bench, settings, frames, log)
+            bench_pairs(report, bench, settings, frames, log)
     add_ratios(report)
     return report
 
@@ -368,65 +369,6 @@ def _bench_batch(
         peak = report.peak_gflops["cuda_fp16" if on_cuda(runner) else "cpu_fp32"]
         row.fraction_of_peak = row.achieved_gflops / peak if peak else None
     return row
-
-
-def paired_ratios(reference: Runner, runner: Runner, batch: np.ndarray, pairs: int) -> np.ndarray:
-    """Inference latency of ``runner`` ÷ ``reference`` for ``pairs`` back-to-back batches.
-
-    The two run one right after the other, the first of each pair alternating, so both see the
-    same machine state: the ratios hold where a shared machine's speed changes within seconds.
-    """
-    def once(r: Runner) -> float:
-        sync = torch.cuda.synchronize if on_cuda(r) else None
-        start = time.perf_counter()
-        r.infer(batch)
-        if sync is not None:
-            sync()
-        return time.perf_counter() - start
-
-    once(reference), once(runner)  # warm-up
-    ratios = []
-    for i in range(pairs):
-        if i % 2:
-            ours = once(runner)
-            ref = once(reference)
-        else:
-            ref = once(reference)
-            ours = once(runner)
-        ratios.append(ours / ref)
-    return np.array(ratios)
-
-
-def _bench_pairs(
-    report: BenchReport, bench: BenchTarget, settings: BenchSettings, frames: list[np.ndarray], log: Log
-) -> None:
-    """Fill ``paired_vs_torch`` of every row whose batch torch also ran."""
-    timed = {(r.backend, r.batch) for r in report.rows if r.runnable and r.infer_ms is not None}
-    torch_batches = {b for name, b in timed if name == BenchBackend.TORCH.value}
-    others = [b for b in settings.backends if b is not BenchBackend.TORCH and b.value not in report.skipped]
-    if not torch_batches or not others:
-        return
-    max_batch = max(settings.batches)
-    with open_backend(BenchBackend.TORCH, bench, settings.threads, max_batch, settings.cuda_graphs, log) as ref:
-        spec = ref.metadata.preprocess_spec
-        for backend in others:
-            try:
-                runner = open_backend(backend, bench, settings.threads, max_batch, settings.cuda_graphs, log)
-            except Exception as exc:  # it ran in the rounds; say why it cannot now, and go on
-                log(f"{backend.value}: no paired timing — {exc}")
-                continue
-            with runner:
-                for row in report.rows:
-                    if row.backend != backend.value or (row.backend, row.batch) not in timed \
-                            or row.batch not in torch_batches:
-                        continue
-                    log(f"{row.backend}: batch {row.batch}, {settings.pairs} batches alternating with torch …")
-                    batch = np.stack([preprocess(frames[i % len(frames)], spec) for i in range(row.batch)])
-                    ratios = paired_ratios(ref, runner, batch, settings.pairs)
-                    row.pairs = len(ratios)
-                    row.paired_vs_torch = float(np.median(ratios))
-                    row.paired_vs_torch_p25, row.paired_vs_torch_p75 = (
-                        float(v) for v in np.percentile(ratios, [25, 75]))
 
 
 def _device(runner: Runner) -> str:

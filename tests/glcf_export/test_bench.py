@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 from glcf_export.bench import (
     loop_throughput,
-    paired_ratios,
     parse_backends,
     parse_batches,
     run_bench,
 )
 from glcf_export.bench_backends import BenchTarget, prepare_target
 from glcf_export.bench_frames import write_video
+from glcf_export.bench_pairs import paired_ratios
 from glcf_export.bench_report import BenchReport, result_stem
 from glcf_export.torch_runner import TorchRunner
 from glcf_runtime.backends import OnnxRuntimeRunner
