@@ -94,10 +94,10 @@ class WindowAttentionBlock(nn.Module):
 
     def _attention(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``[B, T, C]`` → attention output ``[B, T, C]``, computed per window."""
-        n, h = self.area, self.heads
-        hd = self.dim // h
         if self.form is AttentionForm.HEAD_MAJOR:
             return self._head_major(x)
+        n, h = self.area, self.heads
+        hd = self.dim // h
         x = x.reshape(-1, n, self.dim)  # [Bw, N, C], Bw = batch × windows
         if self.form is AttentionForm.FUSED:
             qkv = self.qkv(x).reshape(-1, n, 3, h, hd).permute(2, 0, 3, 1, 4)

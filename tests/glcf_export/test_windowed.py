@@ -45,8 +45,9 @@ def test_same_function_as_timm_blocks(form: AttentionForm, dim: int, grid: int, 
 def test_shift_mask_and_gathers_are_needed() -> None:
     """Dropping the shift mask changes the output: the equality above is not vacuous."""
     seq = _blocks(32, 14, 2, 2)
-    fast = WindowedBlocks(seq)
-    fast.blocks[1].logits_bias = fast.blocks[1].logits_bias[:1].clone()  # bias without the mask
+    fast = WindowedBlocks(seq, AttentionForm.HEAD_MAJOR)
+    # [nH, 1, nW, N, N]: the first window's bias (no seam in it) for every window, i.e. no mask
+    fast.blocks[1].logits_bias = fast.blocks[1].logits_bias[:, :, :1].clone()
     x = torch.randn(1, 14, 14, 32)
     with torch.no_grad():
         assert not torch.allclose(fast(x), seq(x), atol=1e-3)
