@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import TextIO
+
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+LOG_WIDTH = 160
+
+
+def width_for(stream: TextIO) -> int | None:
+    """Rich lays out output that is not a terminal (a log file, a pipe, ``tee``) 80 columns wide,
+    which cuts wide tables' cells ("1522…" for 1522.9); such output gets ``LOG_WIDTH`` columns
+    unless ``COLUMNS`` says otherwise. A terminal keeps its own width."""
+    if os.environ.get("COLUMNS") or stream.isatty():
+        return None
+    return LOG_WIDTH
+
+
+console = Console(width=width_for(sys.stdout))
+err_console = Console(stderr=True, width=width_for(sys.stderr))

@@ -100,6 +100,8 @@ def test_cli_every_backend_appears(tmp_path: Path) -> None:
         assert 0 < row["paired_vs_torch_p25"] <= row["paired_vs_torch"] <= row["paired_vs_torch_p75"]
     assert eager["pairs"] == 0 and eager["paired_vs_torch"] is None
     assert "back to back" in result.output
+    # Not a terminal: laid out wide enough that no header or figure is cut short ("prec…").
+    assert "precision" in result.output and "postproc" in result.output
     if not HAS_TENSORRT:
         reason = rows["tensorrt"]["reason"]
         assert not rows["tensorrt"]["runnable"]
