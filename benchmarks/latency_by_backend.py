@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
-
 from glcf_export.bench import run_bench
 from glcf_export.bench_report import render, write_report
+from glcf_runtime.cli.common import console
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL_BACKENDS = "torch,onnxruntime,onnxruntime-fp16,tensorrt"
@@ -31,7 +30,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the result files")
     args = parser.parse_args(argv)
     preset = args.preset or (None if args.target else "paper")
-    console = Console()
     report = run_bench(
         args.target,
         preset,
