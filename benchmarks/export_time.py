@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import onnx
 
+from glcf_bench.flops import count_flops
+from glcf_bench.machine import machine_info, slug, versions
+from glcf_bench.targets import bench_metadata
 from glcf_export import checks
-from glcf_export.bench_backends import bench_metadata
 from glcf_export.deploy import DeployModule
-from glcf_export.flops import count_flops
-from glcf_export.machine import machine_info, slug, versions
 from glcf_export.onnx_export import export_fp32, set_metadata, to_mixed_fp16
 from glcf_train.builder import build_model
 from glcf_train.config import preset

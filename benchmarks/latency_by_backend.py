@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from glcf_export.bench import run_bench
-from glcf_export.bench_report import render, write_report
-from glcf_runtime.cli.common import console
+from glcf_bench.bench import run_bench
+from glcf_bench.report import render, write_report
+from glcf_cli.common import console
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL_BACKENDS = "torch,onnxruntime,onnxruntime-fp16,tensorrt"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glcf_runtime.backends.ort_runner import OnnxRuntimeRunner
+from glcf_runtime.backends.onnxruntime import OnnxRuntimeRunner
 
 
 def p50_ms(path: Path, optimization: str, threads: int, runs: int, spinning: bool = False) -> float:

@@ -25,8 +25,8 @@ from glcf_export.checks import (
 )
 from glcf_export.deploy import DeployModule
 from glcf_export.onnx_export import ExportError, export_fp32, set_metadata, to_mixed_fp16
-from glcf_export.tensorrt_build import BuildOptions, build_engine, require_tensorrt
 from glcf_export.triton import write_triton_repository
+from glcf_runtime.backends.tensorrt.build import BuildOptions, build_engine, require_tensorrt
 from glcf_runtime.metadata import ArtifactMetadata
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.builder import load_run

@@ -14,7 +14,8 @@ import pytest
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 REPO = Path(__file__).resolve().parents[1]
-FIRST_PARTY = {"glcf_runtime", "glcf_train", "glcf_export", "calibration", "tests", "benchmarks"}
+FIRST_PARTY = {"glcf_runtime", "glcf_train", "glcf_export", "glcf_bench", "glcf_cli", "calibration", "tests",
+               "benchmarks"}
 # Modules of optional GPU seams that are not installed here, and their distributions.
 NOT_INSTALLED = {"tensorrt": "tensorrt", "cuda": "cuda-python", "pycuda": "pycuda"}
 # The extras each package may rely on (besides the core dependencies).
@@ -23,6 +24,8 @@ EXTRAS = {
     "calibration": ("train",),
     "glcf_train": ("train", "export"),
     "glcf_export": ("export", "train", "trt"),
+    "glcf_bench": ("runtime", "train", "export", "trt"),
+    "glcf_cli": ("runtime", "train", "export", "trt"),
 }
 OPTIONAL_SEAMS = {"pycuda"}  # tried lazily, with cuda-python as the declared alternative
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from glcf_runtime.backends.base import Runner, ThresholdChoice
-from glcf_runtime.backends.ort_runner import OnnxRuntimeRunner
-from glcf_runtime.backends.trt_runner import TensorRTRunner
+from glcf_runtime.backends.onnxruntime import OnnxRuntimeRunner
+from glcf_runtime.backends.tensorrt.runner import TensorRTRunner
 from glcf_runtime.errors import ConfigError
 
 

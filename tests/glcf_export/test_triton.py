@@ -12,14 +12,14 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto
 
-from glcf_export.tensorrt_build import (
+from glcf_export.triton import write_triton_repository
+from glcf_runtime.backends.tensorrt.build import (
     GpuInfo,
     make_sidecar,
     profile_shapes,
     sidecar_path,
     write_json_atomic,
 )
-from glcf_export.triton import write_triton_repository
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.metadata import INPUT_NAME, SCORE_NAME
 from tests.glcf_export.test_trt_ops import contract_model

@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from glcf_runtime.cli import app
+from glcf_cli import app
 from glcf_runtime.errors import ImageReadError
 from glcf_train.checkpoint import RunError, atomic_write, load_checkpoint
 from glcf_train.config import preset, with_train
@@ -129,7 +129,7 @@ def test_bad_file_in_training_folder_names_it(tmp_path: Path) -> None:
 def test_ddp_two_cpu_processes(tmp_path: Path, synth_root: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "--master-port", "29517", "-m", "glcf_runtime.cli", "train", "--data", str(synth_root),
+           "--master-port", "29517", "-m", "glcf_cli", "train", "--data", str(synth_root),
            "--category", CATEGORY, "--preset", "tiny", "--random-init", "--device", "cpu",
            "--steps", "3", "--batch-size", "2", "--out", str(tmp_path / "ddp")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

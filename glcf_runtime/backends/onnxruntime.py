@@ -1,7 +1,7 @@
 """ONNX Runtime backend: CPU, CUDA or TensorRT execution provider over ``model*.onnx``.
 
-Named ``ort_runner`` so that it does not shadow the ``onnxruntime`` package; onnxruntime itself
-is imported when a runner is made, not when this module is.
+onnxruntime itself is imported when a runner is made, not when this module is (absolute imports
+keep this module from shadowing the package).
 """
 
 from __future__ import annotations

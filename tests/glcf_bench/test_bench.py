@@ -12,19 +12,19 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from glcf_export.bench import (
+from glcf_bench.bench import (
     loop_throughput,
     parse_backends,
     parse_batches,
     run_bench,
 )
-from glcf_export.bench_backends import BenchTarget, prepare_target
-from glcf_export.bench_frames import write_video
-from glcf_export.bench_pairs import paired_ratios
-from glcf_export.bench_report import BenchReport, result_stem
-from glcf_export.torch_runner import TorchRunner
+from glcf_bench.frames import write_video
+from glcf_bench.pairs import paired_ratios
+from glcf_bench.report import BenchReport, result_stem
+from glcf_bench.targets import BenchTarget, prepare_target
+from glcf_bench.torch_runner import TorchRunner
+from glcf_cli import app
 from glcf_runtime.backends import OnnxRuntimeRunner
-from glcf_runtime.cli import app
 from glcf_runtime.errors import ConfigError
 
 ALL = ["torch", "onnxruntime", "onnxruntime-fp16", "tensorrt"]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from glcf_runtime.cli.common import console
+from glcf_cli.common import console
 
 Opt = typer.Option
 Run = Annotated[Path, typer.Argument(help="Run folder written by `glcf train`.")]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from glcf_runtime.cli.common import console, err_console
+from glcf_cli.common import console, err_console
 
 if TYPE_CHECKING:
     from glcf_runtime.loop import Summary

@@ -14,7 +14,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from glcf_export.tensorrt_build import (
+from glcf_runtime.backends.tensorrt.build import (
     DLA_NOTE,
     BuildOptions,
     GpuInfo,
@@ -188,7 +188,7 @@ def test_modules_import_without_torch_or_tensorrt() -> None:
         "        if name.split('.')[0] in ('torch', 'tensorrt'):\n"
         "            raise ImportError(name + ' is blocked')\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import glcf_export.trt_ops, glcf_export.tensorrt_build, glcf_export.triton\n"
+        "import glcf_export.trt_ops, glcf_runtime.backends.tensorrt.build, glcf_export.triton\n"
         "assert not {'torch', 'tensorrt'} & set(sys.modules)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

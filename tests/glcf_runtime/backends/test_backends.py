@@ -21,8 +21,8 @@ from glcf_runtime.backends import (
     resolve_artifact,
 )
 from glcf_runtime.backends.base import THRESHOLD_FILE, load_threshold
-from glcf_runtime.backends.ort_runner import choose_providers
-from glcf_runtime.backends.trt_runner import check_compatible
+from glcf_runtime.backends.onnxruntime import choose_providers
+from glcf_runtime.backends.tensorrt.runner import check_compatible
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.metadata import MetadataError
 from tests.glcf_runtime.contract_model import (
@@ -342,7 +342,7 @@ def test_tensorrt_runner_matches_onnxruntime_on_gpu(tmp_path: Path) -> None:
     config.add_optimization_profile(profile)
     engine = tmp_path / "model.engine"
     engine.write_bytes(bytes(builder.build_serialized_network(network, config)))
-    from glcf_runtime.backends.cuda import load_cuda_api
+    from glcf_runtime.backends.tensorrt.cuda import load_cuda_api
 
     name, capability = load_cuda_api().device()
     (tmp_path / "model.engine.json").write_text(

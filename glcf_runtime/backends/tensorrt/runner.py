@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from glcf_runtime.backends.base import Runner
-from glcf_runtime.backends.cuda import CudaApi, load_cuda_api
+from glcf_runtime.backends.tensorrt.cuda import CudaApi, load_cuda_api
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata, MetadataError
 

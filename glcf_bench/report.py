@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from glcf_export.machine import slug
+from glcf_bench.machine import slug
 
 NAME_VERSIONS = (("torch", "torch"), ("ort", "onnxruntime"), ("onnx", "onnx"), ("glcf", "glcf"))
 

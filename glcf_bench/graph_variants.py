@@ -1,6 +1,6 @@
 """Before/after figures for each graph optimisation (``benchmarks/graph_optimizations.py``).
 
-Every variant of :mod:`glcf_export.variants` is exported, checked against the torch reference,
+Every variant of :mod:`glcf_bench.variants` is exported, checked against the torch reference,
 counted (nodes, GFLOP) and timed: ONNX Runtime FP32 and, optionally, the same module in torch
 eager. Timings are interleaved — each round times every variant in turn — so that a machine
 that changes speed during the run (shared cores, clock changes) slows all variants alike.
@@ -18,13 +18,13 @@ import numpy as np
 import onnx
 import torch
 
-from glcf_export.bench import torch_threads
-from glcf_export.bench_backends import bench_metadata, run_scorer
-from glcf_export.flops import count_flops
-from glcf_export.machine import machine_info, matmul_peak_gflops, physical_cores, versions
+from glcf_bench.bench import torch_threads
+from glcf_bench.flops import count_flops
+from glcf_bench.machine import machine_info, matmul_peak_gflops, physical_cores, versions
+from glcf_bench.targets import bench_metadata, run_scorer
+from glcf_bench.variants import VARIANTS, GraphVariant, build_variant
 from glcf_export.onnx_export import export_fp32, set_metadata
-from glcf_export.variants import VARIANTS, GraphVariant, build_variant
-from glcf_runtime.backends.ort_runner import OnnxRuntimeRunner
+from glcf_runtime.backends.onnxruntime import OnnxRuntimeRunner
 from glcf_train.builder import build_model, load_run
 from glcf_train.config import GlcfConfig, preset
 from glcf_train.model import GLCF

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from glcf_runtime.cli.common import console
+from glcf_cli.common import console
 
 Opt = typer.Option
 
@@ -29,8 +29,8 @@ def export(
     triton: Annotated[Path | None, Opt(help="Also write a Triton model repository here.")] = None,
 ) -> None:
     """Fold the detector and its scoring into one ONNX graph (FP32 + mixed FP16), checked on real images."""
+    from glcf_cli.eval_commands import parse_branch_mode
     from glcf_export.export import ExportOptions, export_run
-    from glcf_runtime.cli.eval_commands import parse_branch_mode
 
     opts = ExportOptions(out, batch, not no_fp16, overwrite, parse_branch_mode(branch_mode), trt,
                          workspace_mb, dla, triton)

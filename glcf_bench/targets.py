@@ -20,11 +20,11 @@ import onnx
 import torch
 from torch import nn
 
+from glcf_bench.torch_runner import TorchRunner
 from glcf_export.deploy import DeployModule
 from glcf_export.onnx_export import export_fp32, read_metadata, set_metadata, to_mixed_fp16
-from glcf_export.torch_runner import TorchRunner
 from glcf_runtime.backends import OnnxRuntimeRunner, Runner, open_runner
-from glcf_runtime.backends.trt_runner import read_sidecar
+from glcf_runtime.backends.tensorrt.runner import read_sidecar
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.metadata import ArtifactMetadata
 from glcf_train.builder import build_model, load_run
@@ -298,7 +298,7 @@ def _open_tensorrt(target: BenchTarget, max_batch: int, log: Log) -> Runner:
                 f"{target.folder} holds no model.engine; build it on this "
                 "GPU with glcf export RUN --out DIR --trt"
             )
-        from glcf_export.tensorrt_build import BuildOptions, build_engine
+        from glcf_runtime.backends.tensorrt.build import BuildOptions, build_engine
 
         props = ArtifactMetadata(**{**target.metadata.__dict__, "precision": "fp16-mixed"})
         options = BuildOptions(batch=(1, 1, max_batch), timing_cache=target.folder / "timing.cache")

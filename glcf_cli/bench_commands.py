@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from glcf_runtime.cli.common import console
+from glcf_cli.common import console
 
 Opt = typer.Option
 ALL_BACKENDS = "torch,onnxruntime,onnxruntime-fp16,tensorrt"
@@ -64,8 +64,8 @@ def bench(
     ] = 10,
 ) -> None:
     """Time every backend side by side: latency, images/s, memory, FLOP/s vs peak, loop overhead."""
-    from glcf_export.bench import run_bench
-    from glcf_export.bench_report import render, write_report
+    from glcf_bench.bench import run_bench
+    from glcf_bench.report import render, write_report
 
     report = run_bench(
         model_or_run,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from glcf_runtime.cli import app, main
+from glcf_cli import app, main
 from tests.glcf_runtime.contract_model import write_images, write_model, write_video
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -159,7 +159,7 @@ def test_sigterm_stops_cleanly_with_summary_and_complete_jsonl(tmp_path: Path) -
         [
             sys.executable,
             "-m",
-            "glcf_runtime.cli",
+            "glcf_cli",
             "inspect",
             str(model),
             "--source",

@@ -25,7 +25,26 @@ import numpy as np
 import onnx
 import torch
 
-from glcf_export.bench_backends import (
+from glcf_bench.flops import count_flops
+from glcf_bench.frames import (
+    FRAME_SIZE,
+    SOURCE_NAME,
+    MemorySource,
+    synthetic_frame,
+    write_video,
+)
+from glcf_bench.machine import (
+    cuda_matmul_peak_gflops,
+    machine_info,
+    matmul_peak_gflops,
+    peak_rss_mb,
+    physical_cores,
+    reset_peak_rss,
+    versions,
+)
+from glcf_bench.pairs import bench_pairs
+from glcf_bench.report import BenchReport, BenchRow, LoopRow, add_ratios
+from glcf_bench.targets import (
     BenchBackend,
     BenchTarget,
     Log,
@@ -34,25 +53,6 @@ from glcf_export.bench_backends import (
     open_backend,
     prepare_target,
     runner_precision,
-)
-from glcf_export.bench_frames import (
-    FRAME_SIZE,
-    SOURCE_NAME,
-    MemorySource,
-    synthetic_frame,
-    write_video,
-)
-from glcf_export.bench_pairs import bench_pairs
-from glcf_export.bench_report import BenchReport, BenchRow, LoopRow, add_ratios
-from glcf_export.flops import count_flops
-from glcf_export.machine import (
-    cuda_matmul_peak_gflops,
-    machine_info,
-    matmul_peak_gflops,
-    peak_rss_mb,
-    physical_cores,
-    reset_peak_rss,
-    versions,
 )
 from glcf_runtime.backends import Runner
 from glcf_runtime.errors import ConfigError

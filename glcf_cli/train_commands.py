@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from glcf_runtime.cli.common import console
+from glcf_cli.common import console
 
 Opt = typer.Option
 
@@ -106,8 +106,8 @@ def demo(
 ) -> None:
     """The whole job offline: synthetic scenes → train (tiny) → calibrate → evaluate → export →
     inspect the test images with ONNX Runtime; prints metrics and where the heat maps are."""
-    from glcf_runtime.cli.eval_commands import metrics_table
-    from glcf_train.demo import run_demo
+    from glcf_cli.demo import run_demo
+    from glcf_cli.eval_commands import metrics_table
 
     names = [c.strip() for c in categories.split(",")] if categories else None
     results = run_demo(out, names, steps, device, log=console.print)

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from glcf_export.flops import count_flops, scope_of
+from glcf_bench.flops import count_flops, scope_of
 
 FLOAT = TensorProto.FLOAT
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from glcf_export.bench_graph import measure_variants
+from glcf_bench.graph_variants import measure_variants
+from glcf_bench.variants import VARIANTS, LiteralScorer, build_variant, variant
 from glcf_export.onnx_export import export_fp32
-from glcf_export.variants import VARIANTS, LiteralScorer, build_variant, variant
 from glcf_train.builder import build_model
 from glcf_train.config import BranchMode, preset
 from glcf_train.scoring import FusionStats, TorchScorer

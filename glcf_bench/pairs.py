@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from glcf_export.bench_backends import BenchBackend, BenchTarget, on_cuda, open_backend
-from glcf_export.bench_report import BenchReport
+from glcf_bench.report import BenchReport
+from glcf_bench.targets import BenchBackend, BenchTarget, on_cuda, open_backend
 from glcf_runtime.backends import Runner
 from glcf_runtime.preprocess import preprocess
 
 if TYPE_CHECKING:
-    from glcf_export.bench import BenchSettings
+    from glcf_bench.bench import BenchSettings
 
 Log = Callable[[str], None]
 

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from glcf_runtime.cli.common import console, err_console
+from glcf_cli.common import console, err_console
 from glcf_runtime.errors import GlcfError
 
 app = typer.Typer(
@@ -24,7 +24,7 @@ app.add_typer(data_app, name="data")
 
 
 def _register() -> None:
-    from glcf_runtime.cli import (
+    from glcf_cli import (
         bench_commands,
         eval_commands,
         export_commands,

@@ -1,0 +1,1 @@
+"""The timing engine behind ``glcf bench`` and ``benchmarks/``: backends side by side in one run."""

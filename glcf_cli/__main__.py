@@ -1,0 +1,3 @@
+from glcf_cli import main
+
+main()

@@ -1,3 +1,0 @@
-from glcf_runtime.cli import main
-
-main()
