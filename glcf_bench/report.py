@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -15,6 +13,7 @@ import numpy as np
 from rich.table import Table
 
 from glcf_bench.machine import slug
+from glcf_runtime.files import atomic_write_json, atomic_write_text
 
 NAME_VERSIONS = (("torch", "torch"), ("ort", "onnxruntime"), ("onnx", "onnx"), ("glcf", "glcf"))
 
@@ -128,8 +127,9 @@ def write_report(
     stem = result_stem(report)
     json_path = Path(json_path) if json_path else Path(out_dir) / f"{stem}.json"
     csv_path = Path(csv_path) if csv_path else Path(out_dir) / f"{stem}.csv"
-    _write_atomic(json_path, json.dumps(_finite(report.to_dict()), indent=2) + "\n")
-    _write_atomic(csv_path, rows_csv(report))
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(json_path, _finite(report.to_dict()))
+    atomic_write_text(csv_path, rows_csv(report))
     return json_path, csv_path
 
 
@@ -160,16 +160,6 @@ def _finite(value: object) -> object:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_text(text)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def _num(value: float | None, digits: int = 1) -> str:

@@ -24,7 +24,7 @@ from glcf_bench.torch_runner import TorchRunner
 from glcf_export.deploy import DeployModule
 from glcf_export.onnx_export import export_fp32, read_metadata, set_metadata, to_mixed_fp16
 from glcf_runtime.backends import OnnxRuntimeRunner, Runner, open_runner
-from glcf_runtime.backends.tensorrt.runner import read_sidecar
+from glcf_runtime.backends.tensorrt.sidecar import read_sidecar
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.metadata import ArtifactMetadata
 from glcf_train.builder import build_model, load_run

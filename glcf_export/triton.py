@@ -21,7 +21,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto
 
-from glcf_runtime.backends.tensorrt.build import sidecar_path
+from glcf_runtime.backends.tensorrt.sidecar import sidecar_path
 from glcf_runtime.errors import ConfigError, GlcfError
 
 TRITON_TYPES = {

@@ -13,9 +13,9 @@ import torch
 from calibration.stats import MapStatistics
 from calibration.threshold import ThresholdResult, select_threshold
 from glcf_runtime.errors import DataError, GlcfError
+from glcf_runtime.files import atomic_write_text
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.builder import load_run, resolve_device
-from glcf_train.checkpoint import atomic_write_text
 from glcf_train.config import BranchMode, GlcfConfig, ScoringConfig, to_dict
 from glcf_train.data.datasets import load_images, read_split
 from glcf_train.model import GLCF

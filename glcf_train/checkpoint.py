@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from glcf_runtime.errors import GlcfError
+from glcf_runtime.files import atomic_write
 
 CHECKPOINT_FORMAT = "glcf-checkpoint/1"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -23,27 +22,8 @@ class RunError(GlcfError):
     """A run folder that cannot be used as asked."""
 
 
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it to ``path``.
-
-    A crash or an exception leaves the previous ``path`` untouched and no partial file behind.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp))
+    atomic_write(path, lambda tmp: torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp), fsync=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -18,11 +18,11 @@ import numpy as np
 from calibration import metrics as M
 from calibration.loco_defects import defects_from_masks
 from glcf_runtime.errors import DataError
+from glcf_runtime.files import atomic_write_text
 from glcf_runtime.overlay import panel
 from glcf_runtime.preprocess import PreprocessSpec, read_image
 from glcf_train.builder import load_run, resolve_device
 from glcf_train.calibrate import score_images, scorer_for
-from glcf_train.checkpoint import atomic_write_text
 from glcf_train.config import BranchMode
 from glcf_train.data.datasets import (
     Layout,

@@ -17,6 +17,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from glcf_runtime.errors import ConfigError, GlcfError
+from glcf_runtime.files import atomic_write
 from glcf_train import checkpoint as ck
 from glcf_train.builder import build_model, resolve_device
 from glcf_train.config import GlcfConfig, from_dict, save_yaml, to_dict, with_train
@@ -79,7 +80,7 @@ def train(opts: TrainOptions) -> TrainResult:
         barrier(info)
         state = _restore(opts, device, info) if opts.resume else _fresh(opts, device, info)
         if info.is_main:
-            ck.atomic_write(opts.out / ck.CONFIG_NAME, lambda p: save_yaml(state.cfg, p))
+            atomic_write(opts.out / ck.CONFIG_NAME, lambda p: save_yaml(state.cfg, p))
         return _loop(state, opts, device, info)
     finally:
         shutdown(info)

@@ -11,11 +11,9 @@ backend), then the threshold in the artifact's metadata (from ``glcf calibrate``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
@@ -25,6 +23,7 @@ from typing import ClassVar
 import numpy as np
 
 from glcf_runtime.errors import ConfigError
+from glcf_runtime.files import atomic_write_json, file_sha256
 from glcf_runtime.metadata import ArtifactMetadata
 
 THRESHOLD_FILE = "threshold.json"
@@ -143,15 +142,6 @@ def artifact_folder(path: Path) -> Path:
     return path if path.is_dir() else path.parent
 
 
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _metadata_choice(metadata: ArtifactMetadata, note: str = "") -> ThresholdChoice:
     value = metadata.threshold if math.isfinite(metadata.threshold) else None
     return ThresholdChoice(value, "the model's metadata" + note)
@@ -219,11 +209,4 @@ def save_threshold(runner: Runner, result: dict, scores: dict[str, dict]) -> Pat
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "scores": scores,
     }
-    target = folder / THRESHOLD_FILE
-    temp = folder / f".{THRESHOLD_FILE}.{os.getpid()}.tmp"
-    try:
-        temp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
-    return target
+    return atomic_write_json(folder / THRESHOLD_FILE, record)

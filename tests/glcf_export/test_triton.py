@@ -17,10 +17,10 @@ from glcf_runtime.backends.tensorrt.build import (
     GpuInfo,
     make_sidecar,
     profile_shapes,
-    sidecar_path,
-    write_json_atomic,
 )
+from glcf_runtime.backends.tensorrt.sidecar import sidecar_path
 from glcf_runtime.errors import ConfigError, GlcfError
+from glcf_runtime.files import atomic_write_json
 from glcf_runtime.metadata import INPUT_NAME, SCORE_NAME
 from tests.glcf_export.test_trt_ops import contract_model
 
@@ -88,7 +88,7 @@ def _fake_engine(folder: Path, onnx_path: Path, max_batch: int) -> Path:
         onnx_sha256="0",
         build_seconds=1.0,
     )
-    write_json_atomic(sidecar_path(engine), sidecar)
+    atomic_write_json(sidecar_path(engine), sidecar)
     return engine
 
 

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from glcf_cli import app
 from glcf_runtime.errors import ImageReadError
-from glcf_train.checkpoint import RunError, atomic_write, load_checkpoint
+from glcf_runtime.files import atomic_write
+from glcf_train.checkpoint import RunError, load_checkpoint
 from glcf_train.config import preset, with_train
 from glcf_train.train import TrainingDiverged, TrainOptions, train
 

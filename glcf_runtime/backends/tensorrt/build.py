@@ -13,9 +13,6 @@ and Polygraphy's ``CreateConfig`` (timing cache, DLA).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +21,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from glcf_runtime.backends.tensorrt.sidecar import sidecar_path
 from glcf_runtime.errors import ConfigError, GlcfError
+from glcf_runtime.files import atomic_write_bytes, atomic_write_json, file_sha256
 
 # DLA with a strongly typed network (TensorRT "Strongly Typed Networks for DLA", "Working with
 # DLA"): the precision builder flags (FP16, INT8, PREFER/OBEY_PRECISION_CONSTRAINTS) are not valid,
@@ -158,10 +157,10 @@ def build_engine(
     engine, cache, profile = _build(trt, onnx_path, options, log)
     seconds = time.perf_counter() - start
     engine_path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(engine_path, engine)
+    atomic_write_bytes(engine_path, engine)
     if options.timing_cache is not None and cache is not None:
         options.timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(options.timing_cache, cache)
+        atomic_write_bytes(options.timing_cache, cache)
     sidecar = make_sidecar(
         metadata_props,
         trt_version=trt.__version__,
@@ -173,7 +172,7 @@ def build_engine(
         onnx_sha256=file_sha256(onnx_path),
         build_seconds=seconds,
     )
-    write_json_atomic(sidecar_path(engine_path), sidecar)
+    atomic_write_json(sidecar_path(engine_path), sidecar)
     log(
         f"engine: {engine_path} ({engine_path.stat().st_size / 2**20:.1f} MiB, {seconds:.0f} s, "
         f"TensorRT {trt.__version__} on {gpu.name}); metadata: {sidecar_path(engine_path)}"
@@ -329,35 +328,3 @@ def make_sidecar(
         "onnx_sha256": onnx_sha256,
         "build_seconds": round(build_seconds, 2),
     }
-
-
-def sidecar_path(engine_path: Path) -> Path:
-    """``model.plan`` → ``model.plan.json``."""
-    return engine_path.with_name(engine_path.name + ".json")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_bytes_atomic(path: Path, data: bytes | memoryview) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it onto ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """``data`` as indented JSON, written atomically (see :func:`write_bytes_atomic`)."""
-    write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode())

@@ -12,7 +12,6 @@ every batch runs on one stream. tensorrt and the CUDA binding are imported when 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,36 +19,9 @@ import numpy as np
 
 from glcf_runtime.backends.base import Runner
 from glcf_runtime.backends.tensorrt.cuda import CudaApi, load_cuda_api
+from glcf_runtime.backends.tensorrt.sidecar import REBUILD, read_sidecar, sidecar_path
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata, MetadataError
-
-REBUILD = "glcf export RUN --out DIR --trt"
-
-
-def sidecar_path(engine: Path) -> Path:
-    """``model.engine`` → ``model.engine.json``."""
-    return engine.with_name(engine.name + ".json")
-
-
-def read_sidecar(engine: Path) -> dict[str, Any]:
-    """The engine's JSON sidecar: the metadata props plus the build's device and versions.
-
-    Raises:
-        MetadataError: no sidecar, or one that is not a JSON object.
-    """
-    file = sidecar_path(engine)
-    if not file.is_file():
-        raise MetadataError(
-            f"{engine} has no sidecar {file.name} with its metadata; rebuild the "
-            f"engine on this device with {REBUILD}"
-        )
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise MetadataError(f"{file} cannot be read ({exc}); rebuild with {REBUILD}") from None
-    if not isinstance(data, dict):
-        raise MetadataError(f"{file} is not a JSON object; rebuild with {REBUILD}")
-    return data
 
 
 def _capability(value: Any) -> str:

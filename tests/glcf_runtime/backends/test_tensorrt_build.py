@@ -21,15 +21,13 @@ from glcf_runtime.backends.tensorrt.build import (
     TensorRTUnavailable,
     build_engine,
     check_dla,
-    file_sha256,
     gpu_info,
     make_sidecar,
     profile_shapes,
-    sidecar_path,
-    write_bytes_atomic,
-    write_json_atomic,
 )
+from glcf_runtime.backends.tensorrt.sidecar import sidecar_path
 from glcf_runtime.errors import ConfigError
+from glcf_runtime.files import file_sha256
 from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata
 from tests.glcf_export.test_trt_ops import contract_model
 
@@ -165,17 +163,7 @@ def test_sidecar_content(tmp_path: Path) -> None:
         )
 
 
-def test_atomic_writes(tmp_path: Path) -> None:
-    target = tmp_path / "model.plan.json"
-    write_json_atomic(target, {"a": 1})
-    write_json_atomic(target, {"a": 2})
-    assert json.loads(target.read_text()) == {"a": 2}
-    with pytest.raises(TypeError):
-        write_json_atomic(target, {"a": object()})
-    assert json.loads(target.read_text()) == {"a": 2}
-    with pytest.raises(FileNotFoundError):
-        write_bytes_atomic(tmp_path / "missing" / "model.plan", b"x")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.plan.json"]
+def test_sidecar_path(tmp_path: Path) -> None:
     assert sidecar_path(tmp_path / "model.plan") == tmp_path / "model.plan.json"
 
 
