@@ -49,13 +49,27 @@ def main() -> None:
     except GlcfError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C before the loop's own handler is in place (exit code 1)
+        err_console.print("interrupted", highlight=False)
+        sys.exit(1)
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in {"torch", "timm", "onnx", "onnxslim", "safetensors"}:
+        top = (exc.name or "").split(".")[0]
+        if top in {"torch", "timm", "onnx", "onnxslim", "safetensors"} and _missing(top):
             err_console.print(
                 f"[bold red]error:[/] this command needs {exc.name}, which is not installed. "
                 "Install the training/export extras: pip install 'glcf[all]'", highlight=False)
             sys.exit(2)
         raise
+
+
+def _missing(package: str) -> bool:
+    """True when ``package`` is not installed (an interrupted or broken import is not that)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(package) is None
+    except (ImportError, ValueError):
+        return True
 
 
 __all__ = ["app", "console", "main"]

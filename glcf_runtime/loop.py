@@ -13,19 +13,32 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from enum import IntEnum
 from pathlib import Path
 
 import numpy as np
 
-from glcf_runtime.backends.base import Runner, ThresholdChoice, save_threshold
+from glcf_runtime.backends.base import Runner, ThresholdChoice, checked_threshold, save_threshold
 from glcf_runtime.errors import ConfigError, DataError, GlcfError
+from glcf_runtime.health import HealthCheck, HealthConfig
 from glcf_runtime.overlay import verdict
 from glcf_runtime.preprocess import IMAGE_SUFFIXES, list_images, load_preprocessed, preprocess
-from glcf_runtime.sinks import Result, Sink
+from glcf_runtime.sinks import OutputError, Result, Sink
 from glcf_runtime.sources import Frame, FrameSource
 
 LATENCY_WINDOW = 65_536  # latency percentiles are over the most recent frames
+
+
+class ExitCode(IntEnum):
+    """``glcf inspect``'s exit status (also in the summary JSON)."""
+
+    SCORED = 0  # every frame scored (the source ended, or the user stopped it with q)
+    SIGNAL = 1  # stopped by SIGINT / SIGTERM
+    BAD_INPUT = 2  # bad arguments or input: nothing ran (raised as a GlcfError, not in a Summary)
+    FRAME_ERRORS = 3  # finished, but with error records: unreadable, unhealthy or lost frames,
+    #                   stream outages, a source that gave up, or no frame scored at all
+    OUTPUT_FAILED = 4  # an output stopped accepting writes (disk full); what was written is intact
 
 
 @dataclass(frozen=True)
@@ -34,15 +47,24 @@ class Summary:
 
     frames: int  # frames scored
     anomalies: int
-    errors: int  # frames that could not be read or pre-processed
+    errors: int  # error records: frames not read, pre-processed or healthy; gaps; outages
     seconds: float
     fps: float  # frames scored per second of wall time
     latency_p50_ms: float | None
     latency_p95_ms: float | None
-    completed: bool  # the source ended by itself; False: stopped, interrupted or source failed
+    completed: bool  # the source ended by itself with no frame lost; False otherwise
     reason: str
     threshold: float | None
     threshold_origin: str
+    unhealthy: int = 0  # error records of frames that failed the health check (flat, clipped, frozen)
+    lost: int = 0  # frames a damaged file lost (never decoded)
+    exit_code: ExitCode = ExitCode.SCORED
+
+    def to_dict(self) -> dict:
+        """The summary as JSON-ready values (``exit_code`` as its number)."""
+        data = asdict(self)
+        data["exit_code"] = int(self.exit_code)
+        return data
 
 
 class _Batcher:
@@ -55,23 +77,32 @@ class _Batcher:
         threshold: float | None,
         source: str,
         sinks: Sequence[Sink],
+        health: HealthCheck,
     ) -> None:
         meta = runner.metadata
         self.runner, self.batch, self.threshold, self.source = runner, batch, threshold, source
+        self.health = health
         self.spec, self.sinks, self.map_range = meta.preprocess_spec, sinks, meta.map_range
         self.buffer = np.empty((batch, meta.height, meta.width, 3), np.uint8)  # [B, H, W, 3]
         self.pending: list[Frame] = []  # arrival order, error frames included
         self.slots = 0  # frames in ``buffer``
         self.latencies = np.zeros(LATENCY_WINDOW, np.float64)
-        self.frames = self.anomalies = self.errors = 0
+        self.frames = self.anomalies = self.errors = self.unhealthy = self.lost = 0
 
     def add(self, frame: Frame) -> None:
         if frame.error is None:
             try:
-                self.buffer[self.slots] = preprocess(frame.image, self.spec)
-                self.slots += 1
+                slot = self.buffer[self.slots]
+                slot[...] = preprocess(frame.image, self.spec)
             except GlcfError as exc:
                 frame = replace(frame, image=None, error=f"frame {frame.index}: {exc}")
+            else:
+                problem = self.health.check(slot)
+                if problem is None:
+                    self.slots += 1
+                else:
+                    frame = replace(frame, image=None, health=problem[0].value,
+                                    error=f"frame {frame.index}: {problem[1]}")
         if frame.error is not None and not self.pending:
             self._emit(Result(frame, self.source))
             return
@@ -114,6 +145,8 @@ class _Batcher:
     def _emit(self, result: Result) -> None:
         if result.frame.error is not None:
             self.errors += 1
+            self.unhealthy += result.frame.health is not None
+            self.lost += result.frame.lost
         else:
             self.frames += 1
             self.anomalies += bool(result.anomalous)
@@ -157,6 +190,7 @@ def inspect(
     batch: int = 1,
     sinks: Sequence[Sink] = (),
     stop_event: threading.Event | None = None,
+    health: HealthConfig | None = None,
 ) -> Summary:
     """Inspect every frame of ``source`` with ``runner`` and send the results to ``sinks``.
 
@@ -165,11 +199,14 @@ def inspect(
         source: an open source; not closed here.
         threshold: overrides ``runner.threshold`` (``threshold.json``, then the metadata).
         batch: frames per inference; a partial batch runs when the source ends or stops.
-        sinks: receive every result in frame order; closed here.
+        sinks: receive every result in frame order; closed here. A sink that stops accepting
+            writes (``OutputError``) ends the run; what it wrote before stays intact.
         stop_event: set it (from any thread) to stop after the current batch.
+        health: the frame-health check (default: on, ``HealthConfig()``).
 
     Returns:
-        The run's summary; ``completed`` is False when stopped, interrupted or the source failed.
+        The run's summary; ``completed`` is False when stopped, interrupted, an output failed,
+        the source failed or a damaged file lost frames.
     """
     if batch < 1 or (runner.max_batch is not None and batch > runner.max_batch):
         _close_all(sinks)
@@ -177,10 +214,14 @@ def inspect(
             f"--batch {batch}: {runner.path.name} takes 1 to "
             f"{runner.max_batch or 'any number of'} frames"
         )
+    if threshold is not None:
+        threshold = checked_threshold(threshold, runner.metadata)
     choice = runner.threshold if threshold is None else ThresholdChoice(threshold, "--threshold")
     stop = stop_event or threading.Event()
-    state = _Batcher(runner, batch, choice.value, source.name, sinks)
+    check = HealthCheck(health or HealthConfig(), live=source.live)
+    state = _Batcher(runner, batch, choice.value, source.name, sinks, check)
     start = time.perf_counter()
+    output_failed: str | None = None
     with _stop_on_signals(stop) as caught:
         try:
             for frame in source.iterate(stop):
@@ -188,16 +229,16 @@ def inspect(
                 if stop.is_set():
                     break
             state.flush()
+        except OutputError as exc:
+            output_failed = str(exc)
         finally:
-            _close_all(sinks)
+            try:
+                _close_all(sinks)
+            except OutputError as exc:
+                output_failed = output_failed or str(exc)
     seconds = time.perf_counter() - start
-    if caught:
-        reason = f"stopped by {caught[0]}"
-    elif stop.is_set():
-        reason = "stopped"
-    else:
-        reason = source.failed or "source ended"
     p50, p95 = state.percentiles()
+    reason, code = _ending(caught, stop, source, state, output_failed)
     return Summary(
         frames=state.frames,
         anomalies=state.anomalies,
@@ -206,11 +247,35 @@ def inspect(
         fps=state.frames / seconds if seconds > 0 else 0.0,
         latency_p50_ms=p50,
         latency_p95_ms=p95,
-        completed=not stop.is_set() and source.failed is None,
+        completed=not stop.is_set() and source.failed is None and output_failed is None
+        and state.lost == 0,
         reason=reason,
         threshold=choice.value,
         threshold_origin=choice.origin,
+        unhealthy=state.unhealthy,
+        lost=state.lost,
+        exit_code=code,
     )
+
+
+def _ending(caught: list[str], stop: threading.Event, source: FrameSource, state: _Batcher,
+            output_failed: str | None) -> tuple[str, ExitCode]:
+    """Why the run ended, and its exit code."""
+    if caught:
+        return f"stopped by {caught[0]}", ExitCode.SIGNAL
+    if output_failed is not None:
+        return output_failed, ExitCode.OUTPUT_FAILED
+    if stop.is_set():
+        reason = "stopped"
+    elif source.failed:
+        reason = source.failed
+    elif state.lost:
+        reason = f"source ended; {state.lost} frame(s) lost (damaged file)"
+    else:
+        reason = "source ended"
+    if state.errors or source.failed or state.frames == 0:
+        return reason, ExitCode.FRAME_ERRORS
+    return reason, ExitCode.SCORED
 
 
 def _close_all(sinks: Sequence[Sink]) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from glcf_runtime.errors import GlcfError
@@ -80,21 +81,63 @@ class ArtifactMetadata:
             except json.JSONDecodeError:
                 raise MetadataError(f"{source}: metadata {f.name}={raw!r} is malformed; {rebuild}") from None
         for key in ("map_range", "roi"):
-            if values.get(key) is not None:
+            if isinstance(values.get(key), list):
                 values[key] = tuple(values[key])
         _check(values, source, rebuild)
         return ArtifactMetadata(**values)
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    """A finite int or float (JSON numbers; not a bool, not NaN or ±inf)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _pair(value: object) -> bool:
+    return isinstance(value, tuple) and len(value) == 2 and all(map(_is_real, value)) and value[0] < value[1]
+
+
+def _roi(value: object) -> bool:
+    if value is None:
+        return True
+    if not (isinstance(value, tuple) and len(value) == 4 and all(map(_is_int, value))):
+        return False
+    x, y, w, h = value
+    return x >= 0 and y >= 0 and w > 0 and h > 0
+
+
+def threshold_problem(value: object, score_rule: str) -> str | None:
+    """Why ``value`` cannot be a threshold for scores of ``score_rule``; None when it can.
+
+    NaN compares false with every score (nothing is ever anomalous), +inf is never reached and a
+    negative threshold on ``std`` scores (never negative) flags every frame.
+    """
+    if not _is_real(value):
+        return "a threshold must be a finite number (NaN or infinity would switch detection off)"
+    if score_rule == "std" and value < 0:
+        return "std scores are never negative, so a negative threshold would flag every frame"
+    return None
+
+
 def _check(values: dict, source: str, rebuild: str) -> None:
+    """Every key's type and range, so a bad artifact fails when opened, not at some frame."""
+    size = lambda v: _is_int(v) and 0 < v <= 16384  # noqa: E731
     checks = (
         ("branch_mode", values.get("branch_mode") in ("both", "local", "global")),
         ("score_rule", values.get("score_rule") in ("std", "max")),
         ("color_order", values.get("color_order", "BGR") == "BGR"),
         ("layout", values.get("layout", "NHWC") == "NHWC"),
         ("interpolation", values.get("interpolation", "INTER_AREA") == "INTER_AREA"),
-        ("height", isinstance(values.get("height"), int) and values["height"] > 0),
-        ("width", isinstance(values.get("width"), int) and values["width"] > 0),
+        ("height", size(values.get("height"))),
+        ("width", size(values.get("width"))),
+        ("threshold", threshold_problem(values.get("threshold"), values.get("score_rule")) is None),
+        ("map_range", _pair(values.get("map_range"))),
+        ("fusion", isinstance(values.get("fusion"), dict)),
+        ("roi", _roi(values.get("roi"))),
+        ("extra", isinstance(values.get("extra", {}), dict)),
     )
     for key, ok in checks:
         if not ok:

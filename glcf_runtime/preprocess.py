@@ -46,14 +46,31 @@ def read_image(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise ImageReadError(path, "no such file")
-    data = np.fromfile(path, dtype=np.uint8)
+        raise ImageReadError(path, _not_a_file(path))
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise ImageReadError(path, f"it cannot be read ({exc.strerror or exc})") from None
     if data.size == 0:
         raise ImageReadError(path, "the file is empty")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
         raise ImageReadError(path, "OpenCV cannot decode it (not an image, or corrupt)")
     return image
+
+
+def _not_a_file(path: Path) -> str:
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            return "a symbolic link that loops"
+        except OSError:
+            return "a symbolic link to nothing (dangling)"
+        return "a symbolic link to something that is not a file"
+    if path.is_dir():
+        return "it is a folder, not a file"
+    return "no such file" if not path.exists() else "not a regular file"
 
 
 def preprocess(frame: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

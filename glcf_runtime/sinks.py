@@ -6,8 +6,12 @@ The heat-map overlay of a frame is drawn once and shared by the sinks that show 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
+import os
+import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -80,6 +84,9 @@ class Result:
         if frame.error is not None:
             rec["path"] = None if frame.path is None else str(frame.path)
             rec["error"] = frame.error
+            extra = {"health": frame.health, "lost": frame.lost or None, "outage_s": frame.outage_s}
+            rec.update((k, round(v, 3) if isinstance(v, float) else v)
+                       for k, v in extra.items() if v is not None)
             return rec
         if frame.path is not None:
             rec["path"] = str(frame.path)
@@ -103,25 +110,95 @@ class Sink(ABC):
         """Flush and release (idempotent)."""
 
 
+class OutputError(GlcfError):
+    """An output that stopped accepting writes mid-run (disk full, device gone)."""
+
+
+def check_writable(path: Path, option: str, folder: bool = False) -> None:
+    """Raise ConfigError unless ``path`` (a file, or a folder when ``folder``) can be written.
+
+    Tries to create a file where the output would go, so read-only mounts and full disks are
+    caught before a model loads (``os.access`` says yes to root everywhere). An existing
+    character device (``/dev/stdout``) is left to the run.
+    """
+    if path.exists():
+        if folder and not path.is_dir():
+            raise ConfigError(f"{option} {path} is a file; give a folder (it is created if missing)")
+        if not folder and path.is_dir():
+            raise ConfigError(f"{option} {path} is a folder; give a file name inside it")
+        if not folder and path.is_char_device():
+            return
+    where = path if folder else path.parent
+    probe = where
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{option} {path}: {probe} is a file, not a folder; choose another place")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".glcf-write-test-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot write into {probe} ({exc.strerror or exc}); "
+                          "choose a writable folder") from None
+
+
 class JsonlSink(Sink):
-    """One JSON object per line, flushed per line; appends to an existing file."""
+    """One JSON object per line, written unbuffered per line; appends to an existing file.
+
+    If the file's last line lacks its newline (a run cut off mid-write), a newline is written
+    first, so two records are never glued into one line. A write that fails (disk full) is cut
+    back to the last whole record and raises OutputError.
+    """
 
     def __init__(self, target: Path | TextIO) -> None:
+        self.name = str(target) if isinstance(target, Path) else "the JSON lines stream"
+        self._raw: io.FileIO | None = None
+        self._text: TextIO | None = None
+        self._good: int | None = None  # end of the last whole record, for a regular file
         if isinstance(target, Path):
+            check_writable(target, "--jsonl")
             target.parent.mkdir(parents=True, exist_ok=True)
-            self._file: TextIO | None = open(target, "a", encoding="utf-8")  # noqa: SIM115
-            self._owned = True
+            self._raw = open(target, "ab+", buffering=0)  # noqa: SIM115
+            size = self._raw.seek(0, os.SEEK_END)
+            if target.is_file():
+                self._good = size
+                if size > 0:
+                    self._raw.seek(size - 1)
+                    if self._raw.read(1) != b"\n":
+                        self._write(b"\n")
         else:
-            self._file, self._owned = target, False
+            self._text = target
 
     def write(self, result: Result) -> None:
-        self._file.write(json.dumps(result.record(), allow_nan=False) + "\n")
-        self._file.flush()
+        line = json.dumps(result.record(), allow_nan=False) + "\n"
+        if self._raw is not None:
+            self._write(line.encode("utf-8"))
+            return
+        try:
+            self._text.write(line)
+            self._text.flush()
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.name} ({exc.strerror or exc})") from None
+
+    def _write(self, data: bytes) -> None:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[self._raw.write(view) :]
+        except OSError as exc:
+            if self._good is not None:
+                with contextlib.suppress(OSError):
+                    os.truncate(self._raw.fileno(), self._good)  # no half record left behind
+            raise OutputError(f"cannot write {self.name} ({exc.strerror or exc}); the records "
+                              "before this frame are intact; free space or choose another --jsonl") from None
+        if self._good is not None:
+            self._good += len(data)
 
     def close(self) -> None:
-        if self._file is not None and self._owned:
-            self._file.close()
-        self._file = None
+        if self._raw is not None:
+            self._raw.close()
+        self._raw = self._text = None
 
 
 class VideoSink(Sink):
@@ -135,6 +212,7 @@ class VideoSink(Sink):
             raise ConfigError(f"{path} exists; remove it or choose another --save-video file")
         if path.suffix.lower() not in VIDEO_CODECS:
             raise ConfigError(f"--save-video {path}: use one of {', '.join(VIDEO_CODECS)}")
+        check_writable(path, "--save-video")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.fps = path, fps if fps and fps > 0 else 10.0
         self._writer: cv2.VideoWriter | None = None
@@ -149,7 +227,8 @@ class VideoSink(Sink):
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
             self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, size)
             if not self._writer.isOpened():
-                raise GlcfError(f"OpenCV cannot write the video {self.path}; try a .avi file")
+                raise OutputError(f"OpenCV cannot write the video {self.path} (is {self.path.parent} "
+                                  "writable, with free space?); try a .avi file")
             self._size = size
         if size != self._size:
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
@@ -169,6 +248,7 @@ class AnomalySink(Sink):
     """
 
     def __init__(self, folder: Path) -> None:
+        check_writable(folder, "--save-anomalies", folder=True)
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self._prefix = time.strftime("%Y%m%d-%H%M%S")
@@ -189,8 +269,12 @@ class AnomalySink(Sink):
         )
         stem = "" if result.frame.path is None else f"_{result.frame.path.stem}"
         file = self.folder / f"{self._prefix}_{result.frame.index:06d}{stem}.png"
-        if not cv2.imwrite(str(file), image):
-            raise GlcfError(f"cannot write {file}; check the folder and free space")
+        try:
+            written = cv2.imwrite(str(file), image)
+        except cv2.error:
+            written = False
+        if not written:
+            raise OutputError(f"cannot write {file}; check the folder and free space")
         self.written.append(file)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from glcf_runtime.errors import ConfigError
 from glcf_runtime.files import atomic_write_json, file_sha256
-from glcf_runtime.metadata import ArtifactMetadata
+from glcf_runtime.metadata import ArtifactMetadata, threshold_problem
 
 THRESHOLD_FILE = "threshold.json"
 log = logging.getLogger(__name__)
@@ -160,14 +160,16 @@ def load_threshold(artifact: Path, metadata: ArtifactMetadata) -> ThresholdChoic
     file = artifact_folder(artifact) / THRESHOLD_FILE
     if not file.is_file():
         return _metadata_choice(metadata)
+    again = f"delete it or write it again with glcf threshold {artifact_folder(artifact)} --good DIR"
     try:
         data = json.loads(file.read_text())
-        value = float(data["threshold"])
+        value = data["threshold"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(
-            f"{file} cannot be read ({exc}); delete it or write it again with "
-            f"glcf threshold {artifact_folder(artifact)} --good DIR"
-        ) from None
+        raise ConfigError(f"{file} cannot be read ({exc}); {again}") from None
+    problem = threshold_problem(value, metadata.score_rule)
+    if problem is not None:
+        raise ConfigError(f"{file}: threshold {value!r} cannot be used: {problem}; {again}")
+    value = float(value)
     measured_on = artifact_folder(artifact) / str(data.get("artifact", ""))
     stale = data.get("config_hash") != metadata.config_hash or (
         measured_on.is_file() and data.get("artifact_sha256") != file_sha256(measured_on)
@@ -181,6 +183,15 @@ def load_threshold(artifact: Path, metadata: ArtifactMetadata) -> ThresholdChoic
                     f" with --roi {_roi_text(metadata.roi)}" if metadata.roi and not stale else "")
         return _metadata_choice(metadata, f" ({file} is stale and was ignored)")
     return ThresholdChoice(value, f"{file} ({data.get('rule', '?')} on {measured_on.name})")
+
+
+def checked_threshold(value: float, metadata: ArtifactMetadata, option: str = "--threshold") -> float:
+    """``value`` if it can be a threshold for this artifact's scores, else ConfigError."""
+    problem = threshold_problem(value, metadata.score_rule)
+    if problem is not None:
+        raise ConfigError(f"{option} {value}: {problem}; give a finite number"
+                          f"{' >= 0' if metadata.score_rule == 'std' else ''}, e.g. from glcf threshold")
+    return float(value)
 
 
 def _roi_text(roi: tuple[int, ...] | None) -> str:

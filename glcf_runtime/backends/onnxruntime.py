@@ -31,15 +31,35 @@ OPTIMIZATION_LEVELS = {
 
 
 def import_onnxruntime() -> Any:
-    """``import onnxruntime``, or a GlcfError that says what to install."""
+    """``import onnxruntime``, or a GlcfError that says what to install.
+
+    Ctrl-C during the import surfaces as an ImportError raised by the extension's initialisation
+    (pybind11 turns the KeyboardInterrupt into one): that is re-raised as KeyboardInterrupt, and
+    an installed package that fails to import is not reported as missing.
+    """
     try:
         import onnxruntime
-    except ImportError:
-        raise GlcfError(
+    except ImportError as exc:
+        raise import_failure(exc) from None
+    return onnxruntime
+
+
+def import_failure(exc: ImportError) -> BaseException:
+    """What a failed ``import onnxruntime`` means for the user."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, KeyboardInterrupt):
+            return KeyboardInterrupt()
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "onnxruntime":
+        return GlcfError(
             "the ONNX Runtime backend needs onnxruntime: pip install onnxruntime "
             "(or onnxruntime-gpu for the CUDA and TensorRT providers)"
-        ) from None
-    return onnxruntime
+        )
+    return GlcfError(
+        f"onnxruntime is installed but cannot be imported ({exc}); if the import was "
+        "interrupted, run again, else reinstall it: pip install --force-reinstall onnxruntime"
+    )
 
 
 def choose_providers(requested: list[str] | None, available: list[str]) -> list[str]:

@@ -11,9 +11,9 @@ import pytest
 
 from glcf_runtime.backends import OnnxRuntimeRunner
 from glcf_runtime.errors import ConfigError
-from glcf_runtime.loop import calibrate_threshold, inspect
+from glcf_runtime.loop import ExitCode, calibrate_threshold, inspect
 from glcf_runtime.sinks import AnomalySink, JsonlSink, Result, Sink, VideoSink
-from glcf_runtime.sources import open_source
+from glcf_runtime.sources import LiveSource, open_source
 from tests.glcf_runtime.contract_model import (
     SIZE,
     contract_metadata,
@@ -151,3 +151,58 @@ def test_calibrate_threshold_writes_threshold_json_used_next(tmp_path: Path) -> 
         assert "threshold.json" in summary.threshold_origin
         result, _ = calibrate_threshold(r, tmp_path / "good", tmp_path / "bad")
     assert result["rule"] == "f1_optimal" and result["f1"] == 1.0 and result["n_anomalous"] == 3
+
+
+def test_damaged_video_ends_incomplete_with_the_gap_recorded(runner, tmp_path: Path) -> None:
+    data = write_video(tmp_path / "clip.avi", [False] * 40).read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])  # a copy that stopped half way
+    jsonl = tmp_path / "r.jsonl"
+    with open_source(str(cut)) as source:
+        summary = inspect(runner, source, sinks=[JsonlSink(jsonl)])
+    records = _records(jsonl)
+    assert not summary.completed and summary.exit_code == ExitCode.FRAME_ERRORS
+    assert summary.frames + summary.lost == 40 and summary.errors == 1
+    assert "frame(s) lost" in summary.reason
+    assert records[-1]["frame"] == summary.frames and records[-1]["lost"] == summary.lost
+
+
+@pytest.mark.parametrize(("pattern", "extra", "code"), [
+    ([False, True], None, ExitCode.SCORED),  # anomalies are verdicts, not errors
+    ([False], "bad.png", ExitCode.FRAME_ERRORS),  # one unreadable file
+    ([], "bad.png", ExitCode.FRAME_ERRORS),  # nothing could be read at all
+])
+def test_exit_codes(runner, tmp_path: Path, pattern: list[bool], extra: str | None,
+                    code: ExitCode) -> None:
+    folder = tmp_path / "in"
+    write_images(folder, pattern)
+    if extra:
+        (folder / extra).write_bytes(b"not a png")
+    with open_source(str(folder)) as source:
+        summary = inspect(runner, source)
+    assert summary.exit_code == code and summary.to_dict()["exit_code"] == int(code)
+    assert json.loads(json.dumps(summary.to_dict()))["completed"] is True
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_threshold_is_refused(runner, tmp_path: Path, value: float) -> None:
+    write_images(tmp_path, [True])
+    with pytest.raises(ConfigError, match="finite number"):
+        inspect(runner, open_source(str(tmp_path)), threshold=value)
+
+
+def test_stream_outages_are_records_with_their_duration(runner, tmp_path: Path) -> None:
+    """Real OpenCV captures behind the live reader: a clip, a camera that is gone, a clip, gone."""
+    clip = str(write_video(tmp_path / "clip.avi", [False] * 5))
+    targets = iter([clip, str(tmp_path / "missing.avi"), clip])
+    source = LiveSource("camera 4", lambda: cv2.VideoCapture(next(targets, "missing.avi")),
+                        backoff=(0.01, 0.02), max_retries=2, on_event=lambda m: None)
+    jsonl = tmp_path / "r.jsonl"
+    with source:
+        summary = inspect(runner, source, sinks=[JsonlSink(jsonl)])
+    outages = [r for r in _records(jsonl) if "outage_s" in r]
+    assert len(outages) == 2 and all(r["outage_s"] >= 0 for r in outages)
+    assert "reconnected after 2 attempt(s)" in outages[0]["error"]
+    assert "gave up after 2 attempt(s)" in outages[1]["error"]
+    assert not summary.completed and summary.exit_code == ExitCode.FRAME_ERRORS
+    assert "gave up" in summary.reason
