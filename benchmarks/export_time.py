@@ -1,8 +1,8 @@
 """Seconds per stage of `glcf export` for a preset (random weights, random check images).
 
-The stages are those of ``glcf_export.export``: trace + onnxslim, the torch reference on four
-images, the FP32 parity check on ONNX Runtime, the TensorRT operator check, the mixed FP16 file
-and its check; then the FLOP count. Written as JSON to benchmarks/results/.
+The stages are those of ``glcf export`` (``glcf_export.pipeline``, the same code): trace +
+onnxslim, the torch reference on four images, the FP32 parity check on ONNX Runtime, the TensorRT
+operator check, the mixed FP16 file and its check; then the FLOP count. Written as JSON to benchmarks/results/.
 
     python benchmarks/export_time.py --preset paper
 """
@@ -13,19 +13,15 @@ import argparse
 import json
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import onnx
 
 from glcf_bench.flops import count_flops
 from glcf_bench.machine import machine_info, slug, versions
-from glcf_bench.targets import bench_metadata
-from glcf_export import checks
+from glcf_bench.torch_targets import bench_metadata
 from glcf_export.deploy import DeployModule
-from glcf_export.onnx_export import export_fp32, set_metadata, to_mixed_fp16
+from glcf_export.pipeline import check_graphs, write_graphs
 from glcf_train.builder import build_model
 from glcf_train.config import preset
 from glcf_train.scoring import FusionStats, TorchScorer
@@ -34,40 +30,26 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def time_export(name: str, folder: Path, batch: int = 4) -> tuple[dict[str, float], dict]:
-    """Run the export stages for preset ``name`` into ``folder``; seconds per stage, figures."""
-    stages: dict[str, float] = {}
-
-    def timed(stage: str, fn: Callable[[], Any]) -> Any:
-        start = time.perf_counter()
-        value = fn()
-        stages[stage] = time.perf_counter() - start
-        print(f"  {stage:22s} {stages[stage]:7.2f} s", flush=True)
-        return value
-
+    """Run the export pipeline for preset ``name`` into ``folder``; seconds per stage, figures."""
+    start = time.perf_counter()
     cfg = preset(name)
-    model, _ = timed("build_model", lambda: build_model(cfg, random_init=True))
+    model, _ = build_model(cfg, random_init=True)
+    stages = {"build_model": time.perf_counter() - start}
     scorer = TorchScorer(cfg.scoring, cfg.model.image_size, FusionStats.identity())
     meta = bench_metadata(cfg, FusionStats.identity().to_dict(), 0.0, "placeholder")
-    size, path, path16 = cfg.model.image_size, folder / "model.onnx", folder / "model.fp16.onnx"
+    size = cfg.model.image_size
     images = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
-    fp32 = timed("trace_and_simplify", lambda: export_fp32(DeployModule(model, scorer), path, size))
-    set_metadata(fp32, meta)
-    timed("save_fp32", lambda: onnx.save(fp32, str(path)))
-    report = checks.CheckReport()
-    reference = timed("torch_reference", lambda: checks.torch_reference(model, scorer, images))
-    session = timed("ort_session_fp32", lambda: checks.ort_session(path))
-    timed("check_fp32", lambda: checks.check_fp32(report, session, reference, images))
-    timed("check_ops_fp32", lambda: checks.check_ops(report, "model.onnx", fp32))
-    mixed = timed("mixed_fp16", lambda: to_mixed_fp16(fp32))
-    timed("save_fp16", lambda: onnx.save(mixed, str(path16)))
-    fp32_out = checks.run_ort(session, images, batch)
-    timed(
-        "check_fp16",
-        lambda: checks.check_fp16(report, checks.ort_session(path16), fp32_out, images, batch),
-    )
-    timed("check_ops_fp16", lambda: checks.check_ops(report, "model.fp16.onnx", mixed))
-    flops = timed("count_flops", lambda: count_flops(fp32, batch=1))
+    graphs = write_graphs(DeployModule(model, scorer), meta, folder, size, log=_quiet)
+    report = check_graphs(graphs, model, scorer, images, batch, log=_quiet)
+    flops = graphs.timed("count_flops", lambda: count_flops(graphs.fp32, batch=1))
+    stages.update(graphs.seconds)
+    for stage, seconds in stages.items():
+        print(f"  {stage:22s} {seconds:7.2f} s", flush=True)
     return stages, {**report.figures, "gflop_per_image": flops.gflop_per_image}
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from glcf_bench.bench import parse_batches
 from glcf_bench.graph_variants import measure_variants, variant_names
 from glcf_bench.machine import slug
+from glcf_bench.settings import parse_batches
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -15,19 +15,16 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
-import torch
 
 from glcf_bench.flops import count_flops
 from glcf_bench.frames import (
-    FRAME_SIZE,
     SOURCE_NAME,
     MemorySource,
     synthetic_frame,
@@ -44,6 +41,7 @@ from glcf_bench.machine import (
 )
 from glcf_bench.pairs import bench_pairs
 from glcf_bench.report import BenchReport, BenchRow, LoopRow, add_ratios
+from glcf_bench.settings import BenchSettings, parse_backends, parse_batches
 from glcf_bench.targets import (
     BenchBackend,
     BenchTarget,
@@ -75,7 +73,6 @@ def time_backend(
     threshold = runner.threshold.value
     buffer = np.empty((batch, spec.height, spec.width, 3), np.uint8)  # [B, H, W, 3]
     source = MemorySource(frames).iterate()
-    sync = torch.cuda.synchronize if on_cuda(runner) else None
 
     def step() -> tuple[float, float, float, float]:
         t0 = time.perf_counter()
@@ -84,9 +81,7 @@ def time_backend(
         for i, frame in enumerate(got):
             buffer[i] = preprocess(frame.image, spec)
         t2 = time.perf_counter()
-        maps, scores = runner.infer(buffer)
-        if sync is not None:
-            sync()
+        maps, scores = runner.infer(buffer)  # host arrays: a GPU backend has synchronised
         t3 = time.perf_counter()
         for k, frame in enumerate(got):
             score = float(scores[k])
@@ -151,50 +146,14 @@ def loop_throughput(
     )
 
 
-@dataclass(frozen=True)
-class BenchSettings:
-    """What to run; ``run_bench`` checks the values and fills ``threads``."""
-
-    backends: tuple[BenchBackend, ...]
-    batches: tuple[int, ...]
-    warmup: int = 2  # untimed batches per backend, batch size and round
-    min_time: float = 5.0  # seconds of timed batches per backend and batch size (>= MIN_RUNS)
-    rounds: int = 3  # the backends take turns this many times; min_time is shared among them
-    threads: int = 1  # CPU threads for torch, ONNX Runtime and the MatMul peak
-    loop: bool = True
-    loop_frames: int = 300
-    cuda_graphs: bool = False
-    pairs: int = 10  # batches alternating with torch, per backend and batch size (0: none)
-
-    def to_dict(self) -> dict:
-        return {
-            **asdict(self),
-            "backends": [b.value for b in self.backends],
-            "frame_size": list(FRAME_SIZE),
-        }
-
-
-def parse_backends(text: str | list[str]) -> tuple[BenchBackend, ...]:
-    names = text.split(",") if isinstance(text, str) else text
-    try:
-        return tuple(BenchBackend(n.strip()) for n in names if n.strip())
-    except ValueError:
-        choices = ", ".join(b.value for b in BenchBackend)
-        raise ConfigError(f"--backends {text!r}: choose from {choices}") from None
-
-
-def parse_batches(text: str | list[int]) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in (text.split(",") if isinstance(text, str) else text))
-    except ValueError:
-        raise ConfigError(f"--batch {text!r}: give comma-separated integers, e.g. 1,8") from None
-    if not values or min(values) < 1:
-        raise ConfigError(f"--batch {text!r}: batch sizes must be >= 1")
-    return values
-
-
 @contextlib.contextmanager
 def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` for the block, where torch is loaded (a
+    runtime-only benchmark never imports it)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -243,20 +202,26 @@ def run_bench(
         cuda_graphs=cuda_graphs,
         pairs=pairs,
     )
-    with tempfile.TemporaryDirectory(prefix="glcf-bench-") as tmp, torch_threads(settings.threads):
-        bench = prepare_target(target, preset, Path(tmp), log)
-        report = _new_report(bench, settings, log)
-        video = write_video(Path(tmp) / "loop.avi", loop_frames) if loop else None
-        frames = [synthetic_frame(i) for i in range(4)]
-        samples: dict[tuple[str, int], list[np.ndarray]] = {}
-        for turn in range(settings.rounds):
-            last = turn == settings.rounds - 1
-            for backend in settings.backends:
-                if backend.value not in report.skipped:
-                    _bench_backend(report, samples, backend, bench, settings, frames,
-                                   video if last else None, turn, log)
-        if settings.pairs:
-            bench_pairs(report, bench, settings, frames, log)
+    with tempfile.TemporaryDirectory(prefix="glcf-bench-") as tmp:
+        bench = prepare_target(target, preset, Path(tmp), log)  # loads torch for torch targets
+        with torch_threads(settings.threads):
+            return _run_rounds(bench, settings, Path(tmp), log)
+
+
+def _run_rounds(bench: BenchTarget, settings: BenchSettings, tmp: Path, log: Log) -> BenchReport:
+    """The rounds (backends taking turns), then the back-to-back pairs; ratios filled in."""
+    report = _new_report(bench, settings, log)
+    video = write_video(tmp / "loop.avi", settings.loop_frames) if settings.loop else None
+    frames = [synthetic_frame(i) for i in range(4)]
+    samples: dict[tuple[str, int], list[np.ndarray]] = {}
+    for turn in range(settings.rounds):
+        last = turn == settings.rounds - 1
+        for backend in settings.backends:
+            if backend.value not in report.skipped:
+                _bench_backend(report, samples, backend, bench, settings, frames,
+                               video if last else None, turn, log)
+    if settings.pairs:
+        bench_pairs(report, bench, settings, frames, log)
     add_ratios(report)
     return report
 
@@ -265,6 +230,8 @@ def _new_report(bench: BenchTarget, settings: BenchSettings, log: Log) -> BenchR
     """The report's header: machine, versions, target, the graph's FLOPs, the MatMul peak."""
     flops = None
     if (bench.folder / "model.onnx").is_file():
+        import onnx
+
         flops = count_flops(onnx.load(str(bench.folder / "model.onnx")), batch=1).to_dict()
     log(f"measuring the FP32 MatMul peak with {settings.threads} threads …")
     peak = {
@@ -305,8 +272,6 @@ def _bench_backend(
     name, batches = backend.value, settings.batches
     reset_peak_rss()
     rss_before = peak_rss_mb()  # right after the reset: the current RSS
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     try:
         runner = open_backend(
@@ -319,6 +284,7 @@ def _bench_backend(
         log(f"{name}: not runnable — {report.skipped[name]}")
         return
     load_s = time.perf_counter() - start
+    getattr(runner, "reset_peak_memory", lambda: None)()
     with runner:
         rows = [_bench_batch(report, samples, runner, name, b, settings, frames, turn, log)
                 for b in batches]
@@ -347,7 +313,8 @@ def _bench_batch(
     """Time one batch size for this round and refresh its row from every round so far."""
     row = next((r for r in report.rows if r.backend == name and r.batch == batch), None)
     if row is None:
-        row = BenchRow(name, batch, precision=runner_precision(runner), device=_device(runner))
+        row = BenchRow(name, batch, precision=runner_precision(runner),
+                       device=runner.describe() if on_cuda(runner) else f"cpu x{settings.threads}")
         report.rows.append(row)
     if not row.runnable:
         return row
@@ -369,9 +336,3 @@ def _bench_batch(
         peak = report.peak_gflops["cuda_fp16" if on_cuda(runner) else "cpu_fp32"]
         row.fraction_of_peak = row.achieved_gflops / peak if peak else None
     return row
-
-
-def _device(runner: Runner) -> str:
-    if on_cuda(runner):
-        return torch.cuda.get_device_name()
-    return f"cpu x{torch.get_num_threads()}"

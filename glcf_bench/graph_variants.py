@@ -21,7 +21,7 @@ import torch
 from glcf_bench.bench import torch_threads
 from glcf_bench.flops import count_flops
 from glcf_bench.machine import machine_info, matmul_peak_gflops, physical_cores, versions
-from glcf_bench.targets import bench_metadata, run_scorer
+from glcf_bench.torch_targets import bench_metadata, run_scorer
 from glcf_bench.variants import VARIANTS, GraphVariant, build_variant
 from glcf_export.onnx_export import export_fp32, set_metadata
 from glcf_runtime.backends.onnxruntime import OnnxRuntimeRunner

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
-import torch
+
+from glcf_runtime.errors import GlcfError
 
 VERSION_OF = {
     "torch": "torch",
@@ -41,7 +41,7 @@ def cpu_model() -> str:
 
 
 def machine_info() -> dict:
-    cuda = torch.cuda.is_available()
+    gpu = gpu_description()
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     return {
         "hostname": platform.node(),
@@ -51,9 +51,40 @@ def machine_info() -> dict:
         "physical_cores": physical_cores(),
         "os": platform.platform(),
         "python": platform.python_version(),
-        "gpu": torch.cuda.get_device_name() if cuda else None,
-        "cuda": torch.version.cuda if cuda else None,
+        "gpu": gpu[0] if gpu else None,
+        "cuda": gpu[1] if gpu else None,
+        "cpu_flags": cpu_flags(),
     }
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's vector and reduced-precision instructions that decide CPU speed-ups (AVX2,
+    AVX-512, BF16, VNNI, AMX), from /proc/cpuinfo; empty elsewhere."""
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.partition(":")[2].split())
+                return [f for f in wanted if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def gpu_description() -> tuple[str, str | None] | None:
+    """(GPU name, CUDA version) of the current device, through torch where it is already loaded,
+    else cuda-python; None without a visible GPU or either binding."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return (torch.cuda.get_device_name(), torch.version.cuda) if torch.cuda.is_available() else None
+    from glcf_runtime.backends.tensorrt.build import gpu_info
+
+    try:
+        return gpu_info().name, None
+    except GlcfError:
+        return None
 
 
 
@@ -95,6 +126,7 @@ def matmul_peak_gflops(
     threads: int, sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5
 ) -> float:
     """Best FP32 GFLOP/s of ONNX Runtime (CPU provider, ``threads``) on one square MatMul."""
+    import onnx
     import onnxruntime as ort
 
     best = 0.0
@@ -125,7 +157,12 @@ def matmul_peak_gflops(
 
 
 def cuda_matmul_peak_gflops(n: int = 4096, repeats: int = 10) -> float | None:
-    """Best FP16 GFLOP/s of one square torch matmul on the CUDA device; None without one."""
+    """Best FP16 GFLOP/s of one square torch matmul on the CUDA device; None without one (or
+    without torch: a runtime-only install times no torch)."""
+    try:
+        import torch
+    except ImportError:
+        return None
     if not torch.cuda.is_available():
         return None
     a = torch.randn(n, n, device="cuda", dtype=torch.float16)

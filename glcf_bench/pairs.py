@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from glcf_bench.report import BenchReport
-from glcf_bench.targets import BenchBackend, BenchTarget, on_cuda, open_backend
+from glcf_bench.settings import BenchSettings
+from glcf_bench.targets import BenchBackend, BenchTarget, open_backend
 from glcf_runtime.backends import Runner
 from glcf_runtime.preprocess import preprocess
-
-if TYPE_CHECKING:
-    from glcf_bench.bench import BenchSettings
 
 Log = Callable[[str], None]
 
@@ -31,11 +27,8 @@ def paired_ratios(reference: Runner, runner: Runner, batch: np.ndarray, pairs: i
     same machine state: the ratios hold where a shared machine's speed changes within seconds.
     """
     def once(r: Runner) -> float:
-        sync = torch.cuda.synchronize if on_cuda(r) else None
         start = time.perf_counter()
-        r.infer(batch)
-        if sync is not None:
-            sync()
+        r.infer(batch)  # host arrays: a GPU backend has synchronised
         return time.perf_counter() - start
 
     once(reference), once(runner)  # warm-up

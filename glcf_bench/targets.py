@@ -9,31 +9,23 @@ raises :class:`BackendUnavailable` with the reason, so no backend is ever silent
 
 from __future__ import annotations
 
-import importlib.util
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
-import onnx
-import torch
-from torch import nn
-
-from glcf_bench.torch_runner import TorchRunner
-from glcf_export.deploy import DeployModule
-from glcf_export.onnx_export import export_fp32, read_metadata, set_metadata, to_mixed_fp16
 from glcf_runtime.backends import OnnxRuntimeRunner, Runner, open_runner
+from glcf_runtime.backends.tensorrt.engines import read_onnx_props
 from glcf_runtime.backends.tensorrt.sidecar import read_sidecar
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.metadata import ArtifactMetadata
-from glcf_train.builder import build_model, load_run
-from glcf_train.checkpoint import CHECKPOINT_NAME
-from glcf_train.config import GlcfConfig, preset
-from glcf_train.scoring import FusionStats, TorchScorer
 
 Log = Callable[[str], None]
 EXPORT_FILES = ("model.onnx", "model.fp16.onnx", "model.engine")
+CHECKPOINT_NAME = "checkpoint.pt"  # what makes a folder a run folder (glcf_train.checkpoint)
+TRAIN_EXTRA = ("the train and export extras (torch, timm, onnx, onnxslim): "
+               "pip install 'glcf[train,export]'")
 
 
 class BenchBackend(str, Enum):
@@ -57,7 +49,7 @@ class BenchTarget:
         metadata: the artifact contract (input size, threshold, precision).
         deploy: the torch module the ``torch`` backend runs when a torch model is at hand, else
             None: the model's own modules as trained (timm's Swin blocks) and the reference
-            scorer, with the same uint8 input as the graph (see :func:`torch_module`).
+            scorer, with the same uint8 input as the graph (``torch_targets.torch_module``).
         no_torch: why ``deploy`` is None.
         temporary: ``folder`` was made by the benchmark (an engine may be built into it).
         export_seconds: export stage times when the benchmark exported the model.
@@ -66,91 +58,10 @@ class BenchTarget:
     folder: Path
     description: str
     metadata: ArtifactMetadata
-    deploy: nn.Module | None = None
+    deploy: Any = None  # a torch nn.Module
     no_torch: str = ""
     temporary: bool = False
     export_seconds: dict[str, float] = field(default_factory=dict)
-
-
-def bench_metadata(
-    cfg: GlcfConfig, stats: dict, threshold: float, rule: str, category: str = ""
-) -> ArtifactMetadata:
-    """Artifact metadata for a model the benchmark exports itself (``stats``: fusion μ, σ)."""
-    s = cfg.scoring
-    fusion = {
-        "w_local": s.w_local,
-        "w_global": s.w_global,
-        "scale_weights": list(s.scale_weights),
-        "smoothing_sigma": s.smoothing_sigma,
-        "stats": stats,
-    }
-    size = cfg.model.image_size
-    return ArtifactMetadata(
-        height=size,
-        width=size,
-        branch_mode=s.branch_mode.value,
-        score_rule=s.score_rule.value,
-        threshold=threshold,
-        threshold_rule=rule,
-        map_range=(0.0, 1.0),
-        fusion=fusion,
-        category=category,
-        config_hash=cfg.hash(),
-        preset=cfg.preset,
-        extra={"torch": str(torch.__version__), "onnx": onnx.__version__, "made_by": "glcf bench"},
-    )
-
-
-def export_deploy(
-    deploy: nn.Module, meta: ArtifactMetadata, folder: Path, image_size: int, log: Log = print
-) -> dict[str, float]:
-    """Write model.onnx and model.fp16.onnx of ``deploy`` into ``folder``; seconds per stage."""
-    seconds: dict[str, float] = {}
-    start = time.perf_counter()
-    log(f"exporting the fused graph to {folder} …")
-    fp32 = export_fp32(deploy, folder / "model.onnx", image_size)
-    seconds["trace_and_simplify"] = _lap(start)
-    start = time.perf_counter()
-    set_metadata(fp32, meta)
-    onnx.save(fp32, str(folder / "model.onnx"))
-    seconds["save_fp32"] = _lap(start)
-    start = time.perf_counter()
-    mixed = to_mixed_fp16(fp32)
-    set_metadata(mixed, ArtifactMetadata(**{**meta.__dict__, "precision": "fp16-mixed"}))
-    seconds["mixed_fp16"] = _lap(start)
-    start = time.perf_counter()
-    onnx.save(mixed, str(folder / "model.fp16.onnx"))
-    seconds["save_fp16"] = _lap(start)
-    return seconds
-
-
-def _lap(start: float) -> float:
-    return time.perf_counter() - start
-
-
-def torch_module(model: nn.Module, scorer: nn.Module) -> DeployModule:
-    """What the ``torch`` backend times: the model as trained and evaluated, in eager mode.
-
-    Not the graph's rewritten Swin blocks (``glcf_export.windowed``): the benchmark compares the
-    deployed graph with the PyTorch model users trained. ``benchmarks/graph_optimizations.py``
-    times every graph form in torch eager too.
-    """
-    return DeployModule(model, scorer, attention=None, fold=False)
-
-
-def preset_deploy(name: str) -> tuple[DeployModule, DeployModule, GlcfConfig, ArtifactMetadata, float]:
-    """A randomly initialised preset model fused with default scoring and identity statistics:
-    the module to export, the module the torch backend runs, the config, metadata, and the
-    seconds it took to build."""
-    start = time.perf_counter()
-    cfg = preset(name)
-    model, _ = build_model(cfg, random_init=True)
-    scorer = TorchScorer(cfg.scoring, cfg.model.image_size, FusionStats.identity())
-    meta = bench_metadata(
-        cfg, FusionStats.identity().to_dict(), 0.0, "placeholder: random weights, benchmark only"
-    )
-    model.eval()
-    return DeployModule(model, scorer), torch_module(model, scorer), cfg, meta, _lap(start)
 
 
 def prepare_target(
@@ -166,24 +77,12 @@ def prepare_target(
             "give MODEL_OR_RUN (an export or run folder) or --preset, not both and not neither"
         )
     if preset_name is not None:
-        deploy, eager, cfg, meta, build_s = preset_deploy(preset_name)
-        seconds = {
-            "build_model": build_s,
-            **export_deploy(deploy, meta, workdir, cfg.model.image_size, log),
-        }
-        return BenchTarget(
-            workdir,
-            f"preset {preset_name} (random init, identity fusion stats)",
-            meta,
-            eager,
-            temporary=True,
-            export_seconds=seconds,
-        )
+        return _torch_targets(f"--preset {preset_name}").preset_target(preset_name, workdir, log)
     target = Path(target)  # type: ignore[arg-type]
     if target.is_file() and target.suffix in (".onnx", ".engine", ".plan"):
         target = target.parent
     if (target / CHECKPOINT_NAME).is_file():
-        return _run_target(target, workdir, log)
+        return _torch_targets(f"the run folder {target}").run_target(target, workdir, log)
     if target.is_dir() and any((target / name).is_file() for name in EXPORT_FILES):
         return BenchTarget(
             target,
@@ -197,59 +96,21 @@ def prepare_target(
     )
 
 
-def run_scorer(run: Path, cfg: GlcfConfig) -> tuple[TorchScorer, dict]:
-    """The run's calibrated scorer and calibration; for an uncalibrated run (a benchmark needs
-    none) identity statistics and a placeholder threshold."""
-    from glcf_train.calibrate import NotCalibrated, scorer_for
-
+def _torch_targets(what: str) -> Any:
+    """``glcf_bench.torch_targets``, or a one-line error naming the extras ``what`` needs."""
     try:
-        return scorer_for(run, cfg)
-    except NotCalibrated:
-        scorer = TorchScorer(cfg.scoring, cfg.model.image_size, FusionStats.identity())
-        return scorer, {
-            "stats": FusionStats.identity().to_dict(),
-            "threshold": {"threshold": 0.0, "rule": "placeholder: run not calibrated"},
-        }
-
-
-def _run_target(run: Path, workdir: Path, log: Log) -> BenchTarget:
-    """A run: the torch model from its checkpoint, ONNX files from an export inside it or fresh."""
-    model, cfg, ckpt = load_run(run, "cpu")
-    scorer, calib = run_scorer(run, cfg)
-    note = "calibrated" if "map_range" in calib else "uncalibrated: identity fusion stats"
-    eager = torch_module(model, scorer)
-    exports = sorted(p.parent for p in run.glob("*/model.onnx"))
-    if exports:
-        return BenchTarget(
-            exports[0],
-            f"run {run} ({note}), export {exports[0]}",
-            folder_metadata(exports[0]),
-            eager,
-        )
-    meta = bench_metadata(
-        cfg,
-        calib["stats"],
-        float(calib["threshold"]["threshold"]),
-        str(calib["threshold"]["rule"]),
-        str(ckpt["data"].get("category") or ""),
-    )
-    seconds = export_deploy(DeployModule(model, scorer), meta, workdir, cfg.model.image_size, log)
-    return BenchTarget(
-        workdir,
-        f"run {run} ({note}), exported for the benchmark",
-        meta,
-        eager,
-        temporary=True,
-        export_seconds=seconds,
-    )
+        from glcf_bench import torch_targets
+    except ImportError as exc:
+        raise ConfigError(f"{what} needs {TRAIN_EXTRA} ({exc.name} is missing); an export "
+                          "folder benchmarks with the runtime alone") from None
+    return torch_targets
 
 
 def folder_metadata(folder: Path) -> ArtifactMetadata:
     """The contract of an export folder, from its first ONNX file or the engine's sidecar."""
     for name in ("model.onnx", "model.fp16.onnx"):
         if (folder / name).is_file():
-            model = onnx.load(str(folder / name), load_external_data=False)
-            return read_metadata(model, str(folder / name))
+            return ArtifactMetadata.from_props(read_onnx_props(folder / name), str(folder / name))
     engine = folder / "model.engine"
     return ArtifactMetadata.from_props(read_sidecar(engine), str(engine))
 
@@ -270,10 +131,7 @@ def open_backend(
     if backend is BenchBackend.TORCH:
         if target.deploy is None:
             raise BackendUnavailable(target.no_torch)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        return TorchRunner(
-            target.deploy, target.folder / "model.onnx", target.metadata, device, cuda_graphs
-        )
+        return _torch_targets("the torch backend").open_torch(target, cuda_graphs)
     if backend is BenchBackend.TENSORRT:
         return _open_tensorrt(target, max_batch, log)
     name = "model.onnx" if backend is BenchBackend.ONNXRUNTIME else "model.fp16.onnx"
@@ -283,26 +141,20 @@ def open_backend(
 
 
 def _open_tensorrt(target: BenchTarget, max_batch: int, log: Log) -> Runner:
-    """The engine of the export folder; built from model.fp16.onnx when the folder is ours."""
-    missing = []
-    if importlib.util.find_spec("tensorrt") is None:
-        missing.append("tensorrt not installed")
-    if not torch.cuda.is_available():
-        missing.append("no GPU")
-    if missing:
-        raise BackendUnavailable(" / ".join(missing))
-    engine = target.folder / "model.engine"
-    if not engine.is_file():
-        if not target.temporary:
-            raise BackendUnavailable(
-                f"{target.folder} holds no model.engine; build it on this "
-                "GPU with glcf export RUN --out DIR --trt"
-            )
-        from glcf_runtime.backends.tensorrt.build import BuildOptions, build_engine
+    """The folder's engine for this device; built from model.fp16.onnx when there is none (into
+    ``model.engine`` of a temporary folder, else beside the model as ``glcf inspect`` does)."""
+    from glcf_runtime.backends.tensorrt.build import BuildOptions, require_tensorrt
+    from glcf_runtime.backends.tensorrt.engines import build_for, engine_for_folder
 
-        props = ArtifactMetadata(**{**target.metadata.__dict__, "precision": "fp16-mixed"})
-        options = BuildOptions(batch=(1, 1, max_batch), timing_cache=target.folder / "timing.cache")
-        build_engine(target.folder / "model.fp16.onnx", engine, props.to_props(), options, log)
+    try:
+        require_tensorrt()
+    except GlcfError as exc:
+        raise BackendUnavailable(f"tensorrt not installed / no GPU: {exc}") from None
+    engine = target.folder / "model.engine"
+    if target.temporary and not engine.is_file():
+        build_for(target.folder, engine, BuildOptions(batch=(1, 1, max_batch)), log=log)
+    elif not target.temporary:
+        engine = engine_for_folder(target.folder, log, max_batch)
     return open_runner(engine, backend="tensorrt")
 
 
@@ -311,17 +163,11 @@ def runner_precision(runner: Runner) -> str:
 
 
 def on_cuda(runner: Runner) -> bool:
-    """Whether the runner's work runs on a CUDA device (timings then synchronise)."""
-    if isinstance(runner, TorchRunner):
-        return runner.device.type == "cuda"
-    return runner.backend == "tensorrt"
+    """Whether the runner's work runs on a CUDA device (the torch runner says; engines do)."""
+    return bool(getattr(runner, "on_cuda", runner.backend == "tensorrt"))
 
 
 def gpu_memory_mb(runner: Runner) -> float | None:
-    """Torch: peak allocated since the last reset; other backends: device memory in use now."""
-    if not torch.cuda.is_available():
-        return None
-    if isinstance(runner, TorchRunner):
-        return torch.cuda.max_memory_allocated() / 2**20
-    free, total = torch.cuda.mem_get_info()
-    return (total - free) / 2**20
+    """GPU memory of the runner (the torch runner's peak since the last reset), where it says."""
+    measure = getattr(runner, "gpu_memory_mb", None)
+    return measure() if measure is not None else None

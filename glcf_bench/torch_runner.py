@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from glcf_runtime.backends import Runner
 from glcf_runtime.metadata import ArtifactMetadata
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+def _torch() -> Any:
+    """torch, imported when a torch runner is made (glcf_bench imports torch only lazily)."""
+    import torch
+
+    return torch
 
 
 class TorchRunner(Runner):
@@ -30,6 +40,7 @@ class TorchRunner(Runner):
         cuda_graphs: bool = False,
     ) -> None:
         super().__init__(path, metadata)
+        torch = _torch()
         self.device = torch.device(device)
         self.module = deploy.to(self.device).eval()
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
@@ -48,7 +59,22 @@ class TorchRunner(Runner):
     def describe(self) -> str:
         return f"torch eager {self.precision} on {self.device}"
 
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def gpu_memory_mb(self) -> float | None:
+        """Peak memory torch allocated on the GPU since the last reset (None on the CPU)."""
+        torch = _torch()
+        return torch.cuda.max_memory_allocated() / 2**20 if self.on_cuda else None
+
+    def reset_peak_memory(self) -> None:
+        torch = _torch()
+        if self.on_cuda:
+            torch.cuda.reset_peak_memory_stats()
+
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        torch = _torch()
         if self.device.type == "cpu":
             with torch.inference_mode():
                 maps, scores = self.module(torch.from_numpy(batch))
@@ -57,12 +83,14 @@ class TorchRunner(Runner):
         return maps.float().cpu().numpy(), scores.float().cpu().numpy()
 
     def _cuda(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        torch = _torch()
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
             return self.module(x)
 
     def _replay(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Copy into the graph's static input, replay, return its static outputs."""
+        torch = _torch()
         n = batch.shape[0]
         if n not in self._graphs:
             static = torch.from_numpy(batch).to(self.device)
@@ -83,6 +111,7 @@ class TorchRunner(Runner):
         return outputs
 
     def close(self) -> None:
+        torch = _torch()
         self._graphs.clear()
         if self.device.type == "cuda":
             self.module.to("cpu")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -14,19 +13,14 @@ import numpy as np
 import onnx
 import torch
 
-from glcf_export.checks import (
-    CheckReport,
-    check_fp16,
-    check_fp32,
-    check_ops,
-    ort_session,
-    run_ort,
-    torch_reference,
-)
+from glcf_export.checks import CheckReport
 from glcf_export.deploy import DeployModule
-from glcf_export.onnx_export import ExportError, export_fp32, set_metadata, to_mixed_fp16
+from glcf_export.onnx_export import ExportError
+from glcf_export.pipeline import check_graphs, write_graphs
 from glcf_export.triton import write_triton_repository
-from glcf_runtime.backends.tensorrt.build import BuildOptions, build_engine, require_tensorrt
+from glcf_runtime.backends.tensorrt.build import BuildOptions, require_tensorrt
+from glcf_runtime.backends.tensorrt.engines import ENGINE_FILE, TIMING_CACHE, build_for
+from glcf_runtime.files import atomic_write_json
 from glcf_runtime.metadata import ArtifactMetadata
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.builder import load_run
@@ -56,6 +50,7 @@ class ExportResult:
     files: dict[str, int] = field(default_factory=dict)  # name → bytes
     checks: CheckReport = field(default_factory=CheckReport)
     seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per pipeline stage
 
 
 def export_run(run: Path, opts: ExportOptions, log=print) -> ExportResult:
@@ -78,16 +73,16 @@ def export_run(run: Path, opts: ExportOptions, log=print) -> ExportResult:
         shutil.rmtree(staging, ignore_errors=True)
     result.out = out
     if opts.trt:
-        _build_engine(out, opts, meta, log)
+        _build_engine(out, opts, log)
         result.files.update({p.name: p.stat().st_size for p in (out / "model.engine",)})
     if opts.triton is not None:
         engine = out / "model.engine" if opts.trt else None
         write_triton_repository(opts.triton, out / "model.onnx", engine, opts.batch,
                                 overwrite=opts.overwrite)
     result.seconds = time.perf_counter() - start
-    (out / "export_report.json").write_text(json.dumps(
-        {"seconds": result.seconds, "files": result.files, "figures": result.checks.figures,
-         "ops": result.checks.ops}, indent=2))
+    atomic_write_json(out / "export_report.json", {
+        "seconds": result.seconds, "stages": result.stages, "files": result.files,
+        "figures": result.checks.figures, "ops": result.checks.ops})
     return result
 
 
@@ -127,42 +122,24 @@ def _check_images(run: Path, cfg, ckpt: dict) -> np.ndarray:
 
 def _export_into(folder: Path, model, scorer, meta: ArtifactMetadata, images: np.ndarray,
                  opts: ExportOptions, size: int, log) -> ExportResult:
-    result = ExportResult(out=folder)
-    log("tracing the fused graph (Φ_L, bottleneck, decoders, scoring) …")
-    fp32 = export_fp32(DeployModule(model, scorer), folder / "model.onnx", size)
-    set_metadata(fp32, meta)
-    onnx.save(fp32, str(folder / "model.onnx"))
-    report = result.checks
-    log("checking FP32: ONNX Runtime vs the torch reference at batch 1 and 4 …")
-    reference = torch_reference(model, scorer, images[:4])
-    session = ort_session(folder / "model.onnx")
-    check_fp32(report, session, reference, images)
-    check_ops(report, "model.onnx", fp32)
-    if opts.fp16:
-        log("making the mixed-precision FP16 file and checking it against FP32 …")
-        mixed = to_mixed_fp16(fp32)
-        set_metadata(mixed, ArtifactMetadata(**{**meta.__dict__, "precision": "fp16-mixed"}))
-        onnx.save(mixed, str(folder / "model.fp16.onnx"))
-        fp32_all = run_ort(session, images, opts.batch)
-        check_fp16(report, ort_session(folder / "model.fp16.onnx"), fp32_all, images, opts.batch)
-        check_ops(report, "model.fp16.onnx", mixed)
+    graphs = write_graphs(DeployModule(model, scorer), meta, folder, size, opts.fp16, log)
+    report = check_graphs(graphs, model, scorer, images, opts.batch, log)
     if not report.ok:
         figures = ", ".join(f"{k}={v:.3g}" for k, v in report.figures.items())
         raise ExportError("export checks failed — nothing was written:\n  - " +
                           "\n  - ".join(report.failures) + f"\n  figures: {figures}")
-    result.files = {p.name: p.stat().st_size for p in sorted(folder.glob("*.onnx"))}
-    return result
+    files = {p.name: p.stat().st_size for p in sorted(folder.glob("*.onnx"))}
+    return ExportResult(out=folder, files=files, checks=report, stages=graphs.seconds)
 
 
-def _build_engine(out: Path, opts: ExportOptions, meta: ArtifactMetadata, log) -> None:
-    """TensorRT engine from the mixed FP16 file (strongly typed), or the FP32 one with --no-fp16."""
+def _build_engine(out: Path, opts: ExportOptions, log) -> None:
+    """TensorRT engine from the mixed FP16 file (strongly typed), or the FP32 one with --no-fp16:
+    the same code as ``glcf engine build``."""
     source = out / ("model.fp16.onnx" if opts.fp16 else "model.onnx")
-    precision = "fp16-mixed" if opts.fp16 else "fp32"
-    props = ArtifactMetadata(**{**meta.__dict__, "precision": precision}).to_props()
     build = BuildOptions(batch=(1, 1, opts.batch), workspace_mb=opts.workspace_mb,
-                         dla_core=opts.dla_core, timing_cache=out / "timing.cache")
+                         dla_core=opts.dla_core, timing_cache=out / TIMING_CACHE)
     log(f"building the TensorRT engine from {source.name} (strongly typed) …")
-    build_engine(source, out / "model.engine", props, build, log=log)
+    build_for(source, out / ENGINE_FILE, build, overwrite=True, log=log)
 
 
 ARTIFACTS = ("model.onnx", "model.fp16.onnx", "model.engine", "model.engine.json", "export_report.json")

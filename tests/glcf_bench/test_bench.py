@@ -12,15 +12,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from glcf_bench.bench import (
-    loop_throughput,
-    parse_backends,
-    parse_batches,
-    run_bench,
-)
+from glcf_bench.bench import loop_throughput, run_bench
 from glcf_bench.frames import write_video
 from glcf_bench.pairs import paired_ratios
 from glcf_bench.report import BenchReport, result_stem
+from glcf_bench.settings import parse_backends, parse_batches
 from glcf_bench.targets import BenchTarget, prepare_target
 from glcf_bench.torch_runner import TorchRunner
 from glcf_cli import app
