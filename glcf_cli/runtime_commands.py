@@ -14,8 +14,10 @@ from rich.table import Table
 from glcf_cli.common import console, err_console
 
 if TYPE_CHECKING:
+    from glcf_runtime.backends.base import Runner
     from glcf_runtime.loop import Summary
     from glcf_runtime.sinks import Sink
+    from glcf_runtime.sources import FrameSource
 
 Opt = typer.Option
 Model = Annotated[
@@ -42,6 +44,23 @@ RoiOpt = Annotated[
     Opt(
         help="Crop every frame to x,y,w,h (pixels of the source frame) before resizing, e.g. to "
         "cut letterbox bars; calibrate glcf threshold with the same crop."
+    ),
+]
+
+ServeOpt = Annotated[
+    str | None,
+    Opt(
+        metavar="HOST:PORT",
+        help="Serve a live page, a JSON API and Prometheus /metrics on PORT or HOST:PORT "
+        "(default host 127.0.0.1; port 0 picks a free one). Any other host needs --token.",
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    Opt(
+        envvar="GLCF_TOKEN",
+        help="With --serve: every route but /healthz needs ?token=T or the header "
+        "'Authorization: Bearer T'.",
     ),
 ]
 
@@ -86,6 +105,8 @@ def inspect_command(
         Path | None, Opt(help="Write a heat-map panel PNG per anomalous frame into this folder.")
     ] = None,
     roi: RoiOpt = None,
+    serve: ServeOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Inspect frames: verdict and heat map per frame; exit 0 when the source ran to its end."""
     from glcf_runtime.backends import open_runner
@@ -95,6 +116,10 @@ def inspect_command(
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     crop = parse_roi(roi) if roi is not None else None
+    if serve is not None:
+        from glcf_runtime.serve import check_exposure, parse_bind
+
+        check_exposure(parse_bind(serve)[0], token)  # before the model loads
     stop = threading.Event()
     with contextlib.ExitStack() as stack:
         runner = stack.enter_context(
@@ -113,10 +138,31 @@ def inspect_command(
             highlight=False,
             soft_wrap=True,
         )
+        if serve is not None:
+            outputs.append(_serve(stack, runner, frames, threshold, serve, token))
         summary = inspect(runner, frames, threshold, batch, outputs, stop)
     console.print(summary_table(summary))
     if not summary.completed:
         raise typer.Exit(1)
+
+
+def _serve(
+    stack: contextlib.ExitStack,
+    runner: Runner,
+    frames: FrameSource,
+    threshold: float | None,
+    serve: str,
+    token: str | None,
+) -> Sink:
+    """Start the live page (closed by ``stack`` after the loop); print its URL; its sink."""
+    from rich.markup import escape
+
+    from glcf_runtime.serve import open_live_page
+
+    server = stack.enter_context(open_live_page(runner, frames, threshold, serve, token))
+    note = " (every route but /healthz needs ?token=T or Authorization: Bearer T)" if token else ""
+    console.print(f"live page {escape(server.url)}{escape(note)}", highlight=False, soft_wrap=True)
+    return server.state
 
 
 def _open_sinks(

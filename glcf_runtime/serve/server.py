@@ -1,0 +1,337 @@
+"""The live page's HTTP server: the standard library's ``ThreadingHTTPServer`` on a daemon thread.
+
+No third-party web framework: the runtime stays small (a Jetson installs numpy, OpenCV and a
+backend), and ``http.server`` ships with every Python. Every route only reads ``LiveState``;
+none writes files or changes the run.
+
+| route | what |
+|---|---|
+| ``/`` and ``/static/*`` | the page (HTML, JS, CSS served from this package: no CDN) |
+| ``/api/status`` | counters, latest frame, source state, gallery, model card (JSON) |
+| ``/api/results?since=FRAME&limit=N`` | the JSON-lines records of frames after FRAME |
+| ``/api/events?since=FRAME`` | server-sent events: status and new records, a few times a second |
+| ``/frame.jpg`` | the latest annotated frame |
+| ``/stream.mjpg`` | the annotated frames as MJPEG, at most ``max_fps`` per second |
+| ``/flagged/ID.jpg`` | a flagged frame of the gallery, full size |
+| ``/metrics`` | Prometheus text format |
+| ``/healthz`` | 200 while the source delivers, 503 otherwise; the only route without the token |
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import re
+import socket
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from glcf_runtime.backends.base import Runner, ThresholdChoice
+from glcf_runtime.errors import ConfigError
+from glcf_runtime.serve import metrics
+from glcf_runtime.serve.state import LiveState, model_card
+from glcf_runtime.sources import FrameSource
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent / "static"
+FILES = {  # route -> (file in STATIC, content type)
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/static/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+EVENT_INTERVAL_S = 0.2  # at most 5 events a second per viewer
+EVENT_RECORDS = 500  # records per event at most (a slow viewer skips older ones)
+KEEPALIVE_S = 2.0  # an event at least this often (fps and uptime move on)
+DEFAULT_HOST = "127.0.0.1"
+FLAGGED_ROUTE = re.compile(r"^/flagged/(\d+)\.jpg$")
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    """``"8080"`` → ``("127.0.0.1", 8080)``; ``"0.0.0.0:8080"``, ``"[::1]:8080"`` as given.
+
+    Raises:
+        ConfigError: no port, or a port outside 0-65535.
+    """
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]") if sep else DEFAULT_HOST
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(
+            f"--serve {text!r}: give PORT or HOST:PORT, e.g. --serve 8080 (localhost only) or "
+            "--serve 0.0.0.0:8080 --token T; port 0 picks a free one"
+        )
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: treated as reachable from the network
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    """Refuse to bind a non-loopback address without a token.
+
+    Raises:
+        ConfigError: ``host`` is reachable from other machines and ``token`` is empty.
+    """
+    if not token and not is_loopback(host):
+        raise ConfigError(
+            f"--serve {host}: the page would be open to anyone who can reach this machine; give "
+            "--token T (or set GLCF_TOKEN), or bind 127.0.0.1 and open it through an SSH tunnel "
+            "(ssh -L 8080:127.0.0.1:8080 HOST)"
+        )
+
+
+def open_live_page(
+    runner: Runner,
+    source: FrameSource,
+    threshold: float | None,
+    bind: str,
+    token: str | None = None,
+) -> LiveServer:
+    """A bound (not yet serving) server for ``glcf inspect --serve``; its ``state`` is the sink.
+
+    Args:
+        runner: the open runner (for the model card).
+        source: the open source (for its up/down state).
+        threshold: the ``--threshold`` override, or None for the runner's.
+        bind: ``PORT`` or ``HOST:PORT`` (see ``parse_bind``).
+        token: required on every route but ``/healthz`` when given.
+    """
+    choice = runner.threshold if threshold is None else ThresholdChoice(threshold, "--threshold")
+    host, port = parse_bind(bind)
+    return LiveServer(LiveState(model_card(runner, choice), source), host, port, token)
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True  # a viewer's open stream never keeps the process alive
+    live: LiveServer
+
+
+class LiveServer:
+    """Serves ``state`` on ``host:port`` (port 0: a free one) from a daemon thread.
+
+    A context manager: the socket is bound on construction (so ``url`` is known), serving starts
+    with ``start()`` or ``__enter__``, and ``close()`` ends every open stream within about a
+    second.
+
+    Raises:
+        ConfigError: a non-loopback host without a token, or an address that cannot be bound.
+    """
+
+    def __init__(
+        self,
+        state: LiveState,
+        host: str = DEFAULT_HOST,
+        port: int = 0,
+        token: str | None = None,
+        max_fps: float = 10.0,
+    ) -> None:
+        check_exposure(host, token)
+        self.state, self.token, self.max_fps = state, token or None, max_fps
+        self.registry = metrics.registry(state)
+        self.stopping = threading.Event()
+        server_class = type("_Server", (_HttpServer,), {})
+        if ":" in host:
+            server_class.address_family = socket.AF_INET6
+        try:
+            self._httpd = server_class((host, port), _Handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"--serve {host}:{port}: cannot listen there ({exc.strerror or exc}); choose "
+                "another port (0 picks a free one) or an address of this machine"
+            ) from None
+        self._httpd.live = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        host = self._httpd.server_address[0]
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
+
+    def start(self) -> LiveServer:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                daemon=True, name="glcf-serve",
+            )
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving and end open streams (idempotent)."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=5.0)
+        self._httpd.server_close()
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def authorized(self, header: str | None, query_token: list[str] | None) -> bool:
+        """``Authorization: Bearer T`` or ``?token=T`` matches the token (always, without one)."""
+        if self.token is None:
+            return True
+        given = [t for t in query_token or ()]
+        if header and header.lower().startswith("bearer "):
+            given.append(header[7:].strip())
+        expected = self.token.encode()
+        return any(hmac.compare_digest(t.encode(), expected) for t in given)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HttpServer
+    server_version = "glcf"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        live = self.server.live
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        try:
+            if url.path == "/healthz":
+                self._healthz()
+            elif not live.authorized(self.headers.get("Authorization"), query.get("token")):
+                self._send_json(
+                    {"error": "this page needs its token: add ?token=T to the URL or send the "
+                              "header 'Authorization: Bearer T' (T: glcf inspect --token)"},
+                    HTTPStatus.UNAUTHORIZED,
+                    {"WWW-Authenticate": 'Bearer realm="glcf"'},
+                )
+            else:
+                self._route(url.path, query)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass  # the viewer went away
+
+    def _route(self, path: str, query: dict[str, list[str]]) -> None:
+        state = self.server.live.state
+        flagged = FLAGGED_ROUTE.match(path)
+        if path in FILES:
+            name, content_type = FILES[path]
+            self._send(HTTPStatus.OK, (STATIC / name).read_bytes(), content_type)
+        elif path == "/api/status":
+            self._send_json(state.status())
+        elif path == "/api/results":
+            since, limit = _int(query, "since", -1), _int(query, "limit", None)
+            if since is None:
+                self._send_json({"error": "since must be a frame index"}, HTTPStatus.BAD_REQUEST)
+            else:
+                self._send_json(state.results(since, limit))
+        elif path == "/api/events":
+            self._events(_int(query, "since", -1))
+        elif path == "/metrics":
+            self._send(HTTPStatus.OK, metrics.render(self.server.live.registry), metrics.CONTENT_TYPE)
+        elif path == "/frame.jpg":
+            self._frame()
+        elif path == "/stream.mjpg":
+            self._stream()
+        elif flagged is not None:
+            data = state.flagged_jpeg(int(flagged.group(1)))
+            if data is None:
+                self._send_json({"error": f"{path} is no longer in the gallery"}, HTTPStatus.NOT_FOUND)
+            else:
+                self._send(HTTPStatus.OK, data, "image/jpeg", {"Cache-Control": "max-age=3600"})
+        else:
+            self._send_json({"error": f"no route {path}; see /"}, HTTPStatus.NOT_FOUND)
+
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in {"Cache-Control": "no-store", **(headers or {})}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_json(self, data: Any, status: int = HTTPStatus.OK, headers: dict | None = None) -> None:
+        body = json.dumps(data, allow_nan=False).encode()
+        self._send(status, body, "application/json", headers)
+
+    def _healthz(self) -> None:
+        up = self.server.live.state.source_state()["up"]
+        body = b"ok\n" if up else b"source down\n"
+        self._send(HTTPStatus.OK if up else HTTPStatus.SERVICE_UNAVAILABLE, body, "text/plain")
+
+    def _frame(self) -> None:
+        found = self.server.live.state.latest_jpeg()
+        if found is None:
+            self._send_json({"error": "no frame scored yet"}, HTTPStatus.SERVICE_UNAVAILABLE,
+                            {"Retry-After": "1"})
+        else:
+            seq, index, data = found
+            headers = {"X-Frame-Seq": str(seq), "X-Frame-Index": str(index)}
+            self._send(HTTPStatus.OK, data, "image/jpeg", headers)
+
+    def _events(self, since: int | None) -> None:
+        """Server-sent events: ``data: {"status": …, "records": […]}`` until the run ends."""
+        live, state = self.server.live, self.server.live.state
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        seen, records = state.updates(None, -1 if since is None else since)
+        while not live.stopping.is_set():
+            payload = {"status": state.status(), "records": records[-EVENT_RECORDS:]}
+            self.wfile.write(f"data: {json.dumps(payload, allow_nan=False)}\n\n".encode())
+            self.wfile.flush()
+            if not payload["status"]["running"]:
+                self.wfile.write(b"event: end\ndata: {}\n\n")
+                return
+            if live.stopping.wait(EVENT_INTERVAL_S):
+                return
+            state.wait(seen, KEEPALIVE_S)
+            seen, records = state.updates(seen)
+
+    def _stream(self) -> None:
+        """MJPEG: the newest annotated frame whenever it changed, at most ``max_fps`` a second."""
+        live = self.server.live
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        sent = 0
+        while not live.stopping.is_set():
+            live.state.wait(sent, 1.0)
+            found = live.state.latest_jpeg()
+            if found is not None and found[0] != sent:
+                sent, _, data = found
+                head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
+                self.wfile.write(head.encode() + data + b"\r\n")
+                self.wfile.flush()
+            elif live.state.closed:
+                return
+            if live.stopping.wait(1.0 / live.max_fps):
+                return
+
+
+def _int(query: dict[str, list[str]], key: str, default: int | None) -> int | None:
+    values = query.get(key)
+    if not values:
+        return default
+    try:
+        return int(values[-1])
+    except ValueError:
+        return None

@@ -1,0 +1,238 @@
+// The live page of `glcf inspect --serve`: server-sent events for counters and records, the
+// latest annotated frame fetched at most 10 times a second (one request in flight, frames in
+// between are dropped), and a score timeline drawn on a <canvas>. No libraries, no CDN.
+"use strict";
+
+(() => {
+  const WINDOW_S = 300; // the timeline shows the last 5 minutes
+  const FRAME_INTERVAL_MS = 100;
+  const MAX_POINTS = 6000; // points kept for the timeline
+  const token = new URLSearchParams(location.search).get("token");
+  const $ = (id) => document.getElementById(id);
+  const withToken = (path) =>
+    token ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : path;
+
+  const points = []; // {t, score, anomalous, error} in arrival order
+  let status = null;
+  let lastFrame = -1;
+  let latest = null; // the record of the frame on screen, else the last record
+  const byFrame = new Map(); // frame index -> record, the most recent ones
+  let shownSeq = null; // seq of the frame on screen
+  let galleryKey = "";
+  let events = null;
+
+  const fmt = (value, digits = 4) =>
+    value === null || value === undefined ? "–" : Number(value).toPrecision(digits);
+  const ms = (value) => (value === null || value === undefined ? "–" : `${value.toFixed(1)} ms`);
+
+  function duration(seconds) {
+    const s = Math.floor(seconds);
+    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+    return h ? `${h} h ${m} min` : m ? `${m} min ${s % 60} s` : `${s} s`;
+  }
+
+  function addRecords(records) {
+    for (const r of records) {
+      if (r.frame !== undefined && r.frame <= lastFrame) continue;
+      lastFrame = Math.max(lastFrame, r.frame ?? lastFrame);
+      const t = r.timestamp ?? Date.now() / 1000; // error records carry no timestamp
+      points.push({ t, score: r.score, anomalous: r.anomalous, error: Boolean(r.error) });
+      byFrame.set(r.frame, r);
+      if (r.error || shownSeq === null) latest = r;
+    }
+    for (const key of byFrame.keys()) {
+      if (byFrame.size <= 2000) break;
+      byFrame.delete(key);
+    }
+    const newest = points.length ? points[points.length - 1].t : 0;
+    while (points.length && points[0].t < newest - WINDOW_S) points.shift();
+    if (points.length > MAX_POINTS) { // a fast loop: thin out, keep every anomalous point
+      const thinned = points.filter((p, i) => i % 2 === 0 || p.anomalous || p.error);
+      points.splice(0, points.length, ...thinned);
+    }
+  }
+
+  function renderVerdict() {
+    const box = $("verdict");
+    if (!latest) return;
+    const threshold = status ? status.model.threshold : null;
+    box.className = "verdict";
+    if (latest.error) {
+      box.textContent = `${latest.health ? `UNUSABLE (${latest.health})` : "ERROR"} frame ${latest.frame}: ${latest.error}`;
+      box.classList.add("bad");
+    } else if (latest.anomalous === null || threshold === null) {
+      box.textContent = `NOT CALIBRATED · score ${fmt(latest.score)} · frame ${latest.frame}`;
+    } else {
+      const bad = latest.anomalous;
+      box.textContent = `${bad ? "ANOMALOUS" : "GOOD"} · score ${fmt(latest.score)} ${bad ? "≥" : "<"} threshold ${fmt(threshold)} · frame ${latest.frame}`;
+      box.classList.add(bad ? "bad" : "good");
+    }
+  }
+
+  function renderCard(model) {
+    const rows = [
+      ["category", model.category], ["model", model.model], ["backend", model.runtime],
+      ["precision", model.precision], ["input", model.input],
+      ["score rule", `${model.score_rule} (branches: ${model.branch_mode})`],
+      ["region of interest", model.roi ? model.roi.join(", ") : "whole frame"],
+      ["threshold", model.threshold === null ? "not calibrated" : fmt(model.threshold, 6)],
+      ["threshold from", model.threshold_origin],
+    ];
+    const table = $("card");
+    table.replaceChildren(...rows.map(([key, value]) => {
+      const tr = document.createElement("tr");
+      const th = document.createElement("th"), td = document.createElement("td");
+      th.textContent = key;
+      td.textContent = value ?? "–";
+      tr.append(th, td);
+      return tr;
+    }));
+  }
+
+  function renderGallery(flagged) {
+    const key = flagged.map((f) => f.id).join(",");
+    if (key === galleryKey) return;
+    galleryKey = key;
+    const box = $("gallery");
+    if (!flagged.length) return;
+    box.replaceChildren(...flagged.map((f) => {
+      const link = document.createElement("a");
+      link.href = withToken(`flagged/${f.id}.jpg`);
+      link.target = "_blank";
+      link.title = "open full size";
+      const img = document.createElement("img");
+      img.src = link.href;
+      img.alt = `flagged frame ${f.frame}`;
+      const caption = document.createElement("span");
+      caption.textContent = `frame ${f.frame} · score ${fmt(f.score)}`;
+      link.append(img, caption);
+      return link;
+    }));
+  }
+
+  function renderStatus(s) {
+    status = s;
+    $("category").textContent = s.model.category;
+    $("frames").textContent = s.frames;
+    $("anomalies").textContent = s.anomalies;
+    const kinds = Object.entries(s.errors).map(([k, n]) => `${k} ${n}`).join(", ");
+    $("errors").textContent = s.errors_total ? `${s.errors_total} (${kinds})` : "0";
+    $("fps").textContent = s.fps.toFixed(1);
+    $("p50").textContent = ms(s.latency_p50_ms);
+    $("p95").textContent = ms(s.latency_p95_ms);
+    $("reconnects").textContent = s.source.reconnects;
+    $("uptime").textContent = duration(s.uptime_s);
+    $("source").textContent = s.source.name ? `source ${s.source.name}` : "";
+    const state = $("state");
+    const down = s.running && !s.source.up;
+    state.textContent = !s.running ? "stopped" : down ? "source down" : "running";
+    state.className = `pill ${!s.running ? "stopped" : down ? "down" : "running"}`;
+    renderCard(s.model);
+    renderGallery(s.flagged);
+    renderVerdict();
+  }
+
+  function drawTimeline() {
+    const canvas = $("timeline");
+    const ratio = window.devicePixelRatio || 1;
+    const width = canvas.clientWidth, height = canvas.clientHeight;
+    if (canvas.width !== Math.round(width * ratio)) canvas.width = Math.round(width * ratio);
+    canvas.height = Math.round(height * ratio);
+    const g = canvas.getContext("2d");
+    g.setTransform(ratio, 0, 0, ratio, 0, 0);
+    g.clearRect(0, 0, width, height);
+    const left = 52, right = width - 8, top = 8, bottom = height - 20;
+    const threshold = status ? status.model.threshold : null;
+    const scores = points.filter((p) => p.score !== null && p.score !== undefined);
+    let top_value = Math.max(threshold === null ? 0 : threshold * 1.25, ...scores.map((p) => p.score));
+    top_value = top_value > 0 ? top_value * 1.05 : 1;
+    const end = points.length ? points[points.length - 1].t : Date.now() / 1000;
+    const span = points.length ? Math.min(WINDOW_S, Math.max(10, end - points[0].t)) : WINDOW_S;
+    const x = (t) => right - ((end - t) / span) * (right - left);
+    const y = (v) => bottom - (Math.max(0, v) / top_value) * (bottom - top);
+    g.font = "11px system-ui, sans-serif";
+    g.fillStyle = "#8b929c";
+    g.strokeStyle = "#2a2f37";
+    g.beginPath();
+    for (const v of [0, top_value / 2, top_value]) {
+      g.moveTo(left, y(v)); g.lineTo(right, y(v));
+      g.fillText(fmt(v, 3), 4, y(v) + 4);
+    }
+    g.stroke();
+    g.fillText(span >= 60 ? `−${(span / 60).toFixed(1)} min` : `−${Math.round(span)} s`, left, height - 4);
+    g.fillText("now", right - 22, height - 4);
+    g.strokeStyle = "#4aa3ff";
+    g.lineWidth = 1.5;
+    g.beginPath();
+    scores.forEach((p, i) => (i ? g.lineTo(x(p.t), y(p.score)) : g.moveTo(x(p.t), y(p.score))));
+    g.stroke();
+    g.fillStyle = "#f0433a";
+    for (const p of scores) {
+      if (p.anomalous) { g.beginPath(); g.arc(x(p.t), y(p.score), 3, 0, 2 * Math.PI); g.fill(); }
+    }
+    if (threshold !== null) {
+      g.strokeStyle = "#f0433a";
+      g.setLineDash([6, 4]);
+      g.beginPath(); g.moveTo(left, y(threshold)); g.lineTo(right, y(threshold)); g.stroke();
+      g.setLineDash([]);
+    }
+  }
+
+  async function frameLoop() {
+    const img = $("frame");
+    for (;;) {
+      const started = performance.now();
+      if (status && status.latest_seq !== null && status.latest_seq !== shownSeq) {
+        try {
+          const response = await fetch(withToken("frame.jpg"), { cache: "no-store" });
+          if (response.ok) {
+            const seq = Number(response.headers.get("X-Frame-Seq"));
+            const shown = byFrame.get(Number(response.headers.get("X-Frame-Index")));
+            const url = URL.createObjectURL(await response.blob());
+            await new Promise((resolve) => { img.onload = img.onerror = resolve; img.src = url; });
+            if (img.dataset.url) URL.revokeObjectURL(img.dataset.url);
+            img.dataset.url = url;
+            img.dataset.seq = seq;
+            shownSeq = seq;
+            if (shown) { latest = shown; renderVerdict(); }
+          }
+        } catch (error) {
+          // the server went away; the event stream reports it
+        }
+      }
+      if (status && !status.running && shownSeq === status.latest_seq) return;
+      const wait = FRAME_INTERVAL_MS - (performance.now() - started);
+      await new Promise((resolve) => setTimeout(resolve, Math.max(10, wait)));
+    }
+  }
+
+  function connect() {
+    events = new EventSource(withToken(`api/events?since=${lastFrame}`));
+    events.onmessage = (message) => {
+      const data = JSON.parse(message.data);
+      addRecords(data.records);
+      renderStatus(data.status);
+      drawTimeline();
+    };
+    events.addEventListener("end", () => events.close());
+    events.onerror = () => {
+      const state = $("state");
+      state.textContent = "reconnecting";
+      state.className = "pill down";
+    };
+  }
+
+  async function start() {
+    const response = await fetch(withToken(`api/results?since=-1&limit=3000`));
+    if (response.status === 401) {
+      $("verdict").textContent = "this page needs its token: open it as …/?token=T";
+      return;
+    }
+    addRecords(await response.json());
+    connect();
+    frameLoop();
+    window.addEventListener("resize", drawTimeline);
+  }
+
+  start();
+})();

@@ -1,0 +1,107 @@
+"""`glcf inspect --serve` as a user runs it: a real process on a real video file, every route
+checked while the loop runs, then SIGTERM; and the refusal to expose the page without a token."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from glcf_cli import app
+from glcf_runtime.errors import ConfigError
+from tests.glcf_runtime.contract_model import write_model
+from tests.glcf_runtime.test_serve import get, metric_values, read_events, write_stripes_video
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FRAMES = 400  # 1280x720 MJPG: the loop runs for seconds on 2 cores, long enough to be watched
+TOKEN = "line-7-token"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("serve_cli")
+    pattern = [i % 10 == 5 for i in range(FRAMES)]
+    return write_model(folder / "export"), write_stripes_video(
+        folder / "line.avi", pattern, size=(1280, 720)
+    )
+
+
+def _start(model: Path, video: Path, out: Path) -> tuple[subprocess.Popen, str]:
+    """``glcf inspect --serve 127.0.0.1:0`` with the token from GLCF_TOKEN; its page URL. The
+    annotated video it also writes doubles the loop's time, so the checks run while it runs."""
+    command = [sys.executable, "-m", "glcf_cli", "inspect", str(model), "--source", str(video),
+               "--serve", "127.0.0.1:0", "--jsonl", str(out / "run.jsonl"), "--save-video",
+               str(out / "annotated.avi"), "--provider", "cpu", "--threads", "1"]
+    env = {**os.environ, "GLCF_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        found = re.search(r"live page (http://127\.0\.0\.1:\d+/)", line)
+        if found:
+            return process, found.group(1)
+    process.wait(timeout=10)
+    raise AssertionError("glcf inspect printed no live page URL:\n" + "".join(lines))
+
+
+def test_serve_on_a_video_file_every_route_then_sigterm(clip, tmp_path: Path) -> None:
+    model, video = clip
+    jsonl = tmp_path / "run.jsonl"
+    process, url = _start(model, video, tmp_path)
+    try:
+        code, _, body = get(url + "healthz")
+        assert (code, body) == (200, b"ok\n")
+        assert get(url + "api/status")[0] == 401 and get(url + "metrics")[0] == 401
+        code, headers, page = get(url, TOKEN)
+        assert code == 200 and b"static/app.js" in page
+        assert all(get(url + f"static/{n}", TOKEN)[0] == 200 for n in ("app.js", "style.css"))
+        events = read_events(url + f"api/events?token={TOKEN}", 3)
+        status = events[-1]["status"]
+        assert status["running"] and status["frames"] > 0, "the loop ended before the checks"
+        assert status["model"]["threshold_origin"] == "the model's metadata"
+        assert status["source"] == {"name": str(video), "up": True, "reconnects": 0, "failed": None}
+        results = json.loads(get(url + "api/results", TOKEN, bearer=True)[2])
+        assert [r["frame"] for r in results] == list(range(len(results))) and results
+        assert [r["anomalous"] for r in results] == [i % 10 == 5 for i in range(len(results))]
+        values = metric_values(get(url + "metrics", TOKEN)[2].decode())
+        assert values[("glcf_frames_total", ())] >= len(results)
+        assert values[("glcf_source_up", ())] == 1 and values[("glcf_threshold", ())] == 0.5
+        code, headers, jpeg = get(url + "frame.jpg", TOKEN)
+        assert code == 200 and jpeg[:2] == b"\xff\xd8" and int(headers["X-Frame-Seq"]) > 0
+        flagged = json.loads(get(url + "api/status", TOKEN)[2])["flagged"]
+        assert flagged and get(url + f"flagged/{flagged[0]['id']}.jpg", TOKEN)[0] == 200
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=20)[0]
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 1, output  # stopped by a signal
+    assert "stopped by SIGTERM" in output
+    with pytest.raises(urllib.error.URLError):  # the server stopped with the loop
+        urllib.request.urlopen(url + "healthz", timeout=2)
+    written = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert written[: len(results)] == results and len(written) < FRAMES
+
+
+def test_serve_beyond_localhost_without_token_is_refused(clip) -> None:
+    model, video = clip
+    env = {"GLCF_TOKEN": None}  # unset
+    result = CliRunner().invoke(
+        app, ["inspect", str(model), "--source", str(video), "--serve", "0.0.0.0:0"], env=env
+    )
+    assert isinstance(result.exception, ConfigError), result.output
+    assert "--token" in str(result.exception) and "GLCF_TOKEN" in str(result.exception)
+    result = CliRunner().invoke(
+        app, ["inspect", str(model), "--source", str(video), "--serve", "localhost:x"], env=env
+    )
+    assert isinstance(result.exception, ConfigError) and "HOST:PORT" in str(result.exception)
