@@ -13,7 +13,7 @@ import copy
 import torch
 from torch import nn
 
-from glcf_export.windowed import AttentionForm, StaticPatchMerging, WindowedBlocks
+from glcf_export.windowed import StaticPatchMerging, WindowAttentionBlock, WindowedBlocks
 from glcf_train.config import BranchMode
 from glcf_train.model import GLCF, GlcfFeatures
 from glcf_train.model.decoder import SwinDecoder
@@ -39,68 +39,62 @@ def fold_normalization(conv: nn.Conv2d, mean: torch.Tensor, scale: torch.Tensor)
     return folded
 
 
-def windowed_extractor(phi_l: nn.Module, form: AttentionForm) -> nn.Module:
+def folded_extractor(phi_l: nn.Module, normalize: nn.Module) -> nn.Module:
+    """A copy of Φ_L that reads raw BGR 0-255 pixels: ``normalize`` folded into its patch embedding."""
+    phi_l = copy.deepcopy(phi_l)
+    phi_l.patch_embed.proj = fold_normalization(
+        phi_l.patch_embed.proj, normalize.mean.flatten(), normalize.scale.flatten())
+    return phi_l
+
+
+def windowed_extractor(phi_l: nn.Module,
+                       block: type[WindowAttentionBlock] = WindowAttentionBlock) -> nn.Module:
     """A copy of Φ_L whose Swin stages keep their tokens in window order (see ``windowed``)."""
     phi_l = copy.deepcopy(phi_l)
-    phi_l.stage1 = WindowedBlocks(phi_l.stage1.blocks, form)
-    phi_l.stage2 = WindowedBlocks(phi_l.stage2, form)
-    phi_l.stage3 = WindowedBlocks(phi_l.stage3, form)
+    phi_l.stage1 = WindowedBlocks(phi_l.stage1.blocks, block)
+    phi_l.stage2 = WindowedBlocks(phi_l.stage2, block)
+    phi_l.stage3 = WindowedBlocks(phi_l.stage3, block)
     for name in ("merge2", "merge3", "merge4"):
         setattr(phi_l, name, StaticPatchMerging(getattr(phi_l, name)))
     return phi_l
 
 
-def windowed_decoder(decoder: SwinDecoder, form: AttentionForm) -> SwinDecoder:
+def windowed_decoder(decoder: SwinDecoder,
+                     block: type[WindowAttentionBlock] = WindowAttentionBlock) -> SwinDecoder:
     decoder = copy.deepcopy(decoder)
-    decoder.blocks14 = WindowedBlocks(decoder.blocks14, form)
-    decoder.blocks28 = WindowedBlocks(decoder.blocks28, form)
+    decoder.blocks14 = WindowedBlocks(decoder.blocks14, block)
+    decoder.blocks28 = WindowedBlocks(decoder.blocks28, block)
     return decoder
 
 
 class DeployModule(nn.Module):
     """``image`` uint8 ``[B, H, W, 3]`` BGR → ``anomaly_map`` ``[B, H, W]``, ``score`` ``[B]``.
 
-    ``attention``: the attention form of the window-order Swin blocks (``windowed``), or None for
-    timm's blocks as trained. ``fold``: the ImageNet normalisation folded into the patch-embedding
-    convolution (else it runs as its own Sub and Mul). Every setting computes the same function;
-    ``benchmarks/graph_optimizations.py`` times them against each other.
+    Φ_L and the decoders run their Swin blocks in window order (``windowed``), and the ImageNet
+    normalisation is folded into the patch-embedding convolution: the one form ``glcf export``
+    writes. ``glcf_bench.variants`` swaps parts out to time the forms it was measured against.
     """
 
-    def __init__(self, model: GLCF, scorer: TorchScorer,
-                 attention: AttentionForm | None = AttentionForm.HEAD_MAJOR, fold: bool = True) -> None:
+    def __init__(self, model: GLCF, scorer: TorchScorer) -> None:
         super().__init__()
         self.mode = scorer.cfg.branch_mode
-        phi_l = model.phi_l if attention is None else windowed_extractor(model.phi_l, attention)
-        if fold:
-            phi_l = copy.deepcopy(phi_l) if attention is None else phi_l
-            phi_l.patch_embed.proj = fold_normalization(
-                phi_l.patch_embed.proj, model.normalize.mean.flatten(), model.normalize.scale.flatten())
-            self.normalize = None
-        else:
-            self.normalize = model.normalize
-        self.phi_l = phi_l
+        self.phi_l = folded_extractor(windowed_extractor(model.phi_l), model.normalize)
         self.bottleneck = model.bottleneck
         need_global = self.mode in (BranchMode.BOTH, BranchMode.GLOBAL)
         need_local = self.mode in (BranchMode.BOTH, BranchMode.LOCAL)
-
-        def decoder(d: SwinDecoder, needed: bool) -> SwinDecoder | None:
-            if not needed:
-                return None
-            return d if attention is None else windowed_decoder(d, attention)
-
         # Decoders the mode does not use are not attributes, so they cannot reach the file.
-        self.phi_g = decoder(model.phi_g, need_global)
-        self.psi_g = decoder(model.psi_g, need_global)
-        self.psi_l = decoder(model.psi_l, need_local)
+        self.phi_g = windowed_decoder(model.phi_g) if need_global else None
+        self.psi_g = windowed_decoder(model.psi_g) if need_global else None
+        self.psi_l = windowed_decoder(model.psi_l) if need_local else None
         self.scorer = scorer
         self.eval()
 
+    def pixels(self, image: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[B, H, W, 3]`` → float BGR 0-255 ``[B, 3, H, W]`` (TensorRT: uint8 only into Cast)."""
+        return image.float().permute(0, 3, 1, 2)
+
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.normalize is not None:
-            x = self.normalize(image)  # Sub, Mul, BGR → RGB, NCHW: the trained model's own module
-        else:
-            x = image.float().permute(0, 3, 1, 2)  # BGR 0-255, NCHW (TensorRT: uint8 only into Cast)
-        taps = self.phi_l(x)
+        taps = self.phi_l(self.pixels(image))
         need_global = self.phi_g is not None
         theta, omega = self.bottleneck(taps[1:], theta=need_global, omega=True)
         features = GlcfFeatures(

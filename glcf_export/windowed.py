@@ -12,29 +12,21 @@ relative-position bias and the shift mask are one constant added to the attentio
 in attention, ``[B, T, C]`` elsewhere — which ran 2-3 % faster in ONNX Runtime than the same
 linear layers as 2-D Gemms.
 
-The attention itself comes in the forms compared by ``benchmarks/graph_optimizations.py``:
-``fused`` (one QKV projection, then split), ``separate`` (three projections; K is produced
-already transposed) and ``head-major``, which ``glcf export`` writes: the tokens of the whole
-batch are one ``[1, B·T, C]`` matrix and each projection one MatMul against ``[nH, C, hd]``
-weights, so Q, K and V come out as ``[nH, B·T, hd]`` with no Transpose; ONNX Runtime folds the
-Kᵀ into its MatMul, and only the attention output is transposed back to ``[B·T, C]``. That was
-1-4 % faster than ``separate`` at batch 1 and 8 (ONNX Runtime FP32, 2 threads; README).
+The attention is one MatMul for Q, K and V against plain 2-D ``[C, 3C]`` weights, then one
+Transpose puts the heads outermost: ``[B·T, 3·nH, hd]`` → ``[3·nH, B·T, hd]``, so Q, K and V are
+``[nH, B, nW, N, hd]`` views with no further copy; ONNX Runtime folds the Kᵀ into its MatMul, and
+only the attention output is transposed back to ``[B·T, C]``. Plain 2-D weights matter: OpenVINO
+turns a MatMul with constant weights into its FullyConnected node, which refuses a weight that
+broadcasts over a batch of heads when the batch is dynamic. The forms this one was measured
+against live beside their benchmark (``glcf_bench.variants``).
 """
 
 from __future__ import annotations
-
-from enum import Enum
 
 import numpy as np
 import torch
 from timm.models.swin_transformer import SwinTransformerBlock
 from torch import nn
-
-
-class AttentionForm(str, Enum):
-    FUSED = "fused"
-    SEPARATE = "separate"
-    HEAD_MAJOR = "head-major"
 
 
 def window_order(height: int, width: int, window: int, shift: int) -> np.ndarray:
@@ -53,75 +45,37 @@ def window_order(height: int, width: int, window: int, shift: int) -> np.ndarray
 class WindowAttentionBlock(nn.Module):
     """One timm Swin block on tokens ``[B, T, C]`` that are already in its window order."""
 
-    def __init__(self, block: SwinTransformerBlock, form: AttentionForm, tokens: int) -> None:
+    def __init__(self, block: SwinTransformerBlock, tokens: int) -> None:
         super().__init__()
         self.tokens = tokens
         attn = block.attn
-        self.form = form
         self.heads = attn.num_heads
         self.area = attn.window_area
         dim = attn.qkv.in_features
         self.dim = dim
         self.norm1, self.norm2 = block.norm1, block.norm2
         self.mlp, self.proj = block.mlp, attn.proj
+        self.qkv = nn.Linear(dim, 3 * dim)  # rows: (q, k, v) × heads × head dim, as in timm
         with torch.no_grad():
-            weight = attn.qkv.weight.detach().clone()
-            bias = attn.qkv.bias.detach().clone()
-            weight[:dim] *= attn.scale
-            bias[:dim] *= attn.scale
+            self.qkv.weight.copy_(attn.qkv.weight)
+            self.qkv.bias.copy_(attn.qkv.bias)
+            self.qkv.weight[:dim] *= attn.scale  # 1/sqrt(d) folded into the query
+            self.qkv.bias[:dim] *= attn.scale
             logits_bias = attn._get_rel_pos_bias()  # [1, nH, N, N]
             mask = block.attn_mask
             if mask is not None:  # [nW, N, N], 0 or -100 across shifted-window seams
                 logits_bias = logits_bias + mask.unsqueeze(1)
-            if form is AttentionForm.HEAD_MAJOR:  # [nW, nH, N, N] → [nH, 1, nW, N, N]
-                logits_bias = logits_bias.transpose(0, 1).unsqueeze(1)
+            # [nW or 1, nH, N, N] → [nH, 1, nW or 1, N, N]: heads outermost, like the logits
+            logits_bias = logits_bias.transpose(0, 1).unsqueeze(1)
         self.register_buffer("logits_bias", logits_bias.contiguous(), persistent=False)
-        if form is AttentionForm.HEAD_MAJOR:
-            h, hd = self.heads, dim // self.heads
-            # [3·C_out, C_in] → [3, nH, C_in, hd]: rows @ qkv_weight[i][j] is head j of q, k or v.
-            self.register_buffer("qkv_weight", weight.reshape(3, h, hd, dim).transpose(-1, -2).contiguous(),
-                                 persistent=False)
-            self.register_buffer("qkv_bias", bias.reshape(3, h, 1, hd).contiguous(), persistent=False)
-        elif form is AttentionForm.FUSED:
-            self.qkv = nn.Linear(dim, 3 * dim)
-            self.qkv.weight.data.copy_(weight)
-            self.qkv.bias.data.copy_(bias)
-        else:
-            self.q, self.k, self.v = (nn.Linear(dim, dim) for _ in range(3))
-            for i, lin in enumerate((self.q, self.k, self.v)):
-                lin.weight.data.copy_(weight[i * dim : (i + 1) * dim])
-                lin.bias.data.copy_(bias[i * dim : (i + 1) * dim])
 
     def _attention(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``[B, T, C]`` → attention output ``[B, T, C]``, computed per window."""
-        if self.form is AttentionForm.HEAD_MAJOR:
-            return self._head_major(x)
-        n, h = self.area, self.heads
-        hd = self.dim // h
-        x = x.reshape(-1, n, self.dim)  # [Bw, N, C], Bw = batch × windows
-        if self.form is AttentionForm.FUSED:
-            qkv = self.qkv(x).reshape(-1, n, 3, h, hd).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv.unbind(0)
-            logits = q @ k.transpose(-2, -1)
-        else:
-            q = self.q(x).reshape(-1, n, h, hd).permute(0, 2, 1, 3)
-            k = self.k(x).reshape(-1, n, h, hd).permute(0, 2, 3, 1)
-            v = self.v(x).reshape(-1, n, h, hd).permute(0, 2, 1, 3)
-            logits = q @ k
-        windows = self.logits_bias.shape[0]
-        logits = (logits.reshape(-1, windows, h, n, n) + self.logits_bias).reshape(-1, h, n, n)
-        out = logits.softmax(dim=-1) @ v  # [Bw, nH, N, hd]
-        return self.proj(out.transpose(1, 2).reshape(-1, n, self.dim)).reshape(-1, self.tokens, self.dim)
-
-    def _head_major(self, x: torch.Tensor) -> torch.Tensor:
-        """Heads outermost: ``[nH, B·T, hd]`` straight from one batched MatMul per projection,
-        so only the output needs a transpose back to ``[B·T, C]``."""
         n, h = self.area, self.heads
         hd = self.dim // h
         windows = self.logits_bias.shape[2]
-        rows = x.reshape(1, -1, self.dim)  # [1, B·T, C]
-        q, k, v = ((rows @ self.qkv_weight[i] + self.qkv_bias[i]).reshape(h, -1, windows, n, hd)
-                   for i in range(3))
+        qkv = self.qkv(x).reshape(-1, 3 * h, hd).transpose(0, 1)  # [3·nH, B·T, hd]
+        q, k, v = qkv.reshape(3, h, -1, windows, n, hd).unbind(0)  # [nH, B, nW, N, hd] each
         logits = q @ k.transpose(-2, -1) + self.logits_bias  # [nH, B, nW, N, N]
         out = logits.softmax(dim=-1) @ v  # [nH, B, nW, N, hd]
         out = out.reshape(h, -1, hd).transpose(0, 1).reshape(-1, self.tokens, self.dim)
@@ -137,10 +91,11 @@ class WindowedBlocks(nn.Module):
     """A sequence of timm Swin blocks on ``[B, H, W, C]`` NHWC, tokens kept in window order.
 
     Exactly the function of ``nn.Sequential(*blocks)`` for a grid divisible by the window.
+    ``block``: the module each Swin block becomes (the benchmark passes its other attention forms).
     """
 
     def __init__(self, blocks: nn.Sequential | list[SwinTransformerBlock],
-                 form: AttentionForm = AttentionForm.HEAD_MAJOR) -> None:
+                 block: type[WindowAttentionBlock] = WindowAttentionBlock) -> None:
         super().__init__()
         blocks = list(blocks)
         if not blocks:
@@ -151,7 +106,7 @@ class WindowedBlocks(nn.Module):
             raise ValueError(f"a {height}x{width} grid is not divisible by the {window}-token window; "
                              "export at an image size that is a multiple of 32 x window/7")
         self.height, self.width = height, width
-        self.blocks = nn.ModuleList(WindowAttentionBlock(b, form, height * width) for b in blocks)
+        self.blocks = nn.ModuleList(block(b, height * width) for b in blocks)
         orders = [window_order(height, width, window, b.shift_size[0]) for b in blocks]
         steps, current = [], np.arange(height * width)  # current[j] = row-major index at position j
         for order in [*orders, np.arange(height * width)]:

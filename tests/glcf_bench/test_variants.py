@@ -10,10 +10,21 @@ import pytest
 import torch
 
 from glcf_bench.graph_variants import measure_variants
-from glcf_bench.variants import VARIANTS, LiteralScorer, build_variant, variant
+from glcf_bench.variants import (
+    VARIANTS,
+    BroadcastHeadsBlock,
+    FusedQkvBlock,
+    LiteralScorer,
+    SeparateQkvBlock,
+    as_trained,
+    build_variant,
+    variant,
+)
 from glcf_export.onnx_export import export_fp32
+from glcf_export.windowed import WindowedBlocks
 from glcf_train.builder import build_model
 from glcf_train.config import BranchMode, preset
+from glcf_train.model.decoder import _swin_blocks
 from glcf_train.scoring import FusionStats, TorchScorer
 
 STATS = FusionStats(((0.1, 0.2, 0.3), (0.4, 0.5, 0.6)), ((1.5, 2.0, 3.0), (0.5, 0.7, 0.9)))
@@ -43,6 +54,27 @@ def test_every_variant_is_the_reference_model(tiny, v) -> None:
     assert torch.allclose(got_score, ref_score, rtol=1e-5)
 
 
+@pytest.mark.parametrize("block", [FusedQkvBlock, SeparateQkvBlock, BroadcastHeadsBlock])
+def test_attention_forms_are_timm_blocks(block) -> None:
+    torch.manual_seed(0)
+    seq = _swin_blocks(64, 14, 2, 4, 7).eval()
+    for b in seq:  # a non-zero relative-position bias, so that a wrong bias cannot pass
+        torch.nn.init.normal_(b.attn.relative_position_bias_table, std=1.0)
+    x = torch.randn(3, 14, 14, 64)
+    with torch.no_grad():
+        assert torch.allclose(WindowedBlocks(seq, block)(x), seq(x), atol=2e-5, rtol=1e-5)
+
+
+def test_as_trained_keeps_the_trained_modules(tiny) -> None:
+    model, cfg = tiny
+    scorer = TorchScorer(cfg.scoring, cfg.model.image_size, STATS)
+    module = as_trained(model, scorer)
+    assert module.phi_l is model.phi_l and module.psi_l is model.psi_l and module.scorer is scorer
+    x = torch.randint(0, 256, (1, 224, 224, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(module(x)[1], scorer(model(x))[1])
+
+
 @pytest.mark.parametrize("mode", list(BranchMode))
 def test_literal_scorer_equals_reordered_scorer(tiny, mode: BranchMode) -> None:
     from dataclasses import replace
@@ -62,22 +94,27 @@ def test_exported_graph_has_no_per_block_shape_work(tiny, tmp_path: Path) -> Non
     model, cfg = tiny
     scorer = TorchScorer(cfg.scoring, cfg.model.image_size, STATS)
     counts, graphs = {}, {}
-    for name in ("fused-scoring", "separate-qkv", "head-major"):
+    for name in ("fused-scoring", "separate-qkv", "heads-outermost"):
         graphs[name] = graph = export_fp32(build_variant(variant(name), model, scorer, STATS), tmp_path / f"{name}.onnx", 224)
         counts[name] = collections.Counter(
             n.op_type for n in graph.graph.node if n.name.startswith(("/phi_l/stage", "/psi_l/blocks")))
     before, after = counts["fused-scoring"], counts["separate-qkv"]
     assert before["Pad"] > 0 and before["Slice"] > 0
     for op in ("Pad", "Slice", "Concat", "Shape", "Mod"):
-        assert after[op] == 0 and counts["head-major"][op] == 0, (op, counts)
+        assert after[op] == 0 and counts["heads-outermost"][op] == 0, (op, counts)
     assert sum(after.values()) < sum(before.values()) / 2
-    # Heads outermost: Q and V need no Transpose. What is left is Kᵀ (the last two axes, which
-    # ONNX Runtime and TensorRT fold into the MatMul) and the output's [nH, B·T, hd] → [B·T, nH, hd].
-    head_major = [n for n in graphs["head-major"].graph.node
+    # Heads outermost: one Transpose of the QKV rows [B·T, 3·nH, hd] → [3·nH, B·T, hd], Kᵀ (the
+    # last two axes, which ONNX Runtime and TensorRT fold into the MatMul) and the output's
+    # [nH, B·T, hd] → [B·T, nH, hd].
+    head_major = [n for n in graphs["heads-outermost"].graph.node
                   if n.op_type == "Transpose" and n.name.startswith(("/phi_l/stage", "/psi_l/blocks"))]
     perms = {tuple(n.attribute[0].ints) for n in head_major}
     assert perms <= {(0, 1, 2, 4, 3), (1, 0, 2)}, perms
-    assert len(head_major) < 0.6 * after["Transpose"]
+    assert len(head_major) < after["Transpose"]
+    for node in graphs["heads-outermost"].graph.node:  # plain 2-D projection weights (OpenVINO)
+        if node.op_type == "MatMul" and node.name.startswith("/phi_l/stage"):
+            weights = [i for i in graphs["heads-outermost"].graph.initializer if i.name in node.input]
+            assert all(len(w.dims) == 2 for w in weights), node.name
 
 
 def test_unknown_variant_is_named() -> None:

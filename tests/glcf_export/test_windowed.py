@@ -7,7 +7,7 @@ import pytest
 import torch
 from timm.models.swin_transformer import PatchMerging
 
-from glcf_export.windowed import AttentionForm, StaticPatchMerging, WindowedBlocks, window_order
+from glcf_export.windowed import StaticPatchMerging, WindowedBlocks, window_order
 from glcf_train.model.decoder import _swin_blocks
 
 
@@ -30,14 +30,13 @@ def test_window_order_is_timm_partition_of_the_rolled_map() -> None:
     assert list(shifted[:7]) == list(rolled[0, :7])
 
 
-@pytest.mark.parametrize("form", list(AttentionForm))
 @pytest.mark.parametrize(("dim", "grid", "depth", "heads"), [(32, 28, 2, 2), (64, 14, 4, 4), (128, 7, 2, 4)])
-def test_same_function_as_timm_blocks(form: AttentionForm, dim: int, grid: int, depth: int, heads: int) -> None:
+def test_same_function_as_timm_blocks(dim: int, grid: int, depth: int, heads: int) -> None:
     seq = _blocks(dim, grid, depth, heads)
     x = torch.randn(3, grid, grid, dim)
     with torch.no_grad():
         expected = seq(x)
-        got = WindowedBlocks(seq, form)(x)
+        got = WindowedBlocks(seq)(x)
     assert got.shape == expected.shape
     assert torch.allclose(got, expected, atol=2e-5, rtol=1e-5)
 
@@ -45,7 +44,7 @@ def test_same_function_as_timm_blocks(form: AttentionForm, dim: int, grid: int, 
 def test_shift_mask_and_gathers_are_needed() -> None:
     """Dropping the shift mask changes the output: the equality above is not vacuous."""
     seq = _blocks(32, 14, 2, 2)
-    fast = WindowedBlocks(seq, AttentionForm.HEAD_MAJOR)
+    fast = WindowedBlocks(seq)
     # [nH, 1, nW, N, N]: the first window's bias (no seam in it) for every window, i.e. no mask
     fast.blocks[1].logits_bias = fast.blocks[1].logits_bias[:, :, :1].clone()
     x = torch.randn(1, 14, 14, 32)
