@@ -98,11 +98,18 @@ def prepare_target(
 
 def _torch_targets(what: str) -> Any:
     """``glcf_bench.torch_targets``, or a one-line error naming the extras ``what`` needs."""
-    try:
-        from glcf_bench import torch_targets
-    except ImportError as exc:
-        raise ConfigError(f"{what} needs {TRAIN_EXTRA} ({exc.name} is missing); an export "
-                          "folder benchmarks with the runtime alone") from None
+    import importlib.util
+
+    for name in ("torch", "timm", "onnxslim", "glcf_train", "glcf_export"):
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise ConfigError(f"{what} needs {TRAIN_EXTRA} ({name} is missing); an export "
+                              "folder benchmarks with the runtime alone")
+    from glcf_bench import torch_targets
+
     return torch_targets
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from glcf_cli.common import console, err_console
 from glcf_runtime.errors import GlcfError
@@ -26,6 +27,7 @@ app.add_typer(data_app, name="data")
 def _register() -> None:
     from glcf_cli import (
         bench_commands,
+        engine_commands,
         eval_commands,
         export_commands,
         runtime_commands,
@@ -37,6 +39,7 @@ def _register() -> None:
     export_commands.register(app)
     runtime_commands.register(app)
     bench_commands.register(app)
+    engine_commands.register(app)
 
 
 _register()
@@ -47,19 +50,26 @@ def main() -> None:
     try:
         app()
     except GlcfError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:  # Ctrl-C before the loop's own handler is in place (exit code 1)
         err_console.print("interrupted", highlight=False)
         sys.exit(1)
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
-        if top in {"torch", "timm", "onnx", "onnxslim", "safetensors"} and _missing(top):
+        if top in EXTRA_OF and _missing(top):
+            advice = f"pip install 'glcf[{EXTRA_OF[top]}]'"
             err_console.print(
-                f"[bold red]error:[/] this command needs {exc.name}, which is not installed. "
-                "Install the training/export extras: pip install 'glcf[all]'", highlight=False)
+                f"[bold red]error:[/] this command needs {top}, which is not installed: "
+                f"{escape(advice)}", highlight=False)
             sys.exit(2)
         raise
+
+
+# The extra that brings each package a command may need and a runtime-only install lacks.
+EXTRA_OF = {"glcf_train": "train", "glcf_export": "train,export", "torch": "train", "timm": "train", "torchvision": "train", "safetensors": "train",
+            "scipy": "train", "matplotlib": "train", "onnxslim": "train,export", "onnx": "runtime",
+            "onnxruntime": "runtime", "openvino": "openvino", "tensorrt": "trt"}
 
 
 def _missing(package: str) -> bool:

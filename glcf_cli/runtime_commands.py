@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from glcf_cli import inspect_options as iopt
 from glcf_cli.common import console, err_console
 
 if TYPE_CHECKING:
@@ -65,6 +67,10 @@ TokenOpt = Annotated[
 ]
 
 
+def _progress(message: str) -> None:
+    err_console.print(escape(message), highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("inspect")(inspect_command)
     app.command("threshold")(threshold_command)
@@ -105,14 +111,23 @@ def inspect_command(
         Path | None, Opt(help="Write a heat-map panel PNG per anomalous frame into this folder.")
     ] = None,
     roi: RoiOpt = None,
+    reconnect: iopt.ReconnectOpt = "forever",
+    reconnect_max_wait: iopt.ReconnectWaitOpt = 30.0,
+    health: iopt.HealthOpt = True,
+    health_min_std: iopt.MinStdOpt = 0.75,
+    health_max_clipped: iopt.MaxClippedOpt = 0.95,
+    health_frozen_frames: iopt.FrozenOpt = 25,
+    summary_json: iopt.SummaryJsonOpt = None,
     serve: ServeOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """Inspect frames: verdict and heat map per frame; exit 0 when the source ran to its end."""
+    """Inspect frames: verdict and heat map per frame. Exit status: 0 every frame scored, 1 stopped
+    by a signal, 2 bad input or arguments, 3 error records (unreadable, unhealthy or lost frames,
+    outages), 4 an output could not be written."""
     from glcf_runtime.backends import open_runner
     from glcf_runtime.loop import inspect
     from glcf_runtime.preprocess import parse_roi
-    from glcf_runtime.sources import open_source
+    from glcf_runtime.sources import open_source, parse_reconnect
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     crop = parse_roi(roi) if roi is not None else None
@@ -120,14 +135,19 @@ def inspect_command(
         from glcf_runtime.serve import check_exposure, parse_bind
 
         check_exposure(parse_bind(serve)[0], token)  # before the model loads
+    retries = parse_reconnect(reconnect)
+    checks = iopt.health_config(health, health_min_std, health_max_clipped, health_frozen_frames)
+    iopt.check_outputs(jsonl, save_video, save_anomalies, summary_json)
     stop = threading.Event()
     with contextlib.ExitStack() as stack:
         runner = stack.enter_context(
-            open_runner(model, backend, providers=provider, threads=threads)
+            open_runner(model, backend, log=_progress, providers=provider, threads=threads)
         )
         if crop is not None:
             runner.set_roi(crop)
-        frames = stack.enter_context(open_source(source))
+        frames = stack.enter_context(
+            open_source(source, retries, iopt.backoff(reconnect_max_wait))
+        )
         outputs = _open_sinks(stack, stop, frames.fps, jsonl, save_video, save_anomalies, show)
         runner.warmup()
         t = runner.threshold.value if threshold is None else threshold
@@ -140,10 +160,10 @@ def inspect_command(
         )
         if serve is not None:
             outputs.append(_serve(stack, runner, frames, threshold, serve, token))
-        summary = inspect(runner, frames, threshold, batch, outputs, stop)
+        summary = inspect(runner, frames, threshold, batch, outputs, stop, checks)
     console.print(summary_table(summary))
-    if not summary.completed:
-        raise typer.Exit(1)
+    iopt.write_summary(summary, summary_json)
+    raise typer.Exit(int(summary.exit_code))
 
 
 def _serve(
@@ -204,13 +224,14 @@ def summary_table(summary: Summary) -> Table:
     rows = (
         ("frames", str(summary.frames)),
         ("anomalies", str(summary.anomalies)),
-        ("errors", str(summary.errors)),
+        ("errors", f"{summary.errors} ({summary.unhealthy} unhealthy, {summary.lost} lost)"),
         ("fps", f"{summary.fps:.1f}"),
         ("latency p50", ms(summary.latency_p50_ms)),
         ("latency p95", ms(summary.latency_p95_ms)),
         ("threshold", f"{summary.threshold}"),
         ("ended", summary.reason),
         ("completed", str(summary.completed)),
+        ("exit code", f"{int(summary.exit_code)} ({summary.exit_code.name.lower()})"),
     )
     for key, value in rows:
         table.add_row(key, value)
@@ -240,7 +261,7 @@ def threshold_command(
     from glcf_runtime.preprocess import parse_roi
 
     crop = parse_roi(roi) if roi is not None else None
-    with open_runner(model, backend, providers=provider, threads=threads) as runner:
+    with open_runner(model, backend, log=_progress, providers=provider, threads=threads) as runner:
         if crop is not None:
             runner.set_roi(crop)
         result, file = calibrate_threshold(runner, good, anomalous, quantile, margin, batch)
