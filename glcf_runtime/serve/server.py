@@ -12,7 +12,7 @@ none writes files or changes the run.
 | ``/api/events?since=FRAME`` | server-sent events: status and new records, a few times a second |
 | ``/frame.jpg`` | the latest annotated frame |
 | ``/stream.mjpg`` | the annotated frames as MJPEG, at most ``max_fps`` per second |
-| ``/flagged/ID.jpg`` | a flagged frame of the gallery, full size |
+| ``/flagged/ID.jpg?width=W`` | a flagged frame of the gallery, full size (W: a thumbnail) |
 | ``/metrics`` | Prometheus text format |
 | ``/healthz`` | 200 while the source delivers, 503 otherwise; the only route without the token |
 """
@@ -247,7 +247,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/stream.mjpg":
             self._stream()
         elif flagged is not None:
-            data = state.flagged_jpeg(int(flagged.group(1)))
+            width = _int(query, "width", None)
+            data = state.flagged_jpeg(int(flagged.group(1)), None if width is None else max(64, width))
             if data is None:
                 self._send_json({"error": f"{path} is no longer in the gallery"}, HTTPStatus.NOT_FOUND)
             else:

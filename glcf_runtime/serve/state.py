@@ -126,7 +126,7 @@ class LiveState(Sink):
         self.latency_sum_s = 0.0
         self._latencies: deque[float] = deque(maxlen=KEEP_LATENCIES)
         self._times: deque[float] = deque(maxlen=4096)  # monotonic time of each scored frame
-        self._jpegs: dict[tuple[str, int], bytes] = {}
+        self._jpegs: dict[tuple[str, int, int | None], bytes] = {}  # (kind, id, width)
         self._jpeg_lock = threading.Lock()
 
     def write(self, result: Result) -> None:
@@ -249,27 +249,28 @@ class LiveState(Sink):
             result, seq = self.latest, self.latest_seq
         if result is None:
             return None
-        return seq, result.frame.index, self._jpeg(("live", seq), result, VIEW_WIDTH)
+        return seq, result.frame.index, self._jpeg(("live", seq, VIEW_WIDTH), result)
 
-    def flagged_jpeg(self, flag_id: int) -> bytes | None:
-        """Full-size JPEG of a flagged frame still in the gallery; None when gone."""
+    def flagged_jpeg(self, flag_id: int, max_width: int | None = None) -> bytes | None:
+        """JPEG of a flagged frame still in the gallery (full size, or at most ``max_width``
+        wide for a thumbnail); None when it has left the gallery."""
         with self.changed:
             found = next((f.result for f in self.flagged if f.id == flag_id), None)
         if found is None:
             return None
-        return self._jpeg(("flagged", flag_id), found, None)
+        return self._jpeg(("flagged", flag_id, max_width), found)
 
-    def _jpeg(self, key: tuple[str, int], result: Result, max_width: int | None) -> bytes:
+    def _jpeg(self, key: tuple[str, int, int | None], result: Result) -> bytes:
+        """Draw and encode once per key; keeps the newest live frame and the recent flagged."""
         with self._jpeg_lock:
             cached = self._jpegs.get(key)
         if cached is not None:
             return cached
-        data = encode_jpeg(draw(result, max_width))
+        data = encode_jpeg(draw(result, key[2]))
         with self._jpeg_lock:
-            live = [k for k in self._jpegs if k[0] == "live"]
-            for old in live if key[0] == "live" else []:
-                del self._jpegs[old]  # one live frame cached: the newest
-            if len(self._jpegs) > KEEP_FLAGGED + 1:
+            for old in [k for k in self._jpegs if k[0] == key[0] == "live"]:
+                del self._jpegs[old]
+            while len(self._jpegs) > 3 * KEEP_FLAGGED:
                 self._jpegs.pop(next(k for k in self._jpegs if k[0] == "flagged"))
             self._jpegs[key] = data
         return data

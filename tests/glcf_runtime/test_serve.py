@@ -207,6 +207,8 @@ def test_images_events_and_stream(finished, video: Path) -> None:
     assert code == 200 and flagged.shape == (240, 320, 3)
     patch = (slice(60, 120), slice(80, 160))  # the white rectangle of anomalous frames
     assert np.abs(flagged[patch].astype(int) - frame[patch]).mean() > 40
+    thumb = get(server.url + "flagged/4.jpg?width=100", TOKEN)[2]
+    assert cv2.imdecode(np.frombuffer(thumb, np.uint8), cv2.IMREAD_COLOR).shape == (75, 100, 3)
     assert get(server.url + "flagged/99.jpg", TOKEN)[0] == 404
     events = read_events(server.url + f"api/events?since=25&token={TOKEN}", 5)
     assert len(events) == 1  # the run is over: one event, then the stream ends

@@ -7,6 +7,7 @@
   const WINDOW_S = 300; // the timeline shows the last 5 minutes
   const FRAME_INTERVAL_MS = 100;
   const MAX_POINTS = 6000; // points kept for the timeline
+  const THUMB_WIDTH = 360; // gallery images; a click opens the full-size frame
   const token = new URLSearchParams(location.search).get("token");
   const $ = (id) => document.getElementById(id);
   const withToken = (path) =>
@@ -101,7 +102,7 @@
       link.target = "_blank";
       link.title = "open full size";
       const img = document.createElement("img");
-      img.src = link.href;
+      img.src = withToken(`flagged/${f.id}.jpg?width=${THUMB_WIDTH}`);
       img.alt = `flagged frame ${f.frame}`;
       const caption = document.createElement("span");
       caption.textContent = `frame ${f.frame} · score ${fmt(f.score)}`;

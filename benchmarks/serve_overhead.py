@@ -1,0 +1,181 @@
+"""The inspection loop's throughput with one live-page viewer attached, against no server.
+
+The loop runs over a 1280x720 MJPG video (glcf_bench.frames) with its JSON records going to
+memory, in alternating rounds: plain, then with the state and server of `glcf inspect --serve`
+and one viewer doing what the page does (the event stream, the latest frame fetched up to 10
+times a second, a thumbnail of each flagged frame). The threshold is set so that about 10 % of
+the frames are flagged. served fps / plain fps is what the page costs the loop.
+
+    python benchmarks/serve_overhead.py --preset paper --frames 100
+    python benchmarks/serve_overhead.py EXPORT_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from glcf_bench.frames import write_video
+from glcf_bench.machine import machine_info, slug, versions
+from glcf_cli.common import console
+from glcf_runtime.backends import OnnxRuntimeRunner
+from glcf_runtime.backends.base import ThresholdChoice
+from glcf_runtime.files import atomic_write_json
+from glcf_runtime.loop import Summary, inspect
+from glcf_runtime.serve import LiveServer, LiveState, model_card
+from glcf_runtime.sinks import JsonlSink
+from glcf_runtime.sources import VideoFileSource
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FRAME_INTERVAL_S = 0.1  # the page asks for the latest frame at most this often
+THUMB_WIDTH = 360  # the page's gallery thumbnails
+
+
+class PageViewer:
+    """One open live page, as HTTP requests: what glcf_runtime/serve/static/app.js does."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.stop = url, threading.Event()
+        self.events = self.frames = self.thumbnails = 0
+        self._threads = [threading.Thread(target=self._events, daemon=True),
+                         threading.Thread(target=self._frames, daemon=True)]
+
+    def __enter__(self) -> PageViewer:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _events(self) -> None:
+        seen: set[int] = set()
+        with urllib.request.urlopen(self.url + "api/events", timeout=30) as stream:
+            for raw in stream:
+                if not raw.startswith(b"data: ") or raw.strip() == b"data: {}":
+                    continue
+                self.events += 1
+                for flagged in json.loads(raw[6:])["status"]["flagged"]:
+                    if flagged["id"] not in seen:
+                        seen.add(flagged["id"])
+                        url = f"{self.url}flagged/{flagged['id']}.jpg?width={THUMB_WIDTH}"
+                        with urllib.request.urlopen(url, timeout=30) as image:
+                            image.read()
+                        self.thumbnails += 1
+
+    def _frames(self) -> None:
+        shown = None
+        while not self.stop.wait(FRAME_INTERVAL_S):
+            try:
+                with urllib.request.urlopen(self.url + "frame.jpg", timeout=30) as response:
+                    response.read()
+                    seq = response.headers["X-Frame-Seq"]
+            except urllib.error.HTTPError:
+                continue  # no frame yet
+            self.frames += seq != shown
+            shown = seq
+
+
+def run_plain(runner: OnnxRuntimeRunner, video: Path, threshold: float | None) -> Summary:
+    with VideoFileSource(video) as source:
+        return inspect(runner, source, threshold, sinks=[JsonlSink(io.StringIO())])
+
+
+def run_served(
+    runner: OnnxRuntimeRunner, video: Path, threshold: float | None
+) -> tuple[Summary, PageViewer]:
+    choice = ThresholdChoice(threshold, "benchmark: 90th percentile of the scores")
+    with VideoFileSource(video) as source:
+        state = LiveState(model_card(runner, choice), source)
+        with LiveServer(state) as server, PageViewer(server.url) as viewer:
+            summary = inspect(runner, source, threshold, sinks=[JsonlSink(io.StringIO()), state])
+    return summary, viewer
+
+
+def flag_tenth(runner: OnnxRuntimeRunner, video: Path) -> float:
+    """A threshold that flags about 10 % of the video's frames (random-init models have none)."""
+    out = io.StringIO()
+    with VideoFileSource(video) as source:
+        inspect(runner, source, sinks=[JsonlSink(out)])
+    scores = [json.loads(line)["score"] for line in out.getvalue().splitlines()]
+    return float(np.quantile([s for s in scores if s is not None], 0.9))
+
+
+def model_folder(target: Path | None, preset: str, workdir: Path) -> tuple[Path, str]:
+    if target is not None:
+        return target, f"export {target}"
+    from glcf_bench.targets import prepare_target  # torch, only for a preset
+
+    bench = prepare_target(None, preset, workdir, console.print)
+    return bench.folder, bench.description
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("target", nargs="?", type=Path, help="export folder (model.onnx)")
+    parser.add_argument("--preset", default="paper", help="random-init preset without a target")
+    parser.add_argument("--frames", type=int, default=300, help="frames of the test video")
+    parser.add_argument("--rounds", type=int, default=3, help="plain/served pairs, alternating")
+    parser.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the result file")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="glcf-serve-bench-") as tmp:
+        folder, description = model_folder(args.target, args.preset, Path(tmp))
+        video = write_video(Path(tmp) / "line.avi", args.frames)
+        with OnnxRuntimeRunner(folder / "model.onnx", threads=args.threads) as runner:
+            runner.warmup()
+            threshold = flag_tenth(runner, video)
+            rows = []
+            for i in range(args.rounds):
+                plain = run_plain(runner, video, threshold)
+                served, viewer = run_served(runner, video, threshold)
+                rows.append({
+                    "round": i, "plain_fps": plain.fps, "served_fps": served.fps,
+                    "ratio": served.fps / plain.fps, "served_anomalies": served.anomalies,
+                    "viewer_events": viewer.events, "viewer_frames": viewer.frames,
+                    "viewer_thumbnails": viewer.thumbnails,
+                })
+                console.print(
+                    f"round {i}: plain {plain.fps:.2f} fps, served {served.fps:.2f} fps "
+                    f"({rows[-1]['ratio']:.1%}); the viewer got {viewer.frames} frames, "
+                    f"{viewer.events} events, {viewer.thumbnails} thumbnails", highlight=False)
+    machine = machine_info()
+    report = {
+        "model": description,
+        "frames": args.frames,
+        "threads": args.threads,
+        "threshold": threshold,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine,
+        "versions": versions(),
+        "rounds": rows,
+        "median_plain_fps": statistics.median(r["plain_fps"] for r in rows),
+        "median_served_fps": statistics.median(r["served_fps"] for r in rows),
+        "median_ratio": statistics.median(r["ratio"] for r in rows),
+    }
+    name = (f"serve-overhead_{slug(machine['cpu'])}_{machine['usable_cores']}c_"
+            f"{slug(args.preset if args.target is None else folder.name, 24)}_"
+            f"{time.strftime('%Y%m%d-%H%M%S')}.json")
+    args.out.mkdir(parents=True, exist_ok=True)
+    file = args.out / name
+    atomic_write_json(file, report)
+    console.print(
+        f"median: plain {report['median_plain_fps']:.2f} fps, served with one viewer "
+        f"{report['median_served_fps']:.2f} fps = {report['median_ratio']:.1%} of plain\n"
+        f"wrote {file}", highlight=False, soft_wrap=True)
+
+
+if __name__ == "__main__":
+    main()
