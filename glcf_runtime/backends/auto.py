@@ -1,0 +1,126 @@
+"""``--backend auto``: the fastest backend and precision this box has, the export folder holds and
+the export's checks passed (``gates.json``, written by ``glcf export``).
+
+Order: TensorRT where tensorrt and an NVIDIA GPU are present (the engine is built on first use),
+else OpenVINO on the CPU — ``model.int8.onnx`` when its gates passed, else ``model.onnx`` in BF16
+where the CPU has native BF16 and the BF16 gates passed, else ``model.onnx`` in FP32 — else ONNX
+Runtime on ``model.onnx``. ONNX Runtime is never given the INT8 file implicitly: its CPU provider
+runs the QDQ graph slower than FP32.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glcf_runtime.errors import ConfigError, GlcfError
+
+GATES_FILE = "gates.json"  # {"int8": {"passed": bool, ...}, "openvino-bf16": {...}}
+FP32_FILE, INT8_FILE, ENGINE_FILE = "model.onnx", "model.int8.onnx", "model.engine"
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """What ``auto`` picked: the file, the backend (a ``Backend`` value), its options, and why."""
+
+    path: Path
+    backend: str
+    reason: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        extra = "".join(f", {k} {v}" for k, v in self.options.items())
+        return f"{self.backend} on {self.path.name}{extra}: {self.reason}"
+
+
+def read_gates(folder: Path) -> dict[str, dict]:
+    """The export's gate results; empty when the folder has none (an older export).
+
+    Raises:
+        ConfigError: the file exists but cannot be read.
+    """
+    file = Path(folder) / GATES_FILE
+    if not file.is_file():
+        return {}
+    try:
+        gates = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{file} cannot be read ({exc}); export the run again with glcf export "
+                          "or delete the file (auto then uses FP32)") from None
+    return gates if isinstance(gates, dict) else {}
+
+
+def gate(gates: dict[str, dict], key: str) -> tuple[bool, str]:
+    """Whether gate ``key`` passed, and a few words on it."""
+    entry = gates.get(key)
+    if not isinstance(entry, dict):
+        return False, f"no {key} check recorded in {GATES_FILE}"
+    if entry.get("passed") is True:
+        return True, f"{key} passed its checks (Spearman {entry.get('spearman', float('nan')):.4f})"
+    return False, f"{key} did not pass its checks: {entry.get('reason', 'see ' + GATES_FILE)}"
+
+
+def tensorrt_here() -> tuple[bool, str]:
+    """Whether TensorRT and an NVIDIA GPU are usable here, and why not."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        return False, "tensorrt is not installed"
+    from glcf_runtime.backends.tensorrt.build import require_tensorrt
+
+    try:
+        require_tensorrt()
+    except GlcfError as exc:
+        return False, str(exc).split(".")[0]
+    return True, "tensorrt and an NVIDIA GPU are present"
+
+
+def choose_for_folder(folder: Path, tensorrt: tuple[bool, str] | None = None) -> BackendChoice:
+    """The best backend for an export folder (see the module docstring).
+
+    Raises:
+        ConfigError: the folder holds neither an engine nor ``model.onnx``.
+    """
+    from glcf_runtime.backends.openvino import import_openvino, native_bf16, openvino_available
+
+    folder = Path(folder)
+    trt_ok, trt_why = tensorrt if tensorrt is not None else tensorrt_here()
+    if trt_ok and ((folder / ENGINE_FILE).is_file() or (folder / "model.fp16.onnx").is_file()):
+        return BackendChoice(folder, "tensorrt", f"{trt_why} (engine built on first use)")
+    if not (folder / FP32_FILE).is_file():
+        raise ConfigError(f"{folder} holds no {FP32_FILE}; give a folder written by glcf export")
+    if not openvino_available():
+        return BackendChoice(folder / FP32_FILE, "onnxruntime",
+                             f"{trt_why}; openvino is not installed (pip install 'glcf[openvino]')")
+    gates = read_gates(folder)
+    int8_ok, int8_why = gate(gates, "int8")
+    if (folder / INT8_FILE).is_file() and int8_ok:
+        return BackendChoice(folder / INT8_FILE, "openvino", f"{trt_why}; {int8_why}",
+                             {"precision": "fp32"})
+    reasons = [trt_why, int8_why if (folder / INT8_FILE).is_file() else f"no {INT8_FILE}"]
+    if native_bf16(import_openvino().Core()):
+        bf16_ok, bf16_why = gate(gates, "openvino-bf16")
+        if bf16_ok:
+            return BackendChoice(folder / FP32_FILE, "openvino", "; ".join([*reasons, bf16_why]),
+                                 {"precision": "bf16"})
+        reasons.append(bf16_why)
+    else:
+        reasons.append("this CPU has no native BF16")
+    return BackendChoice(folder / FP32_FILE, "openvino", "; ".join(reasons), {"precision": "fp32"})
+
+
+def choose_for_file(path: Path) -> BackendChoice:
+    """A named model file runs as it is: an engine on TensorRT, an ONNX file on OpenVINO (FP32)
+    where openvino is installed, else on ONNX Runtime."""
+    from glcf_runtime.backends.openvino import openvino_available
+
+    if path.suffix.lower() in (".engine", ".plan"):
+        return BackendChoice(path, "tensorrt", "a TensorRT engine")
+    if openvino_available():
+        return BackendChoice(path, "openvino", "an ONNX file; openvino is installed",
+                             {"precision": "fp32"})
+    slower = " (and runs the INT8 file slower than FP32)" if path.name == INT8_FILE else ""
+    return BackendChoice(path, "onnxruntime", f"openvino is not installed; ONNX Runtime runs any "
+                         f"ONNX file{slower}")

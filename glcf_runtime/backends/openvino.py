@@ -1,0 +1,176 @@
+"""OpenVINO backend: ``model.onnx`` (FP32 or BF16 inference precision) or ``model.int8.onnx`` on
+an x86 CPU, compiled once and cached next to the model.
+
+openvino itself is imported when a runner is made, not when this module is. The compiled model is
+cached in ``.openvino-cache`` beside the artifact (OpenVINO's ``CACHE_DIR``), so a second start
+skips the compilation; a folder that cannot be written runs without the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glcf_runtime.backends.base import Runner
+from glcf_runtime.errors import ConfigError, GlcfError
+from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata, MetadataError
+
+CACHE_DIR = ".openvino-cache"
+DEVICE = "CPU"
+log = logging.getLogger(__name__)
+
+
+class Precision(str, Enum):
+    """OpenVINO's inference precision for the float parts of the graph (INT8 files: the parts
+    that are not quantized)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"  # needs native BF16 instructions (AVX-512 BF16 or AMX)
+
+
+OV_PRECISION = {Precision.FP32: "f32", Precision.BF16: "bf16"}
+
+
+def import_openvino() -> Any:
+    """``import openvino``, or a GlcfError that says what to install."""
+    try:
+        import openvino
+    except ImportError:
+        raise GlcfError("the OpenVINO backend needs openvino: pip install 'glcf[openvino]'") from None
+    return openvino
+
+
+def openvino_available() -> bool:
+    """Whether openvino can be imported here (nothing is imported when it cannot be found)."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def native_bf16(core: Any = None) -> bool:
+    """Whether OpenVINO's CPU plugin has native BF16 here (it lists BF16 among its capabilities
+    only on CPUs with AVX-512 BF16 or AMX)."""
+    core = core or import_openvino().Core()
+    return "BF16" in core.get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
+
+
+def cpu_name(core: Any) -> str:
+    return str(core.get_property(DEVICE, "FULL_DEVICE_NAME"))
+
+
+class OpenVinoRunner(Runner):
+    """A GLCF ONNX artifact compiled by OpenVINO for the CPU.
+
+    Args:
+        path: ``model.onnx`` or ``model.int8.onnx`` (static QDQ: OpenVINO runs its quantized
+            MatMuls and convolutions in INT8).
+        precision: fp32 or bf16 (OpenVINO's ``INFERENCE_PRECISION_HINT``).
+        threads: inference threads; None: OpenVINO's default (all cores).
+        cache: cache the compiled model in ``.openvino-cache`` next to ``path``.
+
+    Raises:
+        ConfigError: missing file, unknown precision, or BF16 on a CPU without native BF16.
+        MetadataError: the model is not a GLCF deploy artifact this runtime understands.
+    """
+
+    backend = "openvino"
+
+    def __init__(self, path: str | Path, precision: str | Precision = Precision.FP32,
+                 threads: int | None = None, cache: bool = True) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"no ONNX model at {path}; give model.onnx from glcf export")
+        try:
+            self.precision = Precision(precision)
+        except ValueError:
+            raise ConfigError(f"precision {precision!r}: choose "
+                              f"{', '.join(p.value for p in Precision)}") from None
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {threads}")
+        ov = import_openvino()
+        core = ov.Core()
+        if self.precision is Precision.BF16 and not native_bf16(core):
+            raise ConfigError(
+                f"this CPU ({cpu_name(core)}) has no native BF16 (AVX-512 BF16 or AMX): OpenVINO "
+                "would not run BF16 here; use --precision fp32, or model.int8.onnx")
+        self.cache = _cache_dir(path) if cache else None
+        if self.cache is not None:
+            core.set_property({"CACHE_DIR": str(self.cache)})
+        config = {"INFERENCE_PRECISION_HINT": OV_PRECISION[self.precision],
+                  "PERFORMANCE_HINT": "LATENCY"}
+        if threads is not None:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            model = core.read_model(str(path))
+            props = _framework_props(model)
+            compiled = core.compile_model(model, DEVICE, config)
+        except Exception as exc:  # openvino raises RuntimeError with the plugin's message
+            raise GlcfError(f"openvino cannot load {path}: {exc}") from None
+        metadata = ArtifactMetadata.from_props(props, str(path))
+        super().__init__(path, metadata)
+        self._max_batch = _check_io(compiled, metadata, path)
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+        self.threads = threads
+
+    @property
+    def max_batch(self) -> int | None:
+        return self._max_batch
+
+    def describe(self) -> str:
+        threads = f", {self.threads} threads" if self.threads else ""
+        return f"openvino {self.path.name} on {DEVICE} ({self.precision.value}{threads})"
+
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self._request.infer({INPUT_NAME: batch}, share_inputs=True)
+        maps = self._request.get_tensor(MAP_NAME).data
+        scores = self._request.get_tensor(SCORE_NAME).data
+        return maps, scores
+
+    def close(self) -> None:
+        self._request = None
+        self._compiled = None
+
+
+def _cache_dir(path: Path) -> Path | None:
+    """``.openvino-cache`` beside the model, or None (with a note) where it cannot be written."""
+    folder = path.resolve().parent
+    cache = folder / CACHE_DIR
+    writable = os.access(cache, os.W_OK) if cache.exists() else os.access(folder, os.W_OK)
+    if writable:
+        return cache
+    log.info("%s is not writable: OpenVINO compiles %s on every start", cache, path.name)
+    return None
+
+
+def _framework_props(model: Any) -> dict[str, str]:
+    """The ONNX file's ``metadata_props``, which OpenVINO's ONNX reader keeps under ``framework``."""
+    if not model.has_rt_info(["framework"]):
+        return {}
+    keys = model.get_rt_info(["framework"]).astype(dict)
+    return {key: model.get_rt_info(["framework", key]).astype(str) for key in keys}
+
+
+def _check_io(compiled: Any, metadata: ArtifactMetadata, path: Path) -> int | None:
+    """Check the inputs and outputs against the contract; return the fixed batch, if any."""
+    rebuild = f"re-export it: glcf export RUN --out DIR (source: {path})"
+    inputs = {port.get_any_name(): port for port in compiled.inputs}
+    outputs = {name for port in compiled.outputs for name in port.get_names()}
+    if set(inputs) != {INPUT_NAME} or not {MAP_NAME, SCORE_NAME} <= outputs:
+        raise MetadataError(
+            f"{path} has inputs {sorted(inputs)} and outputs {sorted(outputs)}; a GLCF artifact "
+            f"has input {INPUT_NAME!r} and outputs {MAP_NAME!r}, {SCORE_NAME!r}; {rebuild}")
+    image = inputs[INPUT_NAME]
+    shape = image.get_partial_shape()
+    fixed = [d.get_length() if d.is_static else None for d in shape]
+    if (image.get_element_type().get_type_name() != "u8" or len(fixed) != 4
+            or fixed[1:] != [metadata.height, metadata.width, 3]):
+        raise MetadataError(
+            f"{path}: input {INPUT_NAME!r} is {image.get_element_type()} {shape}, expected uint8 "
+            f"[B, {metadata.height}, {metadata.width}, 3]; {rebuild}")
+    return fixed[0]
