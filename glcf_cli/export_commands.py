@@ -27,13 +27,15 @@ def export(
     workspace_mb: Annotated[int | None, Opt(help="TensorRT builder workspace limit in MiB.")] = None,
     dla: Annotated[int | None, Opt(help="Jetson DLA core for the engine (GPU fallback).")] = None,
     triton: Annotated[Path | None, Opt(help="Also write a Triton model repository here.")] = None,
+    triton_device: Annotated[str, Opt(
+        help="gpu or cpu: where Triton runs the model (cpu serves model.onnx on ONNX Runtime).")] = "gpu",
 ) -> None:
     """Fold the detector and its scoring into one ONNX graph (FP32 + mixed FP16), checked on real images."""
     from glcf_cli.eval_commands import parse_branch_mode
     from glcf_export.export import ExportOptions, export_run
 
     opts = ExportOptions(out, batch, not no_fp16, overwrite, parse_branch_mode(branch_mode), trt,
-                         workspace_mb, dla, triton)
+                         workspace_mb, dla, triton, triton_device)
     result = export_run(run, opts, log=console.print)
     for name, size in result.files.items():
         console.print(f"  {out / name}  {size / 1e6:.1f} MB")

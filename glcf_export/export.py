@@ -17,7 +17,7 @@ from glcf_export.checks import CheckReport
 from glcf_export.deploy import DeployModule
 from glcf_export.onnx_export import ExportError
 from glcf_export.pipeline import check_graphs, write_graphs
-from glcf_export.triton import write_triton_repository
+from glcf_export.triton import check_triton_device, write_triton_repository
 from glcf_runtime.backends.tensorrt.build import BuildOptions, require_tensorrt
 from glcf_runtime.backends.tensorrt.engines import ENGINE_FILE, TIMING_CACHE, build_for
 from glcf_runtime.files import atomic_write_json
@@ -42,6 +42,7 @@ class ExportOptions:
     workspace_mb: int | None = None
     dla_core: int | None = None
     triton: Path | None = None  # also write a Triton model repository here
+    triton_device: str = "gpu"  # gpu or cpu: where Triton runs the model (instance_group kind)
 
 
 @dataclass
@@ -58,6 +59,8 @@ def export_run(run: Path, opts: ExportOptions, log=print) -> ExportResult:
     start = time.perf_counter()
     out = Path(opts.out)
     _check_out(out, opts.overwrite)
+    if opts.triton is not None:  # a device Triton cannot use fails now, not after the export
+        check_triton_device(opts.triton_device, opts.trt)
     if opts.trt:  # fail at once, before minutes of export, where no engine can be built
         require_tensorrt()
     model, cfg, ckpt = load_run(run, "cpu")
@@ -78,7 +81,7 @@ def export_run(run: Path, opts: ExportOptions, log=print) -> ExportResult:
     if opts.triton is not None:
         engine = out / "model.engine" if opts.trt else None
         write_triton_repository(opts.triton, out / "model.onnx", engine, opts.batch,
-                                overwrite=opts.overwrite)
+                                overwrite=opts.overwrite, device=opts.triton_device)
     result.seconds = time.perf_counter() - start
     atomic_write_json(out / "export_report.json", {
         "seconds": result.seconds, "stages": result.stages, "files": result.files,

@@ -3,8 +3,9 @@
 Layout (Triton "Model Repository" and "Model Configuration" docs)::
 
     repo/<model_name>/config.pbtxt
-    repo/<model_name>/1/model.onnx     ONNX Runtime backend, platform "onnxruntime_onnx"
-    repo/<model_name>/1/model.plan     TensorRT backend, platform "tensorrt_plan" (when an engine is given)
+    repo/<model_name>/1/model.onnx     ONNX Runtime backend, platform "onnxruntime_onnx", GPU or CPU
+    repo/<model_name>/1/model.plan     TensorRT backend, platform "tensorrt_plan" (when an engine
+                                       is given; the ONNX file is then not copied: nothing reads it)
 
 Names, data types and shapes in ``config.pbtxt`` are read from the ONNX graph. ``dims`` leave out
 the batch axis; Triton forbids empty ``dims``, so the per-image ``score`` ([B] in the graph) is
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from enum import Enum
 from pathlib import Path
 
 import onnx
@@ -39,6 +41,13 @@ TRITON_TYPES = {
 MAX_QUEUE_DELAY_US = 2000
 
 
+class TritonDevice(str, Enum):
+    """Where Triton runs the model instances (``instance_group.kind``)."""
+
+    GPU = "gpu"  # KIND_GPU: the TensorRT plan, or ONNX Runtime with CUDA
+    CPU = "cpu"  # KIND_CPU: ONNX Runtime on a CPU-only Triton
+
+
 def write_triton_repository(
     repo: Path,
     onnx_path: Path,
@@ -46,18 +55,22 @@ def write_triton_repository(
     max_batch: int,
     model_name: str = "glcf",
     overwrite: bool = False,
+    device: TritonDevice | str = TritonDevice.GPU,
 ) -> Path:
-    """Write ``repo/<model_name>`` for the ONNX file (and the TensorRT engine, when given).
+    """Write ``repo/<model_name>`` serving the TensorRT engine when one is given (GPU only), else
+    the ONNX file on ``device``. ``onnx_path`` also gives the tensor names, types and shapes.
 
     The model folder is assembled under a temporary name and renamed into place.
     Returns the model folder.
 
     Raises:
         GlcfError: the model folder exists and ``overwrite`` is False.
-        ConfigError: bad ``max_batch`` or model name, a graph without a dynamic batch axis, or an
-            engine whose optimisation profile stops below ``max_batch``.
+        ConfigError: bad ``max_batch``, model name or device, a graph without a dynamic batch
+            axis, an engine for a CPU device, or an engine whose optimisation profile stops below
+            ``max_batch``.
     """
     repo, onnx_path = Path(repo), Path(onnx_path)
+    device = check_triton_device(device, engine_path is not None)
     if max_batch < 1:
         raise ConfigError(f"max_batch must be at least 1, got {max_batch}")
     if not model_name or model_name != Path(model_name).name or model_name.startswith("."):
@@ -74,19 +87,21 @@ def write_triton_repository(
     if engine_path is not None:
         _check_engine_batch(Path(engine_path), max_batch)
     platform = "onnxruntime_onnx" if engine_path is None else "tensorrt_plan"
-    text = config_pbtxt(model, model_name, platform, max_batch, source=onnx_path.name)
-    external = _external_data_files(model)
+    source = onnx_path.name if engine_path is None else Path(engine_path).name
+    text = config_pbtxt(model, model_name, platform, max_batch, source=source, device=device)
+    external = _external_data_files(model) if engine_path is None else []
     tmp = repo / f".{model_name}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         (tmp / "1").mkdir(parents=True)
         (tmp / "config.pbtxt").write_text(text, encoding="utf-8")
-        shutil.copyfile(onnx_path, tmp / "1" / "model.onnx")
+        if engine_path is not None:
+            shutil.copyfile(engine_path, tmp / "1" / "model.plan")
+        else:
+            shutil.copyfile(onnx_path, tmp / "1" / "model.onnx")
         for name in external:
             (tmp / "1" / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(onnx_path.parent / name, tmp / "1" / name)
-        if engine_path is not None:
-            shutil.copyfile(engine_path, tmp / "1" / "model.plan")
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -95,10 +110,27 @@ def write_triton_repository(
     return folder
 
 
+def check_triton_device(device: TritonDevice | str, engine: bool) -> TritonDevice:
+    """The device as an enum.
+
+    Raises:
+        ConfigError: an unknown device, or a TensorRT engine for a CPU-only Triton.
+    """
+    try:
+        device = TritonDevice(device)
+    except ValueError:
+        raise ConfigError(f"Triton device {device!r}: choose gpu or cpu") from None
+    if engine and device is TritonDevice.CPU:
+        raise ConfigError("a TensorRT engine runs only on a GPU: write the repository for "
+                          "--triton-device cpu without --trt (it then serves model.onnx)")
+    return device
+
+
 def config_pbtxt(
-    model: onnx.ModelProto, name: str, platform: str, max_batch: int, source: str = ""
+    model: onnx.ModelProto, name: str, platform: str, max_batch: int, source: str = "",
+    device: TritonDevice = TritonDevice.GPU,
 ) -> str:
-    """``config.pbtxt`` text for ``model`` served with dynamic batching on one GPU instance."""
+    """``config.pbtxt`` text for ``model`` served with dynamic batching on one instance."""
     weights = {init.name for init in model.graph.initializer}
     inputs = [_tensor_entry(v) for v in model.graph.input if v.name not in weights]
     outputs = [_tensor_entry(v) for v in model.graph.output]
@@ -120,7 +152,7 @@ def config_pbtxt(
         "}",
         "instance_group [",
         "  {",
-        "    kind: KIND_GPU",
+        f"    kind: KIND_{device.name}",
         "    count: 1",
         "  }",
         "]",

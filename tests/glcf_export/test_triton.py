@@ -1,4 +1,5 @@
-"""Triton model repository for the small contract-shaped model, read back with a pbtxt parser."""
+"""Triton model repository for the small contract-shaped model, read back with Triton's own
+``model_config.proto`` schema (tritonclient) through protobuf's text format."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from google.protobuf import text_format
 from onnx import TensorProto
+from tritonclient.grpc import model_config_pb2
 
 from glcf_export.triton import write_triton_repository
 from glcf_runtime.backends.tensorrt.build import (
@@ -28,39 +31,14 @@ SIZE = 16
 EXPECTED_TYPES = {TensorProto.UINT8: "TYPE_UINT8", TensorProto.FLOAT: "TYPE_FP32"}
 
 
-def parse_pbtxt(text: str) -> dict[str, Any]:
-    """The subset of the protobuf text format that config.pbtxt uses here (no repeated keys)."""
-    tokens = re.findall(r'"[^"]*"|[{}\[\]:,]|[-\w.]+', re.sub(r"#[^\n]*", "", text))
-    pos = 0
+def dtype(config_value: int) -> str:
+    return model_config_pb2.DataType.Name(config_value)
 
-    def value() -> Any:
-        nonlocal pos
-        token, pos = tokens[pos], pos + 1
-        if token == "{":
-            return message("}")
-        if token == "[":
-            items = []
-            while tokens[pos] != "]":
-                items.append(value())
-                pos += tokens[pos] == ","
-            pos += 1
-            return items
-        if token.startswith('"'):
-            return token[1:-1]
-        return int(token) if re.fullmatch(r"-?\d+", token) else token
 
-    def message(end: str | None) -> dict[str, Any]:
-        nonlocal pos
-        fields: dict[str, Any] = {}
-        while pos < len(tokens) and tokens[pos] != end:
-            key, pos = tokens[pos], pos + 1
-            pos += tokens[pos] == ":"
-            assert key not in fields, f"repeated field {key}"
-            fields[key] = value()
-        pos += 1
-        return fields
-
-    return message(None)
+def parse_pbtxt(text: str) -> Any:
+    """``config.pbtxt`` parsed with Triton's own schema (tritonclient's ``ModelConfig``); an
+    unknown field, a wrong type or bad syntax raises ``text_format.ParseError``."""
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
 
 
 @pytest.fixture
@@ -102,37 +80,46 @@ def test_onnx_repository_matches_graph(tmp_path: Path, onnx_path: Path) -> None:
     ]
     assert (folder / "1" / "model.onnx").read_bytes() == onnx_path.read_bytes()
     config = parse_pbtxt((folder / "config.pbtxt").read_text())
-    assert (config["name"], config["platform"], config["max_batch_size"]) == (
-        "glcf",
-        "onnxruntime_onnx",
-        8,
-    )
+    assert (config.name, config.platform, config.max_batch_size) == ("glcf", "onnxruntime_onnx", 8)
     graph = onnx.load(str(onnx_path)).graph
-    for key, values in (("input", graph.input), ("output", graph.output)):
-        assert [e["name"] for e in config[key]] == [v.name for v in values]
-        for entry, value in zip(config[key], values, strict=True):
+    for entries, values in ((config.input, graph.input), (config.output, graph.output)):
+        assert [e.name for e in entries] == [v.name for v in values]
+        for entry, value in zip(entries, values, strict=True):
             tensor = value.type.tensor_type
-            assert entry["data_type"] == EXPECTED_TYPES[tensor.elem_type]
+            assert dtype(entry.data_type) == EXPECTED_TYPES[tensor.elem_type]
             assert tensor.shape.dim[0].dim_param == "batch"
             dims = [d.dim_value for d in tensor.shape.dim[1:]]
             if dims:
-                assert entry["dims"] == dims and "reshape" not in entry
+                assert list(entry.dims) == dims and not entry.HasField("reshape")
             else:  # Triton forbids empty dims: [1] reshaped to the graph's []
                 assert value.name == SCORE_NAME
-                assert entry["dims"] == [1] and entry["reshape"] == {"shape": []}
-    batching = config["dynamic_batching"]
-    assert batching["preferred_batch_size"] and max(batching["preferred_batch_size"]) <= 8
-    assert 0 < batching["max_queue_delay_microseconds"] <= 10_000
-    assert config["instance_group"] == [{"kind": "KIND_GPU", "count": 1}]
+                assert list(entry.dims) == [1] and entry.HasField("reshape")
+                assert list(entry.reshape.shape) == []
+    batching = config.dynamic_batching
+    assert batching.preferred_batch_size and max(batching.preferred_batch_size) <= 8
+    assert 0 < batching.max_queue_delay_microseconds <= 10_000
+    (group,) = config.instance_group
+    assert (group.kind, group.count) == (model_config_pb2.ModelInstanceGroup.KIND_GPU, 1)
     # the copied model serves a full batch of the declared shapes
     session = ort.InferenceSession(
         str(folder / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
     )
-    image = np.zeros([8, *config["input"][0]["dims"]], np.uint8)
+    image = np.zeros([8, *config.input[0].dims], np.uint8)
     outputs = session.run(None, {INPUT_NAME: image})
-    for entry, array in zip(config["output"], outputs, strict=True):
-        shape = entry["reshape"]["shape"] if "reshape" in entry else entry["dims"]
+    for entry, array in zip(config.output, outputs, strict=True):
+        shape = entry.reshape.shape if entry.HasField("reshape") else entry.dims
         assert list(array.shape) == [8, *shape]
+
+
+def test_cpu_repository_for_a_cpu_only_triton(tmp_path: Path, onnx_path: Path) -> None:
+    folder = write_triton_repository(tmp_path / "repo", onnx_path, None, max_batch=4, device="cpu")
+    (group,) = parse_pbtxt((folder / "config.pbtxt").read_text()).instance_group
+    assert group.kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    engine = _fake_engine(tmp_path / "engines", onnx_path, max_batch=4)
+    with pytest.raises(ConfigError, match="runs only on a GPU"):
+        write_triton_repository(tmp_path / "repo2", onnx_path, engine, max_batch=4, device="cpu")
+    with pytest.raises(ConfigError, match="choose gpu or cpu"):
+        write_triton_repository(tmp_path / "repo3", onnx_path, None, max_batch=4, device="tpu")
 
 
 def test_engine_repository(tmp_path: Path, onnx_path: Path) -> None:
@@ -142,9 +129,10 @@ def test_engine_repository(tmp_path: Path, onnx_path: Path) -> None:
     assert not (tmp_path / "repo" / "glcf").exists()
     folder = write_triton_repository(tmp_path / "repo", onnx_path, engine, max_batch=4)
     config = parse_pbtxt((folder / "config.pbtxt").read_text())
-    assert config["platform"] == "tensorrt_plan" and config["max_batch_size"] == 4
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 4
     assert (folder / "1" / "model.plan").read_bytes() == engine.read_bytes()
-    assert (folder / "1" / "model.onnx").read_bytes() == onnx_path.read_bytes()
+    # nothing serves the ONNX file beside a plan: it is not copied
+    assert sorted(p.name for p in (folder / "1").iterdir()) == ["model.plan"]
 
 
 def test_refuses_to_overwrite(tmp_path: Path, onnx_path: Path) -> None:
@@ -155,7 +143,7 @@ def test_refuses_to_overwrite(tmp_path: Path, onnx_path: Path) -> None:
         write_triton_repository(repo, onnx_path, None, max_batch=8, model_name="line1")
     assert (folder / "config.pbtxt").read_text() == "# edited by hand\n"
     write_triton_repository(repo, onnx_path, None, max_batch=8, model_name="line1", overwrite=True)
-    assert parse_pbtxt((folder / "config.pbtxt").read_text())["max_batch_size"] == 8
+    assert parse_pbtxt((folder / "config.pbtxt").read_text()).max_batch_size == 8
     assert [p.name for p in repo.iterdir()] == ["line1"]  # no temporary folder left
 
 
