@@ -55,7 +55,7 @@ from glcf_bench.targets import (
 from glcf_runtime.backends import Runner
 from glcf_runtime.errors import ConfigError
 from glcf_runtime.loop import inspect
-from glcf_runtime.overlay import verdict
+from glcf_runtime.overlay import is_anomalous
 from glcf_runtime.preprocess import preprocess
 from glcf_runtime.sinks import JsonlSink, Result
 from glcf_runtime.sources import VideoFileSource
@@ -85,12 +85,11 @@ def time_backend(
         t3 = time.perf_counter()
         for k, frame in enumerate(got):
             score = float(scores[k])
-            decided = verdict(score, threshold)
             result = Result(
                 frame,
                 SOURCE_NAME,
                 score,
-                None if decided is None else decided == "ANOMALOUS",
+                is_anomalous(score, threshold),
                 (time.time() - frame.timestamp) * 1e3,
                 maps[k],
                 threshold,

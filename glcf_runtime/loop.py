@@ -22,7 +22,7 @@ import numpy as np
 from glcf_runtime.backends.base import Runner, ThresholdChoice, checked_threshold, save_threshold
 from glcf_runtime.errors import ConfigError, DataError, GlcfError
 from glcf_runtime.health import HealthCheck, HealthConfig
-from glcf_runtime.overlay import verdict
+from glcf_runtime.overlay import is_anomalous
 from glcf_runtime.preprocess import IMAGE_SUFFIXES, list_images, load_preprocessed, preprocess
 from glcf_runtime.sinks import OutputError, Result, Sink
 from glcf_runtime.sources import Frame, FrameSource
@@ -122,7 +122,6 @@ class _Batcher:
                 self._emit(Result(frame, self.source))
                 continue
             score = float(scores[k])
-            decided = verdict(score, self.threshold)
             latency = (time.time() - frame.timestamp) * 1000.0
             self.latencies[self.frames % LATENCY_WINDOW] = latency
             self._emit(
@@ -130,7 +129,7 @@ class _Batcher:
                     frame,
                     self.source,
                     score,
-                    None if decided is None else decided == "ANOMALOUS",
+                    is_anomalous(score, self.threshold),
                     latency,
                     maps[k],
                     self.threshold,

@@ -8,6 +8,7 @@ normalised per frame, so one colour means one score level in every frame of a vi
 from __future__ import annotations
 
 import math
+from enum import Enum
 
 import cv2
 import numpy as np
@@ -82,11 +83,24 @@ def overlay(
     return cv2.addWeighted(image_bgr, 1.0 - alpha, heat, alpha, 0.0)
 
 
-def verdict(score: float, threshold: float | None) -> str | None:
-    """``"ANOMALOUS"`` if ``score >= threshold``, ``"GOOD"`` below, None without a threshold."""
+class Verdict(str, Enum):
+    """A frame's verdict, as the loop records it and the overlay draws it."""
+
+    GOOD = "GOOD"
+    ANOMALOUS = "ANOMALOUS"
+
+
+def verdict(score: float, threshold: float | None) -> Verdict | None:
+    """ANOMALOUS if ``score >= threshold``, GOOD below, None without a threshold or a score."""
     if threshold is None or not math.isfinite(score):
         return None
-    return "ANOMALOUS" if score >= threshold else "GOOD"
+    return Verdict.ANOMALOUS if score >= threshold else Verdict.GOOD
+
+
+def is_anomalous(score: float, threshold: float | None) -> bool | None:
+    """The record's ``anomalous`` field: the verdict as a bool, None when there is none."""
+    decided = verdict(score, threshold)
+    return None if decided is None else decided is Verdict.ANOMALOUS
 
 
 def _fit_scale(lines: list[str], width: int, scale: float, thickness: int) -> float:
@@ -115,8 +129,8 @@ def annotate(
     _check_image(image_bgr)
     height, width = image_bgr.shape[:2]
     decided = verdict(score, threshold)
-    colour = {"GOOD": GOOD_BGR, "ANOMALOUS": ANOMALOUS_BGR, None: UNDECIDED_BGR}[decided]
-    first = decided or ("NO SCORE" if not math.isfinite(score) else "NOT CALIBRATED")
+    colour = {Verdict.GOOD: GOOD_BGR, Verdict.ANOMALOUS: ANOMALOUS_BGR, None: UNDECIDED_BGR}[decided]
+    first = decided.value if decided else ("NO SCORE" if not math.isfinite(score) else "NOT CALIBRATED")
     details = f"score {score:.4g}" + ("" if threshold is None else f"  thr {threshold:.4g}")
     lines = [first, details if label is None else f"{details}  {label}"]
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from glcf_runtime.overlay import annotate, colorize, overlay, panel, verdict
+from glcf_runtime.overlay import Verdict, annotate, colorize, is_anomalous, overlay, panel, verdict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,9 +71,10 @@ def test_overlay_rejects_bad_input() -> None:
 
 
 def test_verdict_rule() -> None:
-    assert verdict(2.5, 2.5) == "ANOMALOUS"
-    assert verdict(2.4, 2.5) == "GOOD"
-    assert verdict(9.0, None) is None
+    assert verdict(2.5, 2.5) is Verdict.ANOMALOUS and is_anomalous(2.5, 2.5) is True
+    assert verdict(2.4, 2.5) is Verdict.GOOD and is_anomalous(2.4, 2.5) is False
+    assert verdict(9.0, None) is None and is_anomalous(9.0, None) is None
+    assert verdict(float("nan"), 2.5) is None
     assert verdict(float("nan"), 1.0) is None
 
 
