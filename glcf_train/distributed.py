@@ -24,12 +24,29 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device: str) -> DistInfo:
-    """Join the process group ``torchrun`` describes in the environment; single process otherwise."""
+def dist_info() -> DistInfo:
+    """This process's place in the ``torchrun`` job the environment describes (or a single one)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def device_for_rank(device: str, info: DistInfo) -> str:
+    """``--device`` for this process: under ``torchrun`` a CUDA device (``cuda``, ``cuda:N``,
+    or ``auto`` with a GPU) is the GPU of the local rank, so that ranks do not share GPU 0."""
+    if not info.enabled:
+        return device
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return f"cuda:{info.local_rank}"
+    return device
+
+
+def init_distributed(device: str) -> DistInfo:
+    """Join the process group ``torchrun`` describes in the environment; single process otherwise."""
+    info = dist_info()
+    if not info.enabled:
+        return info
     if not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
         if backend == "nccl":

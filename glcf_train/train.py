@@ -21,7 +21,15 @@ from glcf_runtime.files import atomic_write
 from glcf_train import checkpoint as ck
 from glcf_train.builder import build_model, resolve_device
 from glcf_train.config import GlcfConfig, from_dict, save_yaml, to_dict, with_train
-from glcf_train.distributed import DistInfo, all_mean, barrier, init_distributed, shutdown
+from glcf_train.distributed import (
+    DistInfo,
+    all_mean,
+    barrier,
+    device_for_rank,
+    dist_info,
+    init_distributed,
+    shutdown,
+)
 from glcf_train.losses import glcf_losses
 from glcf_train.progress import TrainProgress
 from glcf_train.training_data import TrainingData, load_training_data
@@ -68,20 +76,30 @@ class _State:
     total_steps: int
     backbone: str
     out: Path
+    scaler_state: dict | None = None  # GradScaler of a resumed FP16 run
+    scaler: Any = None  # the run's torch.amp.GradScaler (FP16 autocast on CUDA), else None
 
 
 def train(opts: TrainOptions) -> TrainResult:
-    """Train (or resume) a run; see :class:`TrainOptions`. Returns where it stopped."""
-    device = resolve_device(opts.device)
+    """Train (or resume) a run; see :class:`TrainOptions`. Returns where it stopped.
+
+    Every input (run folder, data, weights, training length) is checked before the run folder
+    changes; with ``overwrite`` the old run is set aside and comes back if the new one fails
+    before its first checkpoint. Under ``torchrun`` each process uses the GPU of its local rank.
+    """
+    info = dist_info()
+    device = resolve_device(device_for_rank(opts.device, info))  # after the rank is known
     info = init_distributed(str(device))
     try:
         if info.is_main:
-            ck.prepare_run_dir(opts.out, opts.resume, opts.overwrite)
+            ck.check_run_dir(opts.out, opts.resume, opts.overwrite)
         barrier(info)
         state = _restore(opts, device, info) if opts.resume else _fresh(opts, device, info)
-        if info.is_main:
-            atomic_write(opts.out / ck.CONFIG_NAME, lambda p: save_yaml(state.cfg, p))
-        return _loop(state, opts, device, info)
+        fresh_folder = info.is_main and not opts.resume
+        with ck.set_aside(opts.out) if fresh_folder else nullcontext():
+            if info.is_main:
+                atomic_write(opts.out / ck.CONFIG_NAME, lambda p: save_yaml(state.cfg, p))
+            return _loop(state, opts, device, info)
     finally:
         shutdown(info)
 
@@ -93,11 +111,17 @@ def _optimizer(model: torch.nn.Module, cfg: GlcfConfig) -> torch.optim.Optimizer
 
 
 def _total_steps(cfg: GlcfConfig, steps_per_epoch: int) -> int:
-    if cfg.train.steps is not None:
-        return cfg.train.steps
-    if cfg.train.epochs is None:
+    steps, epochs = cfg.train.steps, cfg.train.epochs
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ConfigError(f"--steps {steps}: give a number of optimiser steps >= 0 "
+                              "(0 writes an untrained checkpoint)")
+        return steps
+    if epochs is None:
         raise ConfigError("the config sets neither train.epochs nor train.steps")
-    return cfg.train.epochs * steps_per_epoch
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ConfigError(f"--epochs {epochs}: give a number of epochs >= 1")
+    return epochs * steps_per_epoch
 
 
 def _fresh(opts: TrainOptions, device: torch.device, info: DistInfo) -> _State:
@@ -132,7 +156,8 @@ def _restore(opts: TrainOptions, device: torch.device, info: DistInfo) -> _State
     if ckpt["step"] >= total:
         raise ConfigError(f"{opts.out} already finished its {total} steps; pass a larger "
                           "--steps or --epochs with --resume to train further")
-    return _State(model, optimizer, cfg, data, ckpt["step"], total, ckpt["backbone"], opts.out)
+    return _State(model, optimizer, cfg, data, ckpt["step"], total, ckpt["backbone"], opts.out,
+                  scaler_state=ckpt.get("scaler"))
 
 
 def _lr_at(cfg: GlcfConfig, step: int, total: int) -> float:
@@ -153,6 +178,9 @@ def _loop(s: _State, opts: TrainOptions, device: torch.device, info: DistInfo) -
     net = DistributedDataParallel(s.model) if info.enabled else s.model
     s.model.train()
     amp_ctx, scaler = _autocast(device, s.cfg)
+    if scaler is not None and s.scaler_state:
+        scaler.load_state_dict(s.scaler_state)  # exact resume: the loss scale and its growth
+    s.scaler = scaler
     stop = _StopFlag()
     first = last = None
     bar = TrainProgress(s.total_steps, s.step, enabled=opts.progress and info.is_main)
@@ -220,6 +248,7 @@ def _save(s: _State, opts: TrainOptions, info: DistInfo, last: dict | None) -> N
             "data": s.data.describe(),
             "backbone": s.backbone,
             "last_losses": last or {},
+            "scaler": None if s.scaler is None else s.scaler.state_dict(),
             "versions": {"torch": str(torch.__version__)},
         })
     barrier(info)

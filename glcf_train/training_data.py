@@ -15,6 +15,8 @@ from glcf_train.data.datasets import detect_layout, load_images, read_split
 from glcf_train.distributed import DistInfo
 from glcf_train.progress import counting_progress
 
+MIN_VALIDATION = 2  # validation images glcf calibrate needs (checked here, before training)
+
 
 @dataclass
 class TrainingData:
@@ -58,6 +60,14 @@ def load_training_data(root: Path, category: str | None, cfg: GlcfConfig, info: 
     samples = read_split(root, category, "train")
     if not samples:
         raise DataError(f"no training images found under {root} (category {category!r})")
+    held_out = len(read_split(root, category, "validation"))
+    if held_out < MIN_VALIDATION:
+        where = f"{root}" + (f" (category {category})" if category else "")
+        raise DataError(
+            f"{where} gives {held_out} validation image(s); glcf calibrate needs at least "
+            f"{MIN_VALIDATION} to set a threshold. A plain folder or MVTec AD category holds out "
+            "every 10th image, so give it at least 20 images (a LOCO layout: add validation/good images)"
+        )
     spec = PreprocessSpec(cfg.model.image_size, cfg.model.image_size)
     with counting_progress("reading training images", len(samples),
                            enabled=progress and info.is_main) as advance:

@@ -14,10 +14,11 @@ import torch
 from typer.testing import CliRunner
 
 from glcf_cli import app
-from glcf_runtime.errors import ImageReadError
+from glcf_runtime.errors import DataError, GlcfError, ImageReadError
 from glcf_runtime.files import atomic_write
 from glcf_train.checkpoint import RunError, load_checkpoint
 from glcf_train.config import preset, with_train
+from glcf_train.distributed import DistInfo, device_for_rank
 from glcf_train.train import TrainingDiverged, TrainOptions, train
 
 CATEGORY = "breakfast_tray"
@@ -117,8 +118,8 @@ def test_bad_file_in_training_folder_names_it(tmp_path: Path) -> None:
 
     folder = tmp_path / "good"
     folder.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(folder / f"{i}.png"), np.full((64, 64, 3), 40 * i, np.uint8))
+    for i in range(20):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((64, 64, 3), 10 * i, np.uint8))
     (folder / "1_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     cfg = with_train(preset("tiny"), steps=1)
     opts = TrainOptions(out=tmp_path / "run", data=folder, config=cfg, random_init=True, progress=False)
@@ -154,3 +155,99 @@ def test_cli_refuses_paper_without_weights_with_both_ways(tmp_path: Path, synth_
                                       "--category", CATEGORY, "--out", str(tmp_path / "r")])
     assert result.exit_code != 0
     assert "--random-init" in str(result.exception)
+
+
+def _run_files(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run.iterdir()) if p.is_file()}
+
+
+def test_overwrite_checks_inputs_before_touching_the_old_run(tmp_path: Path, synth_root: Path) -> None:
+    run = tmp_path / "run"
+    train(_opts(run, synth_root, steps=1))
+    (run / "calibration.json").write_text("{}")
+    before = _run_files(run)
+    for bad in ({"data": tmp_path / "typo"}, {"steps": -1}):
+        opts = _opts(run, bad.get("data", synth_root), steps=bad.get("steps", 2), overwrite=True)
+        with pytest.raises(GlcfError):
+            train(opts)
+        assert _run_files(run) == before, bad
+    assert sorted(p.name for p in run.iterdir()) == sorted(before)
+
+
+def test_overwrite_restores_the_old_run_if_the_new_one_fails_early(tmp_path: Path,
+                                                                    synth_root: Path) -> None:
+    run = tmp_path / "run"
+    train(_opts(run, synth_root, steps=1))
+    before = _run_files(run)
+
+    def power_cut(step: int, _: dict) -> bool:
+        raise OSError("power cut")  # before the first checkpoint (end of epoch 1, step 3)
+
+    with pytest.raises(OSError, match="power cut"):
+        train(_opts(run, synth_root, steps=6, overwrite=True, on_step=power_cut))
+    assert _run_files(run) == before and not (run / ".previous-run").exists()
+    train(_opts(run, synth_root, steps=2, overwrite=True))
+    assert load_checkpoint(run)["step"] == 2 and not (run / ".previous-run").exists()
+
+
+def test_negative_steps_are_refused_and_nothing_is_written(tmp_path: Path, synth_root: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--data", str(synth_root), "--category", CATEGORY,
+                                      "--preset", "tiny", "--random-init", "--device", "cpu",
+                                      "--steps", "-1", "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "--steps -1" in str(result.exception)
+    assert not (tmp_path / "r").exists()
+
+
+def test_plain_folder_too_small_to_calibrate_is_refused_at_train_time(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "good"
+    folder.mkdir()
+    for i in range(12):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), np.full((64, 64, 3), 10 * i, np.uint8))
+    cfg = with_train(preset("tiny"), steps=1)
+    opts = TrainOptions(out=tmp_path / "run", data=folder, config=cfg, random_init=True,
+                        progress=False)
+    with pytest.raises(DataError, match="at least 20 images"):
+        train(opts)
+    assert not (tmp_path / "run").exists()
+
+
+def test_grad_scaler_state_is_saved_and_restored(tmp_path: Path, synth_root: Path) -> None:
+    import glcf_train.train as train_mod
+
+    run = tmp_path / "run"
+    train(_opts(run, synth_root, steps=1))
+    assert load_checkpoint(run)["scaler"] is None  # no FP16 autocast on CPU
+    state = train_mod._restore(TrainOptions(out=run, resume=True, progress=False,
+                                            train_overrides={"steps": 3}),
+                               torch.device("cpu"), DistInfo())
+    state.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=7)
+    train_mod._save(state, TrainOptions(out=run), DistInfo(), None)
+    saved = load_checkpoint(run)["scaler"]
+    assert saved["scale"] == 2.0**10 and saved["growth_interval"] == 7
+    restored = train_mod._restore(TrainOptions(out=run, resume=True, progress=False,
+                                               train_overrides={"steps": 3}),
+                                  torch.device("cpu"), DistInfo())
+    assert restored.scaler_state == saved
+
+
+def test_each_torchrun_rank_takes_its_own_gpu() -> None:
+    second = DistInfo(rank=1, world_size=2, local_rank=1)
+    assert device_for_rank("cuda:0", second) == "cuda:1"
+    assert device_for_rank("cuda", second) == "cuda:1"
+    assert device_for_rank("cpu", second) == "cpu"
+    assert device_for_rank("cuda:0", DistInfo()) == "cuda:0"  # a single process keeps its choice
+
+
+def test_unsafe_checkpoint_is_refused_without_torch_advice(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"format": "glcf-checkpoint/1", "payload": Path("x")}, run / "checkpoint.pt")
+    with pytest.raises(RunError) as err:
+        load_checkpoint(run)
+    assert "weights_only" not in str(err.value) and "not written by it" in str(err.value)
+    (run / "checkpoint.pt").write_bytes(b"\x80\x02garbage")
+    with pytest.raises(RunError, match="damaged or not a PyTorch file"):
+        load_checkpoint(run)
