@@ -53,10 +53,41 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(path, f"it cannot be read ({exc.strerror or exc})") from None
     if data.size == 0:
         raise ImageReadError(path, "the file is empty")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    damage = _png_damage(data)
+    if damage is not None:
+        raise ImageReadError(path, damage)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # e.g. a damaged header claiming a size past OpenCV's limits
+        reason = (exc.err or str(exc)).strip().splitlines()[0]
+        raise ImageReadError(path, f"OpenCV refuses to decode it ({reason})") from None
     if image is None:
         raise ImageReadError(path, "OpenCV cannot decode it (not an image, or corrupt)")
     return image
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_damage(data: np.ndarray) -> str | None:
+    """Why a PNG's chunk structure is damaged, else None (other formats: None).
+
+    A damaged chunk length (up to 4 GB in a file of a few KB) makes OpenCV's decoder allocate
+    and fill that much memory for seconds before it gives up; walking the chunk headers first
+    costs microseconds.
+    """
+    head = data[:8].tobytes()
+    if head != PNG_SIGNATURE:
+        return None
+    pos, size = 8, data.size
+    while pos + 8 <= size:
+        length = int.from_bytes(data[pos : pos + 4].tobytes(), "big")
+        if length > size - pos - 12:
+            return f"a PNG chunk at byte {pos} claims {length} bytes, past the end of the file (damaged)"
+        if data[pos + 4 : pos + 8].tobytes() == b"IEND":
+            break
+        pos += 12 + length
+    return None
 
 
 def _not_a_file(path: Path) -> str:
@@ -85,6 +116,8 @@ def preprocess(frame: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """
     if frame.dtype != np.uint8:
         raise ConfigError(f"frames must be uint8 (as OpenCV reads them), got {frame.dtype}")
+    if frame.size == 0:
+        raise ConfigError(f"an empty frame (shape {frame.shape}): the source delivered no pixels")
     if frame.ndim == 2:
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     elif frame.ndim != 3 or frame.shape[2] not in (3, 4):
