@@ -4,7 +4,9 @@ The loop runs over a 1280x720 MJPG video (glcf_bench.frames) with its JSON recor
 memory, in alternating rounds: plain, then with the state and server of `glcf inspect --serve`
 and one viewer doing what the page does (the event stream, the latest frame fetched up to 10
 times a second, a thumbnail of each flagged frame). The threshold is set so that about 10 % of
-the frames are flagged. served fps / plain fps is what the page costs the loop.
+the frames are flagged. served fps / plain fps is what the page costs the loop; the process's CPU
+time a frame (all threads: loop, server, viewer) is recorded too, being less disturbed than wall
+time by other work on a shared machine.
 
     python benchmarks/serve_overhead.py --preset paper --frames 100
     python benchmarks/serve_overhead.py EXPORT_DIR
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import resource
 import statistics
 import tempfile
 import threading
@@ -88,20 +91,30 @@ class PageViewer:
             shown = seq
 
 
-def run_plain(runner: OnnxRuntimeRunner, video: Path, threshold: float | None) -> Summary:
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads (less disturbed by other processes
+    than wall time on a shared machine)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_plain(runner: OnnxRuntimeRunner, video: Path, threshold: float | None) -> tuple[Summary, float]:
+    start = cpu_seconds()
     with VideoFileSource(video) as source:
-        return inspect(runner, source, threshold, sinks=[JsonlSink(io.StringIO())])
+        summary = inspect(runner, source, threshold, sinks=[JsonlSink(io.StringIO())])
+    return summary, cpu_seconds() - start
 
 
 def run_served(
     runner: OnnxRuntimeRunner, video: Path, threshold: float | None
-) -> tuple[Summary, PageViewer]:
+) -> tuple[Summary, float, PageViewer]:
     choice = ThresholdChoice(threshold, "benchmark: 90th percentile of the scores")
+    start = cpu_seconds()
     with VideoFileSource(video) as source:
         state = LiveState(model_card(runner, choice), source)
         with LiveServer(state) as server, PageViewer(server.url) as viewer:
             summary = inspect(runner, source, threshold, sinks=[JsonlSink(io.StringIO()), state])
-    return summary, viewer
+    return summary, cpu_seconds() - start, viewer
 
 
 def flag_tenth(runner: OnnxRuntimeRunner, video: Path) -> float:
@@ -139,17 +152,21 @@ def main(argv: list[str] | None = None) -> None:
             threshold = flag_tenth(runner, video)
             rows = []
             for i in range(args.rounds):
-                plain = run_plain(runner, video, threshold)
-                served, viewer = run_served(runner, video, threshold)
+                plain, plain_cpu = run_plain(runner, video, threshold)
+                served, served_cpu, viewer = run_served(runner, video, threshold)
                 rows.append({
                     "round": i, "plain_fps": plain.fps, "served_fps": served.fps,
                     "ratio": served.fps / plain.fps, "served_anomalies": served.anomalies,
+                    "plain_cpu_ms_per_frame": 1000 * plain_cpu / plain.frames,
+                    "served_cpu_ms_per_frame": 1000 * served_cpu / served.frames,
                     "viewer_events": viewer.events, "viewer_frames": viewer.frames,
                     "viewer_thumbnails": viewer.thumbnails,
                 })
                 console.print(
                     f"round {i}: plain {plain.fps:.2f} fps, served {served.fps:.2f} fps "
-                    f"({rows[-1]['ratio']:.1%}); the viewer got {viewer.frames} frames, "
+                    f"({rows[-1]['ratio']:.1%}); CPU {rows[-1]['plain_cpu_ms_per_frame']:.1f} vs "
+                    f"{rows[-1]['served_cpu_ms_per_frame']:.1f} ms a frame; the viewer got "
+                    f"{viewer.frames} frames, "
                     f"{viewer.events} events, {viewer.thumbnails} thumbnails", highlight=False)
     machine = machine_info()
     report = {
@@ -164,6 +181,9 @@ def main(argv: list[str] | None = None) -> None:
         "median_plain_fps": statistics.median(r["plain_fps"] for r in rows),
         "median_served_fps": statistics.median(r["served_fps"] for r in rows),
         "median_ratio": statistics.median(r["ratio"] for r in rows),
+        "median_cpu_ratio": statistics.median(
+            r["plain_cpu_ms_per_frame"] / r["served_cpu_ms_per_frame"] for r in rows
+        ),
     }
     name = (f"serve-overhead_{slug(machine['cpu'])}_{machine['usable_cores']}c_"
             f"{slug(args.preset if args.target is None else folder.name, 24)}_"
@@ -173,7 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     atomic_write_json(file, report)
     console.print(
         f"median: plain {report['median_plain_fps']:.2f} fps, served with one viewer "
-        f"{report['median_served_fps']:.2f} fps = {report['median_ratio']:.1%} of plain\n"
+        f"{report['median_served_fps']:.2f} fps = {report['median_ratio']:.1%} of plain; "
+        f"CPU time a frame: plain / served = {report['median_cpu_ratio']:.1%}\n"
         f"wrote {file}", highlight=False, soft_wrap=True)
 
 

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -54,6 +55,18 @@ def _start(model: Path, video: Path, out: Path) -> tuple[subprocess.Popen, str]:
     raise AssertionError("glcf inspect printed no live page URL:\n" + "".join(lines))
 
 
+def _first_flagged(url: str, timeout: float = 60.0) -> dict:
+    """The gallery's oldest entry, once there is one (frame 5 is the video's first anomaly)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = json.loads(get(url + "api/status", TOKEN)[2])
+        if status["flagged"]:
+            return status["flagged"][-1]
+        assert status["running"], "the loop ended before it flagged a frame"
+        time.sleep(0.1)
+    raise AssertionError(f"no flagged frame after {timeout:g} s")
+
+
 def test_serve_on_a_video_file_every_route_then_sigterm(clip, tmp_path: Path) -> None:
     model, video = clip
     jsonl = tmp_path / "run.jsonl"
@@ -78,8 +91,8 @@ def test_serve_on_a_video_file_every_route_then_sigterm(clip, tmp_path: Path) ->
         assert values[("glcf_source_up", ())] == 1 and values[("glcf_threshold", ())] == 0.5
         code, headers, jpeg = get(url + "frame.jpg", TOKEN)
         assert code == 200 and jpeg[:2] == b"\xff\xd8" and int(headers["X-Frame-Seq"]) > 0
-        flagged = json.loads(get(url + "api/status", TOKEN)[2])["flagged"]
-        assert flagged and get(url + f"flagged/{flagged[0]['id']}.jpg", TOKEN)[0] == 200
+        flagged = _first_flagged(url)
+        assert flagged["frame"] == 5 and get(url + f"flagged/{flagged['id']}.jpg", TOKEN)[0] == 200
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=20)[0]
     finally:
