@@ -2,95 +2,39 @@
 
 Files and folders are read in order and never drop a frame; an unreadable file becomes a frame
 with ``error`` set and the iteration goes on. Live sources (camera, URL, pipeline) are read on a
-background thread that keeps only the newest frame, so a slow model sees the present rather than
-a growing queue; when the stream drops, the thread reconnects with exponential back-off, and
-each outage becomes an error record with its duration. A damaged video's lost frames become
-error records at their indices (``VideoFileSource``).
+background thread that keeps only the newest frame (``glcf_runtime.live``). A damaged video's
+lost frames become error records at their indices (``VideoFileSource``).
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import time
-from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 from glcf_runtime.errors import ConfigError, ImageReadError
+from glcf_runtime.frames import Frame, FrameSource
+from glcf_runtime.live import LiveSource, parse_reconnect
 from glcf_runtime.preprocess import IMAGE_SUFFIXES, read_image
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "FolderSource",
+    "Frame",
+    "FrameSource",
+    "LiveSource",
+    "VideoFileSource",
+    "csi_pipeline",
+    "folder_entries",
+    "open_source",
+    "parse_reconnect",
+    "redact",
+]
 URL_SCHEMES = re.compile(r"^(rtsps?|https?|rtmp|udp|tcp)://", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One frame, or the record of one that could not be read.
-
-    Attributes:
-        index: position in the file / folder; capture sequence number for live sources (gaps
-            are frames dropped because the loop was busy).
-        timestamp: Unix time in seconds when the frame was available (decoded).
-        image: uint8 BGR ``[H, W, 3]``; None when ``error`` is set.
-        path: the image file, for folder sources.
-        error: why the frame could not be read (names the file).
-        health: why a decoded frame is unusable (``glcf_runtime.health.Health`` value).
-        lost: frames this record stands for that were never decoded (a damaged video's gap).
-        outage_s: how long a live stream was lost, for a reconnection record.
-    """
-
-    index: int
-    timestamp: float
-    image: np.ndarray | None
-    path: Path | None = None
-    error: str | None = None
-    health: str | None = None
-    lost: int = 0
-    outage_s: float | None = None
-
-
-class FrameSource(ABC):
-    """Iterable of frames and a context manager; ``iterate(stop)`` ends soon after ``stop`` is set.
-
-    Attributes:
-        name: the source as shown in records (URL credentials removed).
-        live: True for camera, URL and pipeline sources (frames may be dropped).
-        fps: nominal frame rate, when the source knows it.
-        failed: why a live source gave up; None while it is fine.
-        lost: frames a file source knows it could not deliver (a damaged video).
-    """
-
-    live = False
-
-    def __init__(self, name: str, fps: float | None = None) -> None:
-        self.name = name
-        self.fps = fps
-        self.failed: str | None = None
-        self.lost = 0  # frames the source knows it could not deliver (a damaged file)
-
-    @abstractmethod
-    def iterate(self, stop: threading.Event | None = None) -> Iterator[Frame]:
-        """Frames in order until the source ends, fails or ``stop`` is set."""
-
-    def __iter__(self) -> Iterator[Frame]:
-        return self.iterate()
-
-    def close(self) -> None:  # noqa: B027 (optional hook, not abstract)
-        """Release the device or file (idempotent)."""
-
-    def __enter__(self) -> FrameSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def folder_entries(folder: Path) -> list[Path]:
@@ -194,154 +138,6 @@ class VideoFileSource(FrameSource):
         self._capture.release()
 
 
-class LiveSource(FrameSource):
-    """A capture read on a background thread that keeps only the newest frame.
-
-    The first open happens here, so a wrong camera index or URL fails at once; after that,
-    a dropped stream is reopened with back-off ``initial, 2·initial, …`` capped at ``maximum``.
-
-    Args:
-        name: for records and logs.
-        open_capture: returns an opened ``cv2.VideoCapture`` (or anything with its
-            ``isOpened``, ``read``, ``get`` and ``release``).
-        backoff: ``(initial, maximum)`` delay in seconds between reconnection attempts.
-        max_retries: give up (``failed`` is set, iteration ends) after this many failed
-            attempts in a row; None retries forever. Each outage becomes an error record
-            (``outage_s``: how long it lasted) when the stream comes back or the source gives up.
-        on_event: called with each reconnection message; default: ``logging`` warning.
-    """
-
-    live = True
-
-    def __init__(
-        self,
-        name: str,
-        open_capture: Callable[[], Any],
-        backoff: tuple[float, float] = (0.5, 30.0),
-        max_retries: int | None = None,
-        on_event: Callable[[str], None] | None = None,
-    ) -> None:
-        capture = open_capture()
-        if capture is None or not capture.isOpened():
-            raise ConfigError(
-                f"cannot open {name}; check the index, URL or pipeline, and that "
-                "nothing else holds the camera"
-            )
-        super().__init__(name, capture.get(cv2.CAP_PROP_FPS) or None)
-        self._open, self._backoff, self._max_retries = open_capture, backoff, max_retries
-        self._event = on_event or (lambda message: log.warning("%s", message))
-        self._cond = threading.Condition()
-        self._latest: Frame | None = None
-        self._events: deque[Frame] = deque()  # outage records, yielded before newer frames
-        self._lost_at: float | None = None  # when the stream was lost; None while it runs
-        self._attempts = 0  # reconnection attempts since it was lost
-        self.reconnects = 0  # times the stream came back after it was lost (read-only)
-        self._done = False
-        self._closed = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(capture,), daemon=True, name=f"glcf-source-{name}"
-        )
-        self._thread.start()
-
-    def _read_until_lost(self, capture: Any, sequence: int) -> int:
-        """Publish frames until the capture fails or the source closes; return the next index."""
-        while not self._closed.is_set():
-            ok, image = capture.read()
-            if not ok or image is None:
-                break
-            if self._lost_at is not None:
-                sequence = self._outage(sequence, f"reconnected after {self._attempts} attempt(s)")
-                self.reconnects += 1
-            with self._cond:
-                self._latest = Frame(sequence, time.time(), image)
-                self._cond.notify_all()
-            sequence += 1
-        capture.release()
-        if self._lost_at is None and not self._closed.is_set():
-            self._lost_at = time.time()
-        return sequence
-
-    @property
-    def connected(self) -> bool:
-        """False from the moment the stream is lost until it comes back (or for good)."""
-        return self._lost_at is None and not self._done
-
-    def _outage(self, sequence: int, how: str) -> int:
-        """Queue the record of the outage that began at ``_lost_at``; return the next index."""
-        seconds = time.time() - (self._lost_at or time.time())
-        record = Frame(sequence, time.time(), None, None,
-                       f"{self.name}: stream lost for {seconds:.1f} s; {how}", outage_s=seconds)
-        with self._cond:
-            self._events.append(record)
-            self._cond.notify_all()
-        self._lost_at, self._attempts = None, 0
-        return sequence + 1
-
-    def _run(self, capture: Any) -> None:
-        sequence = 0
-        try:
-            while not self._closed.is_set():
-                if capture is not None and capture.isOpened():
-                    sequence = self._read_until_lost(capture, sequence)
-                elif capture is not None:
-                    capture.release()
-                if self._closed.is_set():
-                    break
-                self._attempts += 1
-                if self._max_retries is not None and self._attempts > self._max_retries:
-                    self.failed = (
-                        f"{self.name} lost; gave up after {self._max_retries} reconnection attempts"
-                    )
-                    self._event(self.failed)
-                    self._outage(sequence, f"gave up after {self._max_retries} attempt(s)")
-                    break
-                attempt = self._attempts
-                delay = min(self._backoff[1], self._backoff[0] * 2 ** (attempt - 1))
-                self._event(f"{self.name} lost; reconnecting in {delay:g} s (attempt {attempt})")
-                if self._closed.wait(delay):
-                    break
-                capture = self._open()
-        except Exception as exc:  # a backend error must not end the thread silently
-            self.failed = f"{self.name} failed: {exc}"
-            self._event(self.failed)
-        finally:
-            with self._cond:
-                self._done = True
-                self._cond.notify_all()
-
-    def iterate(self, stop: threading.Event | None = None) -> Iterator[Frame]:
-        """The newest frame each time the loop asks, and each outage's record, in order."""
-        last = -1
-        while True:
-            with self._cond:
-                self._cond.wait_for(
-                    lambda last=last: (
-                        self._done
-                        or bool(self._events)
-                        or (self._latest is not None and self._latest.index > last)
-                    ),
-                    0.1,
-                )
-                event = self._events.popleft() if self._events else None
-                frame = self._latest
-                fresh = frame is not None and frame.index > last
-                if event is None and self._done and not fresh:
-                    return
-            if stop is not None and stop.is_set():
-                return
-            if event is not None:
-                last = max(last, event.index)
-                yield event
-            elif fresh:
-                last = frame.index
-                yield frame
-
-    def close(self) -> None:
-        """Stop the reader thread; it releases the capture after its current read returns."""
-        self._closed.set()
-        self._thread.join(timeout=2.0)
-
-
 def csi_pipeline(
     sensor_id: int = 0, width: int = 1920, height: int = 1080, fps: int = 30, flip: int = 0
 ) -> str:
@@ -367,23 +163,6 @@ def _has_gstreamer() -> bool:
 def redact(url: str) -> str:
     """``rtsp://user:pass@host/x`` → ``rtsp://***@host/x`` (for records and logs)."""
     return re.sub(r"//[^/@]*@", "//***@", url)
-
-
-def parse_reconnect(text: str) -> int | None:
-    """``--reconnect``: ``forever`` → None, else a number of attempts >= 0.
-
-    Raises:
-        ConfigError: anything else.
-    """
-    if text.strip().lower() == "forever":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ConfigError(f"--reconnect {text!r}: give a number of attempts (0: never) or 'forever'")
-    return value
 
 
 def open_source(
