@@ -74,15 +74,28 @@ def check_outputs(jsonl: Path | None, save_video: Path | None, save_anomalies: P
             raise ConfigError(f"--save-video {save_video}: use one of {', '.join(VIDEO_CODECS)}")
     if save_anomalies is not None:
         check_writable(save_anomalies, "--save-anomalies", folder=True)
+    if summary_json is not None and summary_json.exists() and not summary_json.is_file():
+        # written to a temporary name and renamed: a device or pipe there would be replaced
+        raise ConfigError(f"--summary-json {summary_json} is not a regular file; give a file path")
 
 
-def write_summary(summary: Summary, path: Path | None) -> None:
-    """The summary as JSON (atomically), when asked for; a failure to write it is exit code 4."""
+def write_summary(summary: Summary, path: Path | None) -> int:
+    """Write the summary as JSON (atomically) when asked for; return the exit code (4 when the
+    summary itself cannot be written)."""
     if path is None:
-        return
+        return int(summary.exit_code)
+    from rich.markup import escape
+
+    from glcf_cli.common import err_console
     from glcf_runtime.files import atomic_write_json
 
-    atomic_write_json(path, {**summary.to_dict(), "exit_codes": EXIT_CODES})
+    try:
+        atomic_write_json(path, {**summary.to_dict(), "exit_codes": EXIT_CODES})
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] cannot write {escape(str(path))} "
+                          f"({escape(exc.strerror or str(exc))})", highlight=False)
+        return 4
+    return int(summary.exit_code)
 
 
 EXIT_CODES = {

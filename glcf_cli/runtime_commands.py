@@ -162,8 +162,7 @@ def inspect_command(
             outputs.append(_serve(stack, runner, frames, threshold, serve, token))
         summary = inspect(runner, frames, threshold, batch, outputs, stop, checks)
     console.print(summary_table(summary))
-    iopt.write_summary(summary, summary_json)
-    raise typer.Exit(int(summary.exit_code))
+    raise typer.Exit(iopt.write_summary(summary, summary_json))
 
 
 def _serve(

@@ -140,3 +140,15 @@ def test_interrupted_import_is_told_apart_from_a_missing_one() -> None:
     assert "pip install onnxruntime" in str(import_failure(missing))
     broken = ImportError("libonnxruntime.so: cannot open shared object file")
     assert "installed but cannot be imported" in str(import_failure(broken))
+
+
+def test_summary_json_that_cannot_be_written(tmp_path: Path, monkeypatch, capsys) -> None:
+    model = write_model(tmp_path / "export")
+    frames = write_images(tmp_path / "in", [False])[0].parent
+    code, err = _main(monkeypatch, capsys, "inspect", str(model), "--source", str(frames),
+                      "--threads", "1", "--summary-json", "/dev/full")
+    assert code == 2 and "not a regular file" in err and Path("/dev/full").is_char_device()
+    with readonly_folder(tmp_path / "ro") as ro:
+        code, err = _main(monkeypatch, capsys, "inspect", str(model), "--source", str(frames),
+                          "--threads", "1", "--summary-json", str(ro / "s.json"))
+    assert code == 2 and "Read-only file system" in err
