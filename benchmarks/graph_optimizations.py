@@ -13,10 +13,10 @@ import json
 import time
 from pathlib import Path
 
+from graph_variants import measure_variants, variant_names
 from rich.console import Console
 from rich.table import Table
 
-from glcf_bench.graph_variants import measure_variants, variant_names
 from glcf_bench.machine import slug
 from glcf_bench.settings import parse_batches
 

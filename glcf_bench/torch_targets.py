@@ -16,8 +16,8 @@ from glcf_runtime.metadata import ArtifactMetadata
 
 if TYPE_CHECKING:
     from glcf_bench.torch_runner import TorchRunner
-    from glcf_export.deploy import DeployModule
     from glcf_train.config import GlcfConfig
+    from glcf_train.reference import ReferenceDetector
     from glcf_train.scoring import TorchScorer
 
 
@@ -53,16 +53,16 @@ def bench_metadata(
     )
 
 
-def torch_module(model: Any, scorer: Any) -> DeployModule:
+def torch_module(model: Any, scorer: Any) -> ReferenceDetector:
     """What the ``torch`` backend times: the model as trained and evaluated, in eager mode.
 
     Not the graph's rewritten Swin blocks (``glcf_export.windowed``): the benchmark compares the
     deployed graph with the PyTorch model users trained. ``benchmarks/graph_optimizations.py``
     times every graph form in torch eager too.
     """
-    from glcf_bench.variants import as_trained
+    from glcf_train.reference import ReferenceDetector
 
-    return as_trained(model, scorer)
+    return ReferenceDetector(model, scorer)
 
 
 def preset_target(name: str, workdir: Path, log: Log) -> BenchTarget:

@@ -72,7 +72,7 @@ class DeployModule(nn.Module):
 
     Φ_L and the decoders run their Swin blocks in window order (``windowed``), and the ImageNet
     normalisation is folded into the patch-embedding convolution: the one form ``glcf export``
-    writes. ``glcf_bench.variants`` swaps parts out to time the forms it was measured against.
+    writes. ``benchmarks/graph_variants`` swaps parts out to time the forms it was measured against.
     """
 
     def __init__(self, model: GLCF, scorer: TorchScorer) -> None:

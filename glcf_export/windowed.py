@@ -18,7 +18,7 @@ Transpose puts the heads outermost: ``[B·T, 3·nH, hd]`` → ``[3·nH, B·T, hd
 only the attention output is transposed back to ``[B·T, C]``. Plain 2-D weights matter: OpenVINO
 turns a MatMul with constant weights into its FullyConnected node, which refuses a weight that
 broadcasts over a batch of heads when the batch is dynamic. The forms this one was measured
-against live beside their benchmark (``glcf_bench.variants``).
+against live beside their benchmark (``benchmarks/graph_variants``).
 """
 
 from __future__ import annotations

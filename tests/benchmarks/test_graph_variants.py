@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from glcf_bench.graph_variants import measure_variants
-from glcf_bench.variants import (
+from benchmarks.graph_variants import measure_variants
+from benchmarks.graph_variants.forms import (
     VARIANTS,
     BroadcastHeadsBlock,
     FusedQkvBlock,
     LiteralScorer,
     SeparateQkvBlock,
-    as_trained,
     build_variant,
     variant,
 )
@@ -63,16 +62,6 @@ def test_attention_forms_are_timm_blocks(block) -> None:
     x = torch.randn(3, 14, 14, 64)
     with torch.no_grad():
         assert torch.allclose(WindowedBlocks(seq, block)(x), seq(x), atol=2e-5, rtol=1e-5)
-
-
-def test_as_trained_keeps_the_trained_modules(tiny) -> None:
-    model, cfg = tiny
-    scorer = TorchScorer(cfg.scoring, cfg.model.image_size, STATS)
-    module = as_trained(model, scorer)
-    assert module.phi_l is model.phi_l and module.psi_l is model.psi_l and module.scorer is scorer
-    x = torch.randint(0, 256, (1, 224, 224, 3), dtype=torch.uint8)
-    with torch.no_grad():
-        assert torch.equal(module(x)[1], scorer(model(x))[1])
 
 
 @pytest.mark.parametrize("mode", list(BranchMode))

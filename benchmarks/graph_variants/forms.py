@@ -186,10 +186,3 @@ class VariantModule(DeployModule):
 def build_variant(v: GraphVariant, model: GLCF, scorer: TorchScorer, stats: FusionStats) -> DeployModule:
     """The deploy module of variant ``v``; ``stats`` are the statistics ``scorer`` was made with."""
     return VariantModule(v, model, scorer, stats)
-
-
-def as_trained(model: GLCF, scorer: TorchScorer) -> DeployModule:
-    """The model's own modules as trained (timm's Swin blocks, the normalisation module) and the
-    reference scorer, with the deploy graph's uint8 input: what the torch backend times."""
-    trained = GraphVariant("as-trained", "", None, fold=False, fused_scoring=True, slim=True)
-    return VariantModule(trained, model, scorer, FusionStats.identity())

@@ -1,6 +1,6 @@
 """Before/after figures for each graph optimisation (``benchmarks/graph_optimizations.py``).
 
-Every variant of :mod:`glcf_bench.variants` is exported, checked against the torch reference,
+Every variant of :mod:`.forms` is exported, checked against the torch reference,
 counted (nodes, GFLOP) and timed: ONNX Runtime FP32 and, optionally, the same module in torch
 eager. Timings are interleaved — each round times every variant in turn — so that a machine
 that changes speed during the run (shared cores, clock changes) slows all variants alike.
@@ -22,13 +22,14 @@ from glcf_bench.bench import torch_threads
 from glcf_bench.flops import count_flops
 from glcf_bench.machine import machine_info, matmul_peak_gflops, physical_cores, versions
 from glcf_bench.torch_targets import bench_metadata, run_scorer
-from glcf_bench.variants import VARIANTS, GraphVariant, build_variant
 from glcf_export.onnx_export import export_fp32, set_metadata
 from glcf_runtime.backends.onnxruntime import OnnxRuntimeRunner
 from glcf_train.builder import build_model, load_run
 from glcf_train.config import GlcfConfig, preset
 from glcf_train.model import GLCF
 from glcf_train.scoring import FusionStats, TorchScorer
+
+from .forms import VARIANTS, GraphVariant, build_variant
 
 Log = Callable[[str], None]
 
