@@ -251,3 +251,20 @@ def test_unsafe_checkpoint_is_refused_without_torch_advice(tmp_path: Path) -> No
     (run / "checkpoint.pt").write_bytes(b"\x80\x02garbage")
     with pytest.raises(RunError, match="damaged or not a PyTorch file"):
         load_checkpoint(run)
+
+
+@pytest.mark.gpu
+def test_fp16_amp_resume_is_exact_on_gpu(tmp_path: Path, synth_root: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """FP16 autocast (BF16 turned off, as on a GPU without it): the GradScaler's scale is saved
+    and restored, so the resumed steps match an uninterrupted run."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    train(_opts(tmp_path / "straight", synth_root, steps=6, device="cuda"))
+    train(_opts(tmp_path / "resumed", synth_root, steps=6, device="cuda",
+                on_step=lambda s, _: s == 4))
+    assert load_checkpoint(tmp_path / "resumed")["scaler"]["scale"] > 0
+    train(TrainOptions(out=tmp_path / "resumed", resume=True, progress=False, device="cuda"))
+    straight = {r["step"]: r["total"] for r in _log(tmp_path / "straight")}
+    resumed = {r["step"]: r["total"] for r in _log(tmp_path / "resumed")}
+    for step in (5, 6):
+        assert math.isclose(resumed[step], straight[step], rel_tol=1e-5), step
