@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 from rich.table import Table
 
 from glcf_bench.machine import slug
@@ -208,7 +209,7 @@ def render(report: BenchReport) -> list:
     for r in report.rows:
         if not r.runnable:
             speed.add_row(r.backend, "not run", str(r.batch))
-            notes.append(f"[yellow]{r.backend} (batch {r.batch}) not run:[/] {r.reason}")
+            notes.append(f"[yellow]{r.backend} (batch {r.batch}) not run:[/] {escape(r.reason or '')}")
             continue
         pct = None if r.fraction_of_peak is None else 100 * r.fraction_of_peak
         speed.add_row(

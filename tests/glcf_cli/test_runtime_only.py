@@ -4,6 +4,7 @@ need them say which extra to install, in one line, with the brackets intact."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from tests.glcf_runtime.contract_model import write_images, write_model
 
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 BLOCKED = ("torch", "timm", "torchvision", "glcf_train", "glcf_export")
 RUN_BLOCKED = f"""
 import sys
@@ -65,13 +67,16 @@ def test_inspect_runs(export_dir: Path, tmp_path: Path) -> None:
 
 def test_bench_times_the_onnxruntime_backend(export_dir: Path, tmp_path: Path) -> None:
     report = tmp_path / "bench.json"
-    done = glcf("bench", str(export_dir), "--backends", "onnxruntime", "--batch", "1",
+    done = glcf("bench", str(export_dir), "--backends", "onnxruntime,tensorrt", "--batch", "1",
                 "--min-time", "0.2", "--rounds", "1", "--warmup", "1", "--no-loop", "--pairs", "0",
                 "--json", str(report), "--csv", str(tmp_path / "bench.csv"))
     assert done.returncode == 0, done.stderr
     rows = json.loads(report.read_text())["rows"]
-    assert [(r["backend"], r["batch"], r["runnable"]) for r in rows] == [("onnxruntime", 1, True)]
+    assert [(r["backend"], r["batch"], r["runnable"]) for r in rows] == [
+        ("onnxruntime", 1, True), ("tensorrt", 1, HAS_TRT)]
     assert rows[0]["latency_p50_ms"] > 0
+    if not HAS_TRT:  # the reason is printed whole, brackets and all
+        assert "pip install 'glcf[trt]'" in " ".join(done.stdout.split()), done.stdout
 
 
 @pytest.mark.parametrize(("args", "expected"), [
