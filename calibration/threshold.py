@@ -1,7 +1,8 @@
 """Decision thresholds on image scores: a frame is anomalous if ``score >= threshold``.
 
-Two rules (DESIGN §5): from normal validation images alone (a high quantile plus a margin), or
-the F1-optimal cut when labelled anomalies exist.
+Rules (DESIGN §5): from normal validation images alone (a high quantile plus a margin, or the
+lowest cut that keeps their false-alarm rate at or under a target), or the F1-optimal cut when
+labelled anomalies exist.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ class ThresholdRule(str, Enum):
 
     NORMAL_QUANTILE = "normal_quantile"
     F1_OPTIMAL = "f1_optimal"
+    TARGET_FPR = "target_fpr"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class ThresholdResult:
     f1: float | None = None  # F1_OPTIMAL only: F1 on the calibration set
     n_normal: int = 0
     n_anomalous: int = 0
+    target_fpr: float | None = None  # TARGET_FPR only: the false-alarm rate aimed at
+    fpr: float | None = None  # TARGET_FPR only: false-alarm rate on the calibration images
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict; ``rule`` as its string value."""
@@ -70,6 +74,29 @@ def threshold_from_normal(scores: np.ndarray, quantile: float = 0.99, margin: fl
     return q + margin * (q - float(np.median(scores)))
 
 
+def threshold_for_fpr(scores: np.ndarray, target_fpr: float) -> tuple[float, float]:
+    """The lowest cut whose false-alarm rate on normal scores is at most ``target_fpr``.
+
+    With "anomalous if score >= threshold", at most ``floor(target_fpr × N)`` of the ``N``
+    normal scores may reach the cut; the cut sits just above the highest score that must pass
+    (the next float up), so it alarms on exactly the scores above it. Empirical, no margin:
+    with N validation images a target under 1/N means "no false alarm on any of them".
+
+    Args:
+        scores: ``[N]`` image scores of normal validation images, N >= 1.
+        target_fpr: in [0, 1).
+
+    Returns:
+        ``(threshold, achieved false-alarm rate on scores)``.
+    """
+    if not 0.0 <= target_fpr < 1.0:
+        raise ValueError(f"target_fpr must lie in [0, 1), got {target_fpr}")
+    ordered = np.sort(_scores_1d(scores, minimum=1))[::-1]
+    allowed = int(np.floor(target_fpr * ordered.size + 1e-9))
+    threshold = float(np.nextafter(ordered[allowed], np.inf))  # allowed < N as target_fpr < 1
+    return threshold, float(np.mean(ordered >= threshold))
+
+
 def f1_optimal_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """The score cut that maximises F1 with "anomalous if score >= threshold".
 
@@ -107,14 +134,17 @@ def select_threshold(
     labels: np.ndarray | None = None,
     quantile: float = 0.99,
     margin: float = 0.1,
+    target_fpr: float | None = None,
 ) -> ThresholdResult:
-    """F1-optimal threshold where labelled anomalies exist, else the normal-quantile rule.
+    """F1-optimal threshold where labelled anomalies exist, else a rule on the normal scores:
+    the false-alarm target when ``target_fpr`` is given, the normal quantile otherwise.
 
     Args:
         scores: ``[N]`` image scores.
         labels: ``[N]`` 0/1, or None when every image is normal.
-        quantile: for the normal rule.
-        margin: for the normal rule.
+        quantile: for the normal-quantile rule.
+        margin: for the normal-quantile rule.
+        target_fpr: for the false-alarm rule (normal scores only).
 
     Returns:
         The threshold and how it was chosen.
@@ -126,6 +156,10 @@ def select_threshold(
             raise ValueError(f"labels must be 0/1 with shape {scores.shape}, got {labels.shape}")
     n_anomalous = 0 if labels is None else int(labels.sum())
     n_normal = scores.size - n_anomalous
+    if n_anomalous == 0 and target_fpr is not None:
+        t, fpr = threshold_for_fpr(scores, target_fpr)
+        return ThresholdResult(t, ThresholdRule.TARGET_FPR, n_normal=n_normal,
+                               target_fpr=target_fpr, fpr=fpr)
     if n_anomalous == 0:
         t = threshold_from_normal(scores, quantile, margin)
         return ThresholdResult(t, ThresholdRule.NORMAL_QUANTILE, quantile, margin, None, n_normal)

@@ -25,17 +25,21 @@ def calibrate(
     category: Annotated[str | None, Opt(help="Category (default: the run's).")] = None,
     quantile: Annotated[float, Opt(help="Quantile of the validation scores for the threshold.")] = 0.99,
     margin: Annotated[float, Opt(help="Margin: threshold = q + margin × (q − median).")] = 0.1,
+    target_fpr: Annotated[float | None, Opt(help="Instead of --quantile/--margin: the lowest threshold "
+                                            "with at most this false-alarm rate on the validation images, e.g. 0.01.")] = None,
     batch_size: Annotated[int, Opt(help="Images per forward pass.")] = 8,
     device: Annotated[str, Opt(help="cpu, cuda or auto.")] = "auto",
 ) -> None:
     """Fusion statistics from the good training images and a threshold from the validation images."""
     from glcf_train.calibrate import calibrate_run
 
-    result = calibrate_run(run, data, category, device, batch_size, quantile, margin)
+    result = calibrate_run(run, data, category, device, batch_size, quantile, margin,
+                           target_fpr=target_fpr)
     t = result.threshold
-    console.print(f"threshold {t.threshold:.5f} ({t.rule.value}, {t.n_normal} validation images); "
-                  f"written to {run}/calibration.json")
-    console.print(f"next: glcf eval {run} --overlays {run}/overlays")
+    reached = f", {t.fpr:.1%} false alarms on them" if t.fpr is not None else ""
+    console.print(f"threshold {t.threshold:.5f} ({t.rule.value}, {t.n_normal} validation images"
+                  f"{reached}); written to {run}/calibration.json")
+    console.print(f"next: glcf eval {run} --report {run}/report")
 
 
 def evaluate(
@@ -46,17 +50,25 @@ def evaluate(
     json_out: Annotated[Path | None, Opt("--json", help="Write metrics and per-image records here.")] = None,
     save_maps: Annotated[Path | None, Opt(help="Write float32 TIFF maps as DIR/<defect type>/<id>.tiff.")] = None,
     overlays: Annotated[Path | None, Opt(help="Write heat-map panels as DIR/<defect type>/<id>.png.")] = None,
+    report: Annotated[Path | None, Opt(help="Write an HTML report (a new folder): DIR/index.html.")] = None,
+    baseline: Annotated[str | None, Opt(help="Also score a reference baseline: patchcore.")] = None,
     batch_size: Annotated[int, Opt(help="Images per forward pass.")] = 8,
     device: Annotated[str, Opt(help="cpu, cuda or auto.")] = "auto",
 ) -> None:
-    """Evaluate a calibrated run on the test split: AUROC, sPRO / PRO, per-image scores, heat maps."""
+    """Evaluate a calibrated run on the test split: AUROC, sPRO / PRO, the operating point at the
+    threshold, per-image scores, heat maps, an HTML report, a reference baseline."""
     from glcf_train.evaluate import evaluate_run
 
     mode = parse_branch_mode(branch_mode)
-    result = evaluate_run(run, data, category, mode, json_out, save_maps, overlays, device, batch_size)
+    ref = parse_baseline(baseline)
+    result = evaluate_run(run, data, category, mode, json_out, save_maps, overlays, device,
+                          batch_size, report=report, baseline=ref)
     console.print(metrics_table(result.metrics, f"{run} — branch mode {result.branch_mode}"))
+    if result.baseline is not None:
+        console.print(metrics_table(result.baseline.metrics, f"reference baseline {ref.value}"))
+    console.print(operating_table(result))
     for what, where in (("metrics and records", json_out), ("anomaly maps", save_maps),
-                        ("heat maps", overlays)):
+                        ("heat maps", overlays), ("report", result.report)):
         if where is not None:
             console.print(f"{what}: {where}")
 
@@ -71,6 +83,39 @@ def parse_branch_mode(value: str | None):
         return BranchMode(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r}: choose both, local or global") from None
+
+
+def parse_baseline(value: str | None):
+    """``Baseline`` from a CLI string (None: no baseline)."""
+    from glcf_train.baseline import Baseline
+
+    if value is None:
+        return None
+    try:
+        return Baseline(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: choose {', '.join(b.value for b in Baseline)}") from None
+
+
+def operating_table(result) -> Table:
+    """At each detector's threshold: false alarms on good test images and anomalies caught per
+    kind and defect type."""
+    import numpy as np
+
+    from glcf_train.report.tables import groups, operating_point
+
+    table = Table(title="operating point at the calibrated threshold")
+    table.add_column("test images")
+    detectors = [("GLCF", result)] + ([("baseline", result.baseline)] if result.baseline else [])
+    per = []
+    for name, res in detectors:
+        table.add_column(f"{name} ≥ {res.threshold:.4g}", justify="right")
+        index = groups([r.kind for r in res.records], [r.defect or r.defect_type for r in res.records])
+        per.append(operating_point(np.array([r.score for r in res.records]), res.threshold, index))
+    for cells in zip(*per, strict=True):
+        label = "good (false alarms)" if cells[0].group == "good" else cells[0].group
+        table.add_row(label, *(f"{c.rate:.0%} ({c.flagged}/{c.total})" for c in cells))
+    return table
 
 
 def metrics_table(metrics: dict[str, float], title: str) -> Table:

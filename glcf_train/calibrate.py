@@ -12,7 +12,7 @@ import torch
 
 from calibration.stats import MapStatistics
 from calibration.threshold import ThresholdResult, select_threshold
-from glcf_runtime.errors import DataError, GlcfError
+from glcf_runtime.errors import ConfigError, DataError, GlcfError
 from glcf_runtime.files import atomic_write_text
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.builder import load_run, resolve_device
@@ -92,8 +92,12 @@ def score_images(model: GLCF, scorer: TorchScorer, images: np.ndarray, batch_siz
 
 def calibrate_run(run: Path, data: Path | None = None, category: str | None = None,
                   device: str = "auto", batch_size: int = 8, quantile: float = 0.99,
-                  margin: float = 0.1, progress: bool = True) -> Calibration:
-    """Compute and store a run's fusion statistics and default threshold."""
+                  margin: float = 0.1, progress: bool = True,
+                  target_fpr: float | None = None) -> Calibration:
+    """Compute and store a run's fusion statistics and default threshold (the normal-quantile
+    rule, or the lowest cut with at most ``target_fpr`` false alarms on the validation images)."""
+    if target_fpr is not None and not 0.0 <= target_fpr < 1.0:
+        raise ConfigError(f"--target-fpr {target_fpr}: give a false-alarm rate in [0, 1), e.g. 0.01")
     dev = resolve_device(device)
     model, cfg, ckpt = load_run(run, dev)
     root = Path(data) if data is not None else Path(ckpt["data"]["root"])
@@ -107,7 +111,7 @@ def calibrate_run(run: Path, data: Path | None = None, category: str | None = No
         raise DataError(f"{root}: need at least 2 validation images to set a threshold, found {len(val)}")
     maps, scores = score_images(model, scorer, load_images(val, spec), batch_size, dev, progress,
                                 label="validation scores")
-    result = Calibration(stats, select_threshold(scores, None, quantile, margin),
+    result = Calibration(stats, select_threshold(scores, None, quantile, margin, target_fpr),
                          _map_range(maps), [float(s) for s in scores])
     atomic_write_text(Path(run) / CALIBRATION_NAME, json.dumps(result.to_dict(cfg), indent=2))
     return result

@@ -9,7 +9,8 @@ TIFF files ``--save-maps`` writes.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -21,6 +22,7 @@ from glcf_runtime.errors import DataError
 from glcf_runtime.files import atomic_write_text
 from glcf_runtime.overlay import panel
 from glcf_runtime.preprocess import PreprocessSpec, read_image
+from glcf_train.baseline import Baseline
 from glcf_train.builder import load_run, resolve_device
 from glcf_train.calibrate import score_images, scorer_for
 from glcf_train.config import BranchMode
@@ -44,6 +46,7 @@ class EvalRecord:
     defect_type: str
     kind: str
     score: float
+    defect: str = ""  # the defect's name (LOCO: from defects_config.json), "good" for good images
 
 
 @dataclass(frozen=True)
@@ -53,17 +56,25 @@ class EvalResult:
     metrics: dict[str, float]
     records: list[EvalRecord]
     threshold: float
+    baseline: EvalResult | None = None  # a reference baseline on the same images
+    report: Path | None = None  # the report's index.html
 
     def to_dict(self) -> dict:
-        return {"layout": self.layout, "branch_mode": self.branch_mode, "metrics": self.metrics,
-                "threshold": self.threshold, "records": [asdict(r) for r in self.records]}
+        out = {"layout": self.layout, "branch_mode": self.branch_mode, "metrics": self.metrics,
+               "threshold": self.threshold, "records": [asdict(r) for r in self.records]}
+        if self.baseline is not None:
+            out["baseline"] = self.baseline.to_dict()
+        return out
 
 
 def evaluate_run(run: Path, data: Path | None = None, category: str | None = None,
                  branch_mode: BranchMode | None = None, json_out: Path | None = None,
                  save_maps: Path | None = None, overlays: Path | None = None,
-                 device: str = "auto", batch_size: int = 8, progress: bool = True) -> EvalResult:
-    """Score a run on the test split of its data set (or of ``data``/``category``)."""
+                 device: str = "auto", batch_size: int = 8, progress: bool = True,
+                 report: Path | None = None, baseline: Baseline | None = None) -> EvalResult:
+    """Score a run on the test split of its data set (or of ``data``/``category``); with
+    ``baseline``, score a reference baseline on the same images; with ``report``, write the
+    HTML report there."""
     dev = resolve_device(device)
     model, cfg, ckpt = load_run(run, dev)
     scorer, calib = scorer_for(run, cfg, branch_mode)
@@ -75,21 +86,128 @@ def evaluate_run(run: Path, data: Path | None = None, category: str | None = Non
     if not samples:
         raise DataError(f"{root}: a plain folder of good images has no test split; evaluate on an "
                         "MVTec AD / LOCO layout (try `glcf data synth`)")
+    if report is not None:
+        from glcf_train.report.build import check_report_folder
+
+        check_report_folder(report)
     spec = PreprocessSpec(cfg.model.image_size, cfg.model.image_size)
-    maps, scores = score_images(model, scorer, load_images(samples, spec), batch_size, dev,
-                                progress, label="test images")
+    images = load_images(samples, spec)
+    maps, scores = score_images(model, scorer, images, batch_size, dev, progress, label="test images")
     base = root / (category or "")
-    metrics = compute_metrics(layout, base, samples, maps, scores)
-    records = [EvalRecord(str(s.path), s.label, s.defect_type, s.kind, float(sc))
-               for s, sc in zip(samples, scores, strict=True)]
+    names = defect_names(layout, base, samples)
     threshold = float(calib["threshold"]["threshold"])
-    result = EvalResult(layout.value, scorer.cfg.branch_mode.value, metrics, records, threshold)
+
+    def result_of(m: np.ndarray, sc: np.ndarray, t: float, mode: str) -> EvalResult:
+        records = [EvalRecord(str(s.path), s.label, s.defect_type, s.kind, float(v), n)
+                   for s, v, n in zip(samples, sc, names, strict=True)]
+        return EvalResult(layout.value, mode, compute_metrics(layout, base, samples, m, sc),
+                          records, t)
+
+    result = result_of(maps, scores, threshold, scorer.cfg.branch_mode.value)
+    ref = None
+    if baseline is not None:
+        ref = score_baseline(model, root, category, spec, images, calib, batch_size, dev, progress)
+        result = _with(result, baseline=result_of(ref.maps, ref.scores, ref.threshold, baseline.value))
+    if report is not None:
+        from glcf_train.report import write_report
+        from glcf_train.report.from_run import report_data
+
+        detectors = [("GLCF", maps, scores, threshold, _threshold_note(calib["threshold"]))]
+        if ref is not None:
+            detectors.append(("PatchCore (reference)", ref.maps, ref.scores, ref.threshold, ref.note))
+        localisers = localisation(layout, base, samples, [d[1] for d in detectors])
+        page = report_data(run, ckpt, cfg, calib, samples, names, images, detectors, localisers,
+                           layout)
+        result = _with(result, report=write_report(report, page))
     if save_maps is not None or overlays is not None:
         vmin, vmax = calib["map_range"]
         _write_images(samples, maps, scores, threshold, (vmin, vmax), save_maps, overlays)
     if json_out is not None:
         atomic_write_text(Path(json_out), json.dumps(result.to_dict(), indent=2))
     return result
+
+
+def _with(result: EvalResult, **changes: object) -> EvalResult:
+    return replace(result, **changes)  # type: ignore[arg-type]
+
+
+def _threshold_note(t: dict) -> str:
+    rule = t.get("rule")
+    if rule == "target_fpr":
+        return (f"lowest threshold with at most {t['target_fpr']:.1%} false alarms on the "
+                f"{t['n_normal']} good validation images ({t['fpr']:.1%} reached)")
+    if rule == "normal_quantile":
+        return (f"quantile {t['quantile']} of the scores of {t['n_normal']} good validation images "
+                f"plus a margin of {t['margin']} × (quantile − median)")
+    return f"threshold rule {rule}"
+
+
+@dataclass(frozen=True)
+class BaselineScores:
+    maps: np.ndarray
+    scores: np.ndarray
+    threshold: float
+    note: str
+
+
+def score_baseline(model, root: Path, category: str | None, spec: PreprocessSpec,
+                   images: np.ndarray, calib: dict, batch_size: int, device,
+                   progress: bool) -> BaselineScores:
+    """PatchCore on the run's frozen Φ_L: memory bank from the good training images, threshold
+    from the good validation images by the run's own threshold rule, then the test images."""
+    from calibration.threshold import select_threshold
+    from glcf_train.baseline import PatchCore
+
+    core = PatchCore(model)
+    core.fit(load_images(read_split(root, category, "train"), spec), batch_size, device, progress)
+    val = load_images(read_split(root, category, "validation"), spec)
+    _, val_scores = core.score(val, batch_size, device, progress)
+    t = calib["threshold"]
+    if t.get("rule") == "target_fpr":
+        chosen = select_threshold(val_scores, None, target_fpr=t["target_fpr"])
+    else:
+        chosen = select_threshold(val_scores, None, t.get("quantile") or 0.99, t.get("margin") or 0.1)
+    maps, scores = core.score(images, batch_size, device, progress)
+    note = ("PatchCore-style nearest-neighbour patch distance on the same frozen Φ_L features "
+            f"(coreset of {core.cfg.coreset_ratio:.0%} of the good training patches); threshold "
+            f"by the same rule: {_threshold_note(chosen.to_dict())}")
+    return BaselineScores(maps, scores, float(chosen.threshold), note)
+
+
+def defect_names(layout: Layout, base: Path, samples: list[Sample]) -> list[str]:
+    """Per image: "good", the defect named by its first ground-truth PNG's pixel value (LOCO), or
+    its test folder (MVTec AD)."""
+    if layout is not Layout.LOCO:
+        return [s.defect_type for s in samples]
+    config = load_defects_config(base)
+    names = []
+    for s in samples:
+        masks = load_mask_images(s) if s.label else []
+        value = int(masks[0].max()) if masks else 0
+        names.append(config[value].get("defect_name", s.defect_type) if value in config
+                     else ("good" if not s.label else s.defect_type))
+    return names
+
+
+def localisation(layout: Layout, base: Path, samples: list[Sample],
+                 maps: list[np.ndarray]) -> list[Callable[[np.ndarray], float]]:
+    """Per map stack: a function of image indices → AUC-sPRO@0.05 (LOCO) or AU-PRO@0.3, at the
+    same resolution as :func:`compute_metrics` (ground truth read once for all)."""
+    size = _metric_size(samples[0].path)
+    if layout is Layout.LOCO:
+        config = load_defects_config(base)
+        defects = [_defects(s, size, config) for s in samples]
+        return [_spro_of(_resize_maps(m, size), defects) for m in maps]
+    masks = np.stack([_union(s, size) for s in samples])
+    return [_pro_of(_resize_maps(m, size), masks) for m in maps]
+
+
+def _spro_of(small: np.ndarray, defects: list) -> Callable[[np.ndarray], float]:
+    return lambda idx: M.spro_auc(small[idx], [defects[i] for i in idx])
+
+
+def _pro_of(small: np.ndarray, masks: np.ndarray) -> Callable[[np.ndarray], float]:
+    return lambda idx: M.pro_auc(small[idx], masks[idx])
 
 
 def compute_metrics(layout: Layout, base: Path, samples: list[Sample], maps: np.ndarray,

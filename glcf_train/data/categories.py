@@ -9,6 +9,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
+from glcf_train.data.hard_categories import FastenerTray, PillBlister
 from glcf_train.data.scenes import (
     Color,
     Part,
@@ -384,4 +385,7 @@ CATEGORIES: dict[str, SceneCategory] = {
     "breakfast_tray": BreakfastTray(),
     "cable_pair": CablePair(),
     "juice_bottle": JuiceBottle(),
+    # Harder scenes: loose parts, counts and pairings, defects a few pixels wide.
+    "fastener_tray": FastenerTray(),
+    "pill_blister": PillBlister(),
 }

@@ -92,6 +92,8 @@ def test_threshold_result_and_selection() -> None:
         "f1": pytest.approx(0.8),
         "n_normal": 3,
         "n_anomalous": 2,
+        "target_fpr": None,
+        "fpr": None,
     }
     with pytest.raises(dataclasses.FrozenInstanceError):
         labelled.threshold = 1.0  # type: ignore[misc]

@@ -65,7 +65,8 @@ def test_eval_writes_records_maps_and_heat_maps(run: Path, tmp_path: Path) -> No
     assert len(data["records"]) == 6
     assert {r["defect_type"] for r in data["records"]} == {"good", "logical_anomalies",
                                                           "structural_anomalies"}
-    assert all(set(r) == {"path", "label", "defect_type", "kind", "score"} for r in data["records"])
+    assert all(set(r) == {"path", "label", "defect_type", "kind", "score", "defect"}
+               for r in data["records"])
     tiff = tifffile.imread(tmp_path / "maps" / "logical_anomalies" / "000.tiff")
     assert tiff.dtype == np.float32 and tiff.shape == (256, 256)
     picture = cv2.imread(str(tmp_path / "overlays" / "structural_anomalies" / "001.png"))
