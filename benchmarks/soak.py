@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         if model is None:
             from glcf_bench.targets import prepare_target
 
+            (work / "export").mkdir()
             model = prepare_target(None, args.preset or "tiny", work / "export").folder
         width, height = (int(v) for v in args.size.lower().split("x"))
         video = args.video or write_video(work / "soak.avi", args.frames, width, height)

@@ -82,12 +82,15 @@ def check_outputs(jsonl: Path | None, save_video: Path | None, save_anomalies: P
 def write_summary(summary: Summary, path: Path | None) -> int:
     """Write the summary as JSON (atomically) when asked for; return the exit code (4 when the
     summary itself cannot be written)."""
-    if path is None:
-        return int(summary.exit_code)
     from rich.markup import escape
 
     from glcf_cli.common import err_console
     from glcf_runtime.files import atomic_write_json
+
+    if summary.exit_code == 4:  # the output's one-line reason, on stderr as for any other error
+        err_console.print(f"[bold red]error:[/] {escape(summary.reason)}", highlight=False)
+    if path is None:
+        return int(summary.exit_code)
 
     try:
         atomic_write_json(path, {**summary.to_dict(), "exit_codes": EXIT_CODES})

@@ -228,7 +228,7 @@ def summary_table(summary: Summary) -> Table:
         ("latency p50", ms(summary.latency_p50_ms)),
         ("latency p95", ms(summary.latency_p95_ms)),
         ("threshold", f"{summary.threshold}"),
-        ("ended", summary.reason),
+        ("ended", escape(summary.reason)),
         ("completed", str(summary.completed)),
         ("exit code", f"{int(summary.exit_code)} ({summary.exit_code.name.lower()})"),
     )

@@ -86,6 +86,7 @@ def test_full_disk_mid_run_exits_4_with_one_line(tmp_path: Path, monkeypatch, ca
     code, err = _main(monkeypatch, capsys, "inspect", str(model), "--source", str(video),
                       "--jsonl", "/dev/full", "--threads", "1")
     assert code == 4 and "Traceback" not in err
+    assert "error: cannot write /dev/full (No space left on device)" in err
 
 
 @pytest.mark.parametrize(("options", "message"), [
