@@ -25,12 +25,22 @@ Opt = typer.Option
 Model = Annotated[
     Path,
     typer.Argument(
-        help="model.onnx, model.fp16.onnx, model.engine, or an export folder (model.engine if "
-        "present, else model.onnx)."
+        help="model.onnx, model.fp16.onnx, model.int8.onnx, model.engine, or an export folder "
+        "(--backend auto picks its fastest checked file)."
     ),
 ]
 BackendOpt = Annotated[
-    str | None, Opt(help="onnxruntime or tensorrt (default: from the file type).")
+    str,
+    Opt(
+        help="auto: the fastest backend and precision here that the export's checks passed "
+        "(TensorRT on an NVIDIA GPU, else OpenVINO INT8 / BF16 / FP32, else ONNX Runtime; the "
+        "choice and why are printed), or onnxruntime, openvino, tensorrt."
+    ),
+]
+PrecisionOpt = Annotated[
+    str | None,
+    Opt(help="OpenVINO inference precision: fp32 or bf16 (CPUs with native BF16); default: "
+        "what --backend auto chose, else fp32."),
 ]
 ProviderOpt = Annotated[
     list[str] | None,
@@ -40,7 +50,9 @@ ProviderOpt = Annotated[
         "(default: the best available).",
     ),
 ]
-ThreadsOpt = Annotated[int | None, Opt(help="ONNX Runtime intra-op threads (default: all cores).")]
+ThreadsOpt = Annotated[
+    int | None, Opt(help="CPU inference threads, ONNX Runtime or OpenVINO (default: all cores).")
+]
 RoiOpt = Annotated[
     str | None,
     Opt(
@@ -95,9 +107,10 @@ def inspect_command(
         ),
     ] = None,
     batch: Annotated[int, Opt(help="Frames per inference.")] = 1,
-    backend: BackendOpt = None,
+    backend: BackendOpt = "auto",
     provider: ProviderOpt = None,
     threads: ThreadsOpt = None,
+    precision: PrecisionOpt = None,
     show: Annotated[
         bool, Opt("--show", help="Show annotated frames in a window (q quits).")
     ] = False,
@@ -141,7 +154,8 @@ def inspect_command(
     stop = threading.Event()
     with contextlib.ExitStack() as stack:
         runner = stack.enter_context(
-            open_runner(model, backend, log=_progress, providers=provider, threads=threads)
+            open_runner(model, backend, log=_progress, providers=provider, threads=threads,
+                        precision=precision)
         )
         if crop is not None:
             runner.set_roi(crop)
@@ -249,9 +263,10 @@ def threshold_command(
         float, Opt(help="threshold = q + margin × (q − median) (quantile rule).")
     ] = 0.1,
     batch: Annotated[int, Opt(help="Images per inference.")] = 8,
-    backend: BackendOpt = None,
+    backend: BackendOpt = "auto",
     provider: ProviderOpt = None,
     threads: ThreadsOpt = None,
+    precision: PrecisionOpt = None,
     roi: RoiOpt = None,
 ) -> None:
     """Re-calibrate the threshold on the deployed backend; writes threshold.json next to the model."""
@@ -260,7 +275,8 @@ def threshold_command(
     from glcf_runtime.preprocess import parse_roi
 
     crop = parse_roi(roi) if roi is not None else None
-    with open_runner(model, backend, log=_progress, providers=provider, threads=threads) as runner:
+    with open_runner(model, backend, log=_progress, providers=provider, threads=threads,
+                     precision=precision) as runner:
         if crop is not None:
             runner.set_roi(crop)
         result, file = calibrate_threshold(runner, good, anomalous, quantile, margin, batch)

@@ -20,12 +20,12 @@ FIRST_PARTY = {"glcf_runtime", "glcf_train", "glcf_export", "glcf_bench", "glcf_
 NOT_INSTALLED = {"tensorrt": "tensorrt", "cuda": "cuda-python", "pycuda": "pycuda"}
 # The extras each package may rely on (besides the core dependencies).
 EXTRAS = {
-    "glcf_runtime": ("runtime", "trt"),
+    "glcf_runtime": ("runtime", "trt", "openvino"),
     "calibration": ("train",),
     "glcf_train": ("train", "export"),
-    "glcf_export": ("export", "train", "trt"),
-    "glcf_bench": ("runtime", "train", "export", "trt"),
-    "glcf_cli": ("runtime", "train", "export", "trt"),
+    "glcf_export": ("export", "train", "trt", "openvino"),
+    "glcf_bench": ("runtime", "train", "export", "trt", "openvino"),
+    "glcf_cli": ("runtime", "train", "export", "trt", "openvino"),
 }
 OPTIONAL_SEAMS = {"pycuda"}  # tried lazily, with cuda-python as the declared alternative
 

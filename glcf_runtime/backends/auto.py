@@ -17,7 +17,7 @@ from typing import Any
 
 from glcf_runtime.errors import ConfigError, GlcfError
 
-GATES_FILE = "gates.json"  # {"int8": {"passed": bool, ...}, "openvino-bf16": {...}}
+GATES_FILE = "gates.json"  # {"openvino-int8": {"passed": bool, ...}, "openvino-bf16": {...}, …}
 FP32_FILE, INT8_FILE, ENGINE_FILE = "model.onnx", "model.int8.onnx", "model.engine"
 
 
@@ -95,7 +95,7 @@ def choose_for_folder(folder: Path, tensorrt: tuple[bool, str] | None = None) ->
         return BackendChoice(folder / FP32_FILE, "onnxruntime",
                              f"{trt_why}; openvino is not installed (pip install 'glcf[openvino]')")
     gates = read_gates(folder)
-    int8_ok, int8_why = gate(gates, "int8")
+    int8_ok, int8_why = gate(gates, "openvino-int8")
     if (folder / INT8_FILE).is_file() and int8_ok:
         return BackendChoice(folder / INT8_FILE, "openvino", f"{trt_why}; {int8_why}",
                              {"precision": "fp32"})

@@ -29,24 +29,24 @@ def _export(folder: Path, gates: dict | None = None, int8: bool = False) -> Path
 
 
 def test_int8_first_when_its_gates_passed(tmp_path: Path) -> None:
-    folder = _export(tmp_path, {"int8": {"passed": True, "spearman": 0.995}}, int8=True)
+    folder = _export(tmp_path, {"openvino-int8": {"passed": True, "spearman": 0.995}}, int8=True)
     choice = choose_for_folder(folder, NO_TRT)
     assert (choice.path.name, choice.backend, choice.options) == (INT8_FILE, "openvino", {"precision": "fp32"})
-    assert "int8 passed its checks (Spearman 0.9950)" in choice.reason
+    assert "openvino-int8 passed its checks (Spearman 0.9950)" in choice.reason
     with open_runner(folder, "auto") as runner:
         assert isinstance(runner, OpenVinoRunner) and runner.path.name == INT8_FILE
 
 
 def test_failed_or_missing_int8_gates_fall_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ov_backend, "native_bf16", lambda core=None: True)
-    gates = {"int8": {"passed": False, "reason": "Spearman 0.91 < 0.99"},
+    gates = {"openvino-int8": {"passed": False, "reason": "Spearman 0.91 < 0.99"},
              "openvino-bf16": {"passed": True, "spearman": 0.999}}
     choice = choose_for_folder(_export(tmp_path / "a", gates, int8=True), NO_TRT)
     assert (choice.path.name, choice.options) == ("model.onnx", {"precision": "bf16"})
-    assert "int8 did not pass its checks: Spearman 0.91 < 0.99" in choice.reason
+    assert "openvino-int8 did not pass its checks: Spearman 0.91 < 0.99" in choice.reason
     choice = choose_for_folder(_export(tmp_path / "b", int8=True), NO_TRT)  # no gates.json
     assert (choice.path.name, choice.options) == ("model.onnx", {"precision": "fp32"})
-    assert "no int8 check recorded" in choice.reason
+    assert "no openvino-int8 check recorded" in choice.reason
 
 
 def test_bf16_only_with_native_bf16(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

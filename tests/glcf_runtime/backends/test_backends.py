@@ -78,8 +78,9 @@ def test_resolve_artifact_folder_and_files(tmp_path: Path) -> None:
         resolve_artifact(tmp_path / "model.engine.json")
     with pytest.raises(ConfigError, match="--provider tensorrt"):
         resolve_artifact(onnx_path, "tensorrt")
-    with pytest.raises(ConfigError, match="choose onnxruntime, tensorrt"):
-        resolve_artifact(onnx_path, "openvino")
+    with pytest.raises(ConfigError, match="choose onnxruntime, tensorrt, openvino, auto"):
+        resolve_artifact(onnx_path, "tflite")
+    assert resolve_artifact(onnx_path, "openvino") == (onnx_path, Backend.OPENVINO)
     with pytest.raises(ConfigError, match="no model"):
         resolve_artifact(tmp_path / "missing.onnx")
     with pytest.raises(ConfigError, match="takes no providers"):

@@ -1,0 +1,186 @@
+"""The checks every reduced-precision way of running the graph passes before it is offered, like
+the FP16 file's: score Spearman against FP32 on the check images, image AUROC within 0.01 of FP32
+for every defect kind where the run has labelled test images, and the anomaly-map error reported.
+
+Results go to ``gates.json`` in the export folder (``glcf_runtime.backends.auto`` reads it):
+``int8`` (``model.int8.onnx`` on ONNX Runtime: a failure fails the export), ``openvino-int8`` and
+``openvino-bf16`` (OpenVINO on this CPU: a failure is recorded, and ``--backend auto`` skips it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from glcf_export.checks import run_ort, spearman
+from glcf_export.quantize import CalibrationMethod, evenly
+from glcf_runtime.backends.auto import FP32_FILE, INT8_FILE
+from glcf_runtime.errors import GlcfError
+from glcf_runtime.metadata import INPUT_NAME, ArtifactMetadata
+from glcf_runtime.preprocess import PreprocessSpec
+
+SPEARMAN_MIN = 0.99  # reduced precision vs FP32, scores of the check images
+AUROC_TOLERANCE = 0.01  # |AUROC change| per defect kind
+MAX_LABELLED = 96  # labelled test images scored per gate, spread over the kinds
+
+Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # frames → (maps, scores)
+
+
+@dataclass(frozen=True)
+class CheckSet:
+    """Frames the gates score: ``images`` (Spearman, map error) and labelled test frames."""
+
+    images: np.ndarray  # uint8 [N, H, W, 3]
+    labelled: np.ndarray  # uint8 [M, H, W, 3], M may be 0
+    kinds: tuple[str, ...] = ()  # per labelled frame: "good" or the defect kind
+
+
+@dataclass
+class Reference:
+    """FP32 outputs on a check set (ONNX Runtime on ``model.onnx``)."""
+
+    maps: np.ndarray
+    scores: np.ndarray
+    labelled_scores: np.ndarray
+
+
+@dataclass
+class GateResult:
+    name: str
+    passed: bool
+    figures: dict[str, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    reason: str = ""  # why it failed or did not run, in a few words
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def labelled_test_images(root: Path, category: str | None, size: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Up to ``MAX_LABELLED`` test images of the run's data set and their kinds (none: empty)."""
+    from glcf_train.data.datasets import load_images, read_split
+
+    try:
+        samples = read_split(root, category, "test")
+    except GlcfError:
+        samples = []
+    samples = evenly(samples, MAX_LABELLED)
+    if not samples:
+        return np.zeros((0, size, size, 3), np.uint8), ()
+    images = load_images(samples, PreprocessSpec(size, size))
+    return images, tuple("good" if s.label == 0 else s.kind for s in samples)
+
+
+def batched(infer: Infer, images: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    maps, scores = [], []
+    for i in range(0, len(images), batch):
+        m, s = infer(images[i : i + batch])
+        maps.append(np.array(m, copy=True))
+        scores.append(np.array(s, copy=True))
+    return np.concatenate(maps), np.concatenate(scores)
+
+
+def reference(session, checks: CheckSet, batch: int) -> Reference:
+    maps, scores = run_ort(session, checks.images, batch)
+    labelled = run_ort(session, checks.labelled, batch)[1] if len(checks.labelled) else np.zeros(0)
+    return Reference(maps, scores, labelled)
+
+
+def auroc_by_kind(scores: np.ndarray, kinds: tuple[str, ...]) -> dict[str, float]:
+    """Image AUROC of each defect kind against the good images."""
+    from calibration.metrics import image_auroc
+
+    kinds_arr = np.array(kinds)
+    good = scores[kinds_arr == "good"]
+    out = {}
+    for kind in sorted(set(kinds) - {"good"}):
+        bad = scores[kinds_arr == kind]
+        if len(good) and len(bad):
+            labels = np.r_[np.zeros(len(good)), np.ones(len(bad))]
+            out[kind] = image_auroc(np.r_[good, bad], labels)
+    return out
+
+
+def run_gate(name: str, infer: Infer, ref: Reference, checks: CheckSet, batch: int) -> GateResult:
+    """Score the check set with ``infer`` and compare with the FP32 reference."""
+    maps, scores = batched(infer, checks.images, batch)
+    result = GateResult(name, True)
+    span = float(ref.maps.max() - ref.maps.min()) or 1.0
+    rho = spearman(ref.scores, scores)
+    result.figures.update(spearman=rho, map_err_rel_range=float(np.abs(maps - ref.maps).max()) / span)
+    if not (np.isfinite(maps).all() and np.isfinite(scores).all()):
+        result.failures.append(f"{name}: the outputs hold NaN/inf")
+    if not rho >= SPEARMAN_MIN:
+        result.failures.append(f"{name}: Spearman of scores vs FP32 {rho:.4f} < {SPEARMAN_MIN}")
+    if len(checks.labelled):
+        labelled = batched(infer, checks.labelled, batch)[1]
+        before, after = auroc_by_kind(ref.labelled_scores, checks.kinds), auroc_by_kind(labelled, checks.kinds)
+        for kind, value in before.items():
+            change = after[kind] - value
+            result.figures[f"auroc_{kind}_fp32"] = value
+            result.figures[f"auroc_{kind}_change"] = change
+            if abs(change) > AUROC_TOLERANCE:
+                result.failures.append(f"{name}: image AUROC of {kind} anomalies {after[kind]:.4f} vs "
+                                       f"FP32 {value:.4f} (change {change:+.4f}, allowed ±{AUROC_TOLERANCE})")
+    result.passed = not result.failures
+    result.reason = "; ".join(result.failures)
+    return result
+
+
+def openvino_gates(folder: Path, ref: Reference, checks: CheckSet, batch: int,
+                   int8_file: str | None) -> list[GateResult]:
+    """OpenVINO on this CPU: BF16 on ``model.onnx`` and FP32 on the INT8 file (when written)."""
+    from glcf_runtime.backends.openvino import OpenVinoRunner, native_bf16, openvino_available
+
+    wanted = [("openvino-bf16", "model.onnx", "bf16")]
+    if int8_file is not None:
+        wanted.append(("openvino-int8", int8_file, "fp32"))
+    if not openvino_available():
+        return [GateResult(n, False, reason="openvino is not installed where the export ran")
+                for n, _, _ in wanted]
+    results = []
+    for name, file, precision in wanted:
+        if precision == "bf16" and not native_bf16():
+            results.append(GateResult(name, False, reason="the CPU the export ran on has no native BF16"))
+            continue
+        with OpenVinoRunner(folder / file, precision=precision, cache=False) as runner:
+            results.append(run_gate(name, runner.infer, ref, checks, batch))
+    return results
+
+
+def reduced_precision(folder: Path, fp32_session, checks: CheckSet, batch: int,
+                      int8: tuple[np.ndarray, ArtifactMetadata, CalibrationMethod] | None,
+                      log: Callable[[str], None] = print) -> tuple[dict[str, dict], list[str]]:
+    """Make ``model.int8.onnx`` (when ``int8`` = calibration frames, metadata, method is given) in
+    ``folder`` and gate every reduced-precision way of running the graph.
+
+    Returns:
+        ``gates.json``'s content, and the failures that must fail the export (the INT8 file's).
+    """
+    from glcf_export.checks import CheckReport, check_ops, ort_session
+    from glcf_export.quantize import quantize_int8
+
+    ref = reference(fp32_session, checks, batch)
+    gates: list[GateResult] = []
+    failures: list[str] = []
+    if int8 is not None:
+        frames, meta, method = int8
+        log(f"quantizing to INT8 (static QDQ, calibrated on {len(frames)} good training images) …")
+        model = quantize_int8(folder / FP32_FILE, folder / INT8_FILE, frames, meta, method)
+        log("checking INT8 against FP32 …")
+        session = ort_session(folder / INT8_FILE)
+        gate = run_gate("int8", lambda x: tuple(session.run(None, {INPUT_NAME: x})), ref, checks, batch)
+        ops = CheckReport()
+        check_ops(ops, INT8_FILE, model)
+        gate.failures += ops.failures
+        gate.passed, gate.reason = not gate.failures, "; ".join(gate.failures)
+        gate.figures["calibration_images"] = len(frames)
+        gates.append(gate)
+        failures += gate.failures
+    if not failures:
+        log("checking OpenVINO (BF16, INT8) against FP32 …")
+        gates += openvino_gates(folder, ref, checks, batch, INT8_FILE if int8 is not None else None)
+    return {g.name: g.to_dict() for g in gates}, failures
