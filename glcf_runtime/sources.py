@@ -103,12 +103,22 @@ class VideoFileSource(FrameSource):
         super().__init__(name or str(path), self._capture.get(cv2.CAP_PROP_FPS) or None)
         count = self._capture.get(cv2.CAP_PROP_FRAME_COUNT)
         self.frame_count = int(count) if count and count > 0 else None
+        self._t0: float | None = None  # the first frame's timestamp, ms
+        self._timestamps_ok: bool | None = None  # False once they contradict the frame count
 
     def _index_of(self, expected: int) -> int:
-        """The frame's index from its timestamp; ``expected`` unless the timestamp jumps ahead."""
-        if not self.fps:
+        """The frame's index from its timestamp (counted from the first frame's), ``expected``
+        unless the timestamp jumps ahead. Timestamps that point past the container's frame count
+        (a variable frame rate) are not trusted for the rest of the file."""
+        if not self.fps or self._timestamps_ok is False:
             return expected
-        at = round(self._capture.get(cv2.CAP_PROP_POS_MSEC) * self.fps / 1000.0)
+        msec = self._capture.get(cv2.CAP_PROP_POS_MSEC)
+        if self._t0 is None:
+            self._t0 = msec
+        at = round((msec - self._t0) * self.fps / 1000.0)
+        if self.frame_count is not None and at >= self.frame_count:
+            self._timestamps_ok = False
+            return expected
         return at if at > expected else expected
 
     def _gap(self, first: int, end: int, why: str) -> Frame:
