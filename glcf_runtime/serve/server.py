@@ -26,6 +26,7 @@ import logging
 import re
 import socket
 import threading
+from concurrent.futures import CancelledError
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -180,6 +181,7 @@ class LiveServer:
             self._httpd.shutdown()
             self._thread.join(timeout=5.0)
         self._httpd.server_close()
+        self.state.release()
 
     def __enter__(self) -> LiveServer:
         return self.start()
@@ -221,8 +223,8 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             else:
                 self._route(url.path, query)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            pass  # the viewer went away
+        except (BrokenPipeError, ConnectionResetError, TimeoutError, CancelledError):
+            pass  # the viewer went away, or the server is stopping
 
     def _route(self, path: str, query: dict[str, list[str]]) -> None:
         state = self.server.live.state

@@ -2,8 +2,10 @@
 
 ``LiveState.write`` runs in the inspection loop, so it only stores references, copies the
 anomaly map (the backend may overwrite its buffer) and counts: no drawing, no encoding. The HTTP
-threads read snapshots under the same lock and draw / encode JPEGs themselves, only when a
-viewer asks, and cache the last encoding so viewers share it.
+threads read snapshots under the same lock; JPEGs are drawn and encoded only when a viewer asks,
+on one long-lived render thread (OpenCV spends far more CPU on its first call in a new thread
+than on the drawing itself, and the server starts a thread per request), and the last encoding
+is cached so viewers share it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 import threading
 import time
 from collections import Counter, deque
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,7 +31,7 @@ KEEP_FLAGGED = 12  # anomalous frames kept for the gallery (full size)
 KEEP_LATENCIES = 1_000  # latency percentiles on the page are over the most recent frames
 FPS_WINDOW_S = 5.0  # fps on the page: frames scored in the last seconds
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-VIEW_WIDTH = 960  # the live frame is drawn at most this wide (flagged frames: full size)
+VIEW_WIDTH = 640  # the live frame is drawn at most this wide (flagged frames: full size)
 JPEG_QUALITY = 80
 UNREADABLE = "unreadable"  # error kind of records without a "health" field
 
@@ -70,10 +73,12 @@ def encode_jpeg(image: np.ndarray) -> bytes:
 
 
 def _shrink(image: np.ndarray, max_width: int | None) -> np.ndarray:
+    """At most ``max_width`` wide, with INTER_LINEAR: good enough for a view, and INTER_AREA is
+    many times slower at scale factors that are not whole numbers (1280 → 800)."""
     if max_width is None or image.shape[1] <= max_width:
         return image
     height = max(1, round(image.shape[0] * max_width / image.shape[1]))
-    return cv2.resize(image, (max_width, height), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, (max_width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def draw(result: Result, max_width: int | None = None) -> np.ndarray:
@@ -128,6 +133,7 @@ class LiveState(Sink):
         self._times: deque[float] = deque(maxlen=4096)  # monotonic time of each scored frame
         self._jpegs: dict[tuple[str, int, int | None], bytes] = {}  # (kind, id, width)
         self._jpeg_lock = threading.Lock()
+        self._render = ThreadPoolExecutor(1, thread_name_prefix="glcf-render")
 
     def write(self, result: Result) -> None:
         record = result.record()
@@ -158,9 +164,14 @@ class LiveState(Sink):
             self.flagged.append(Flagged(self.anomalies, result))
 
     def close(self) -> None:
+        """The loop ended: streams finish; images stay available until ``release``."""
         with self.changed:
             self.closed = True
             self.changed.notify_all()
+
+    def release(self) -> None:
+        """Stop the render thread (the server has stopped; idempotent)."""
+        self._render.shutdown(wait=False, cancel_futures=True)
 
     def wait(self, seen: int, timeout: float) -> int:
         """Block until a result after ``seen`` arrives, the state closes, or ``timeout``; the seq."""
@@ -261,9 +272,21 @@ class LiveState(Sink):
         return self._jpeg(("flagged", flag_id, max_width), found)
 
     def _jpeg(self, key: tuple[str, int, int | None], result: Result) -> bytes:
-        """Draw and encode once per key; keeps the newest live frame and the recent flagged."""
+        """Draw and encode once per key, on the render thread; keeps the newest live frame and
+        the recent flagged ones."""
         with self._jpeg_lock:
             cached = self._jpegs.get(key)
+        if cached is not None:
+            return cached
+        try:
+            job = self._render.submit(self._encode, key, result)
+        except RuntimeError:  # released: the server is stopping
+            raise CancelledError from None
+        return job.result()
+
+    def _encode(self, key: tuple[str, int, int | None], result: Result) -> bytes:
+        with self._jpeg_lock:
+            cached = self._jpegs.get(key)  # another viewer asked first
         if cached is not None:
             return cached
         data = encode_jpeg(draw(result, key[2]))
