@@ -40,18 +40,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise RunError(f"no checkpoint at {path}; train first with `glcf train ... --out {path.parent}`")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc):  # a damaged file, not a class torch refused
-            raise RunError(f"cannot read checkpoint {path}: it is damaged or not a PyTorch file; "
-                           "retrain, or restore it from a backup") from None
-        # the message advises weights_only=False, which would run code from the file: not passed on
-        raise RunError(
-            f"{path} holds Python objects that are not plain tensors and numbers, so it is "
-            "refused unread (loading it could run code from the file); glcf train writes only "
-            "plain data, so this file was not written by it: retrain, or use a checkpoint you made"
-        ) from None
-    except Exception as exc:  # truncated file, not a torch file, ...: all unusable
-        raise RunError(f"cannot read checkpoint {path}: {_first_line(exc)}") from None
+    except Exception as exc:  # truncated file, foreign pickle, ...: all unusable
+        raise RunError(f"cannot read checkpoint {path}: {load_failure(exc)}; retrain, or use a "
+                       "checkpoint glcf train wrote") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise RunError(
             f"{path} is not a GLCF checkpoint of format {CHECKPOINT_FORMAT} "
@@ -60,8 +51,19 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+def load_failure(exc: Exception) -> str:
+    """Why ``torch.load(..., weights_only=True)`` failed, in one line.
+
+    PyTorch's own message for a refused file advises retrying with ``weights_only=False``, which
+    would run code from the file: that advice is never passed on.
+    """
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in text:
+        return ("it holds Python objects that are not plain tensors and numbers, so it was refused "
+                "unread (loading it could run code from the file)")
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text:
+        return "it is damaged or not a PyTorch file"
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
 
 
 def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:

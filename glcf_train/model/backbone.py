@@ -9,6 +9,7 @@ from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 from torch import nn
 
 from glcf_runtime.errors import ConfigError
+from glcf_train.checkpoint import load_failure
 from glcf_train.config import BackboneConfig
 
 WEIGHTS_HELP = (
@@ -122,8 +123,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # the libraries raise many kinds; all mean "not a weights file"
         raise WeightsError(
-            f"cannot read backbone weights {path}: {exc}. Expected a .safetensors file or a "
-            "PyTorch state dict (.pth/.pt)."
+            f"cannot read backbone weights {path}: {load_failure(exc)}. Expected a .safetensors "
+            "file or a PyTorch state dict (.pth/.pt)."
         ) from None
 
 

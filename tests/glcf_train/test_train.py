@@ -247,7 +247,7 @@ def test_unsafe_checkpoint_is_refused_without_torch_advice(tmp_path: Path) -> No
     torch.save({"format": "glcf-checkpoint/1", "payload": Path("x")}, run / "checkpoint.pt")
     with pytest.raises(RunError) as err:
         load_checkpoint(run)
-    assert "weights_only" not in str(err.value) and "not written by it" in str(err.value)
+    assert "weights_only" not in str(err.value) and "could run code" in str(err.value)
     (run / "checkpoint.pt").write_bytes(b"\x80\x02garbage")
     with pytest.raises(RunError, match="damaged or not a PyTorch file"):
         load_checkpoint(run)
@@ -268,3 +268,12 @@ def test_fp16_amp_resume_is_exact_on_gpu(tmp_path: Path, synth_root: Path,
     resumed = {r["step"]: r["total"] for r in _log(tmp_path / "resumed")}
     for step in (5, 6):
         assert math.isclose(resumed[step], straight[step], rel_tol=1e-5), step
+
+
+def test_unsafe_backbone_weights_are_refused_without_torch_advice(tmp_path: Path) -> None:
+    from glcf_train.model.backbone import WeightsError, read_state_dict
+
+    torch.save({"patch_embed.proj.weight": torch.zeros(1), "hook": Path("x")}, tmp_path / "w.pth")
+    with pytest.raises(WeightsError) as err:
+        read_state_dict(tmp_path / "w.pth")
+    assert "weights_only" not in str(err.value) and "could run code" in str(err.value)
