@@ -8,6 +8,7 @@
   const FRAME_INTERVAL_MS = 100;
   const MAX_POINTS = 6000; // points kept for the timeline
   const THUMB_WIDTH = 360; // gallery images; a click opens the full-size frame
+  const GALLERY_INTERVAL_MS = 2000; // the gallery changes at most this often (each change loads images)
   const token = new URLSearchParams(location.search).get("token");
   const $ = (id) => document.getElementById(id);
   const withToken = (path) =>
@@ -20,6 +21,7 @@
   const byFrame = new Map(); // frame index -> record, the most recent ones
   let shownSeq = null; // seq of the frame on screen
   let galleryKey = "";
+  let galleryTime = -Infinity;
   let events = null;
 
   const fmt = (value, digits = 4) =>
@@ -92,8 +94,10 @@
 
   function renderGallery(flagged) {
     const key = flagged.map((f) => f.id).join(",");
-    if (key === galleryKey) return;
+    const now = performance.now();
+    if (key === galleryKey || now - galleryTime < GALLERY_INTERVAL_MS) return;
     galleryKey = key;
+    galleryTime = now;
     const box = $("gallery");
     if (!flagged.length) return;
     box.replaceChildren(...flagged.map((f) => {
