@@ -27,7 +27,9 @@ from glcf_runtime.sinks import Result, Sink
 from glcf_runtime.sources import FrameSource
 
 KEEP_RECORDS = 10_000  # records /api/results can return (about 2 MB)
-KEEP_FLAGGED = 12  # anomalous frames kept for the gallery (full size)
+GALLERY = 12  # flagged frames the page's gallery lists, newest first
+KEEP_FLAGGED = 2 * GALLERY  # kept (full size) so a listed frame can still be fetched after
+#                             it left the list: a page loads its thumbnails a moment later
 KEEP_LATENCIES = 1_000  # latency percentiles on the page are over the most recent frames
 FPS_WINDOW_S = 5.0  # fps on the page: frames scored in the last seconds
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -218,7 +220,7 @@ class LiveState(Sink):
                 "last_score": _finite(self.last_score),
                 "latest_frame": None if self.latest is None else self.latest.frame.index,
                 "latest_seq": self.latest_seq if self.latest is not None else None,
-                "flagged": [f.summary() for f in reversed(self.flagged)],
+                "flagged": [f.summary() for f in list(reversed(self.flagged))[:GALLERY]],
                 "started": round(self.started, 3),
             }
         p50, p95 = (np.percentile(latencies, [50, 95]).tolist() if latencies.size else (None, None))
@@ -293,7 +295,7 @@ class LiveState(Sink):
         with self._jpeg_lock:
             for old in [k for k in self._jpegs if k[0] == key[0] == "live"]:
                 del self._jpegs[old]
-            while len(self._jpegs) > 3 * KEEP_FLAGGED:
+            while len(self._jpegs) > 2 * KEEP_FLAGGED:
                 self._jpegs.pop(next(k for k in self._jpegs if k[0] == "flagged"))
             self._jpegs[key] = data
         return data

@@ -321,6 +321,17 @@ def test_state_keeps_its_own_copy_of_the_map(runner) -> None:
     assert page.shape == (48, 64, 3)
 
 
+def test_gallery_lists_the_newest_and_keeps_more_for_late_requests(runner) -> None:
+    state = LiveState(model_card(runner, runner.threshold))
+    image, anomaly_map = np.full((48, 64, 3), 128, np.uint8), np.zeros((64, 64), np.float32)
+    for i in range(40):
+        state.write(Result(Frame(i, time.time(), image), "t", 0.9, True, 1.0, anomaly_map, 0.5))
+    listed = [f["id"] for f in state.status()["flagged"]]
+    assert listed == list(range(40, 28, -1))  # the newest 12, newest first
+    assert state.flagged_jpeg(20) is not None  # left the list, still fetchable
+    assert state.flagged_jpeg(16) is None  # gone
+
+
 def test_reconnects_and_error_kinds_are_counted(runner, video: Path) -> None:
     """A live source over a real video file: each end of the file is an outage and a reconnect."""
     source = LiveSource("replayed file", lambda: cv2.VideoCapture(str(video)), backoff=(0.01, 0.01))
