@@ -68,8 +68,6 @@ def torch_module(model: Any, scorer: Any) -> ReferenceDetector:
 def preset_target(name: str, workdir: Path, log: Log) -> BenchTarget:
     """A randomly initialised preset fused with default scoring and identity statistics,
     exported into ``workdir``."""
-    from glcf_export.deploy import DeployModule
-    from glcf_export.pipeline import write_graphs
     from glcf_train.builder import build_model
     from glcf_train.config import preset
     from glcf_train.scoring import FusionStats, TorchScorer
@@ -82,17 +80,23 @@ def preset_target(name: str, workdir: Path, log: Log) -> BenchTarget:
     meta = bench_metadata(
         cfg, FusionStats.identity().to_dict(), 0.0, "placeholder: random weights, benchmark only"
     )
-    build_s = time.perf_counter() - start
+    target = _exported(model, scorer, meta, workdir, f"preset {name} (random init, identity "
+                       "fusion stats)", log)
+    target.export_seconds["build_model"] = time.perf_counter() - start
+    return target
+
+
+def _exported(model: Any, scorer: TorchScorer, meta: ArtifactMetadata, workdir: Path,
+              description: str, log: Log) -> BenchTarget:
+    """``model`` fused with ``scorer``, exported into ``workdir`` by the export pipeline."""
+    from glcf_export.deploy import DeployModule
+    from glcf_export.pipeline import write_graphs
+
     log(f"exporting the fused graph to {workdir} …")
-    graphs = write_graphs(DeployModule(model, scorer), meta, workdir, cfg.model.image_size, log=log)
-    return BenchTarget(
-        workdir,
-        f"preset {name} (random init, identity fusion stats)",
-        meta,
-        torch_module(model, scorer),
-        temporary=True,
-        export_seconds={"build_model": build_s, **graphs.seconds},
-    )
+    size = model.cfg.image_size
+    graphs = write_graphs(DeployModule(model, scorer), meta, workdir, size, log=log)
+    return BenchTarget(workdir, description, meta, torch_module(model, scorer), temporary=True,
+                       export_seconds=dict(graphs.seconds))
 
 
 def run_scorer(run: Path, cfg: GlcfConfig) -> tuple[TorchScorer, dict]:
@@ -114,8 +118,6 @@ def run_scorer(run: Path, cfg: GlcfConfig) -> tuple[TorchScorer, dict]:
 def run_target(run: Path, workdir: Path, log: Log) -> BenchTarget:
     """A run: the torch model from its checkpoint, ONNX files from an export inside it or fresh."""
     from glcf_bench.targets import folder_metadata
-    from glcf_export.deploy import DeployModule
-    from glcf_export.pipeline import write_graphs
     from glcf_train.builder import load_run
 
     model, cfg, ckpt = load_run(run, "cpu")
@@ -137,16 +139,8 @@ def run_target(run: Path, workdir: Path, log: Log) -> BenchTarget:
         str(calib["threshold"]["rule"]),
         str(ckpt["data"].get("category") or ""),
     )
-    log(f"exporting the fused graph to {workdir} …")
-    graphs = write_graphs(DeployModule(model, scorer), meta, workdir, cfg.model.image_size, log=log)
-    return BenchTarget(
-        workdir,
-        f"run {run} ({note}), exported for the benchmark",
-        meta,
-        eager,
-        temporary=True,
-        export_seconds=graphs.seconds,
-    )
+    return _exported(model, scorer, meta, workdir, f"run {run} ({note}), exported for the "
+                     "benchmark", log)
 
 
 def open_torch(target: BenchTarget, cuda_graphs: bool) -> TorchRunner:

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from glcf_cli import app
 from glcf_runtime.errors import DataError, GlcfError, ImageReadError
-from glcf_runtime.files import atomic_write
 from glcf_train.checkpoint import RunError, load_checkpoint
 from glcf_train.config import preset, with_train
 from glcf_train.distributed import DistInfo, device_for_rank
@@ -69,20 +68,6 @@ def test_existing_run_is_never_overwritten(tmp_path: Path, synth_root: Path) -> 
     assert (run / "notes.txt").read_text() == "mine"  # only the run's own files are replaced
     with pytest.raises(RunError, match="contradict"):
         train(_opts(run, synth_root, steps=1, overwrite=True, resume=True))
-
-
-def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
-    target = tmp_path / "checkpoint.pt"
-    target.write_bytes(b"good old checkpoint")
-
-    def half_write(tmp: Path) -> None:
-        tmp.write_bytes(b"half")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        atomic_write(target, half_write)
-    assert target.read_bytes() == b"good old checkpoint"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
 
 
 def test_nan_loss_stops_with_last_good_checkpoint(tmp_path: Path, synth_root: Path) -> None:
