@@ -10,7 +10,7 @@ none writes files or changes the run.
 | ``/api/status`` | counters, latest frame, source state, gallery, model card (JSON) |
 | ``/api/results?since=FRAME&limit=N`` | the JSON-lines records of frames after FRAME |
 | ``/api/events?since=FRAME`` | server-sent events: status and new records, a few times a second |
-| ``/frame.jpg`` | the latest annotated frame |
+| ``/frame.jpg`` | the latest annotated frame (its record in the ``X-Frame-Record`` header) |
 | ``/stream.mjpg`` | the annotated frames as MJPEG, at most ``max_fps`` per second |
 | ``/flagged/ID.jpg?width=W`` | a flagged frame of the gallery, full size (W: a thumbnail) |
 | ``/metrics`` | Prometheus text format |
@@ -284,8 +284,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json({"error": "no frame scored yet"}, HTTPStatus.SERVICE_UNAVAILABLE,
                             {"Retry-After": "1"})
         else:
-            seq, index, data = found
-            headers = {"X-Frame-Seq": str(seq), "X-Frame-Index": str(index)}
+            seq, record, data = found
+            headers = {"X-Frame-Seq": str(seq), "X-Frame-Record": json.dumps(record)}
             self._send(HTTPStatus.OK, data, "image/jpeg", headers)
 
     def _events(self, since: int | None) -> None:

@@ -256,13 +256,13 @@ class LiveState(Sink):
                 found.append(record)
             return self.seq, found[::-1]
 
-    def latest_jpeg(self) -> tuple[int, int, bytes] | None:
-        """``(seq, frame index, JPEG)`` of the last scored frame, at most ``VIEW_WIDTH`` wide."""
+    def latest_jpeg(self) -> tuple[int, dict, bytes] | None:
+        """``(seq, record, JPEG)`` of the last scored frame, at most ``VIEW_WIDTH`` wide."""
         with self.changed:
             result, seq = self.latest, self.latest_seq
         if result is None:
             return None
-        return seq, result.frame.index, self._jpeg(("live", seq, VIEW_WIDTH), result)
+        return seq, result.record(), self._jpeg(("live", seq, VIEW_WIDTH), result)
 
     def flagged_jpeg(self, flag_id: int, max_width: int | None = None) -> bytes | None:
         """JPEG of a flagged frame still in the gallery (full size, or at most ``max_width``

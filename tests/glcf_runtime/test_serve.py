@@ -202,6 +202,7 @@ def test_images_events_and_stream(finished, video: Path) -> None:
     code, headers, body = get(server.url + "frame.jpg", TOKEN)
     frame = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
     assert code == 200 and headers["Content-Type"] == "image/jpeg" and frame.shape == (240, 320, 3)
+    assert json.loads(headers["X-Frame-Record"]) == records[-1]  # the page's verdict line
     code, _, body = get(server.url + "flagged/4.jpg", TOKEN)  # the 4th flagged: frame 24
     flagged = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
     assert code == 200 and flagged.shape == (240, 320, 3)

@@ -18,7 +18,6 @@
   let status = null;
   let lastFrame = -1;
   let latest = null; // the record of the frame on screen, else the last record
-  const byFrame = new Map(); // frame index -> record, the most recent ones
   let shownSeq = null; // seq of the frame on screen
   let galleryKey = "";
   let galleryTime = -Infinity;
@@ -40,12 +39,7 @@
       lastFrame = Math.max(lastFrame, r.frame ?? lastFrame);
       const t = r.timestamp ?? Date.now() / 1000; // error records carry no timestamp
       points.push({ t, score: r.score, anomalous: r.anomalous, error: Boolean(r.error) });
-      byFrame.set(r.frame, r);
       if (r.error || shownSeq === null) latest = r;
-    }
-    for (const key of byFrame.keys()) {
-      if (byFrame.size <= 2000) break;
-      byFrame.delete(key);
     }
     const newest = points.length ? points[points.length - 1].t : 0;
     while (points.length && points[0].t < newest - WINDOW_S) points.shift();
@@ -192,14 +186,15 @@
           const response = await fetch(withToken("frame.jpg"), { cache: "no-store" });
           if (response.ok) {
             const seq = Number(response.headers.get("X-Frame-Seq"));
-            const shown = byFrame.get(Number(response.headers.get("X-Frame-Index")));
+            const shown = JSON.parse(response.headers.get("X-Frame-Record"));
             const url = URL.createObjectURL(await response.blob());
             await new Promise((resolve) => { img.onload = img.onerror = resolve; img.src = url; });
             if (img.dataset.url) URL.revokeObjectURL(img.dataset.url);
             img.dataset.url = url;
             img.dataset.seq = seq;
             shownSeq = seq;
-            if (shown) { latest = shown; renderVerdict(); }
+            latest = shown; // the verdict line describes the frame on screen
+            renderVerdict();
           }
         } catch (error) {
           // the server went away; the event stream reports it
