@@ -6,9 +6,10 @@ and one viewer doing what the page does (the event stream, the latest frame fetc
 times a second, the gallery's thumbnails at most every 2 s) from another process, as a browser
 would. The threshold is set so that about 10 % of the frames are flagged.
 
-served fps / plain fps is what the page costs the loop. This process's CPU time a frame (loop and
-server; the viewer's is its own process's) is recorded too: on a machine shared with other work,
-wall-clock fps swings from run to run far more than the page costs, CPU time much less.
+served fps / plain fps is what the page costs the loop. This process's CPU time (loop and server;
+the viewer's is its own process's) is recorded too, a frame and, beyond the loop's own, a second:
+on a machine shared with other work, wall-clock fps swings from run to run far more than the page
+costs, CPU time much less.
 
     python benchmarks/serve_overhead.py --preset paper --frames 100
     python benchmarks/serve_overhead.py EXPORT_DIR
@@ -201,12 +202,16 @@ def main(argv: list[str] | None = None) -> None:
                     "ratio": served.fps / plain.fps, "served_anomalies": served.anomalies,
                     "plain_cpu_ms_per_frame": 1000 * plain_cpu / plain.frames,
                     "served_cpu_ms_per_frame": 1000 * served_cpu / served.frames,
+                    # the page's own cost: CPU beyond the loop's, per second of viewing
+                    "server_cpu_ms_per_s": 1000 * (served_cpu - plain_cpu * served.frames
+                                                   / plain.frames) / served.seconds,
                     **{f"viewer_{key}": value for key, value in viewer.items()},
                 })
                 console.print(
                     f"round {i}: plain {plain.fps:.2f} fps, served {served.fps:.2f} fps "
                     f"({rows[-1]['ratio']:.1%}); CPU {rows[-1]['plain_cpu_ms_per_frame']:.1f} vs "
-                    f"{rows[-1]['served_cpu_ms_per_frame']:.1f} ms a frame; the viewer got "
+                    f"{rows[-1]['served_cpu_ms_per_frame']:.1f} ms a frame, the page "
+                    f"{rows[-1]['server_cpu_ms_per_s']:.0f} ms a second; the viewer got "
                     f"{viewer['frames']} frames, {viewer['events']} events, "
                     f"{viewer['thumbnails']} thumbnails", highlight=False)
     machine = machine_info()
@@ -225,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         "median_cpu_ratio": statistics.median(
             r["plain_cpu_ms_per_frame"] / r["served_cpu_ms_per_frame"] for r in rows
         ),
+        "median_server_cpu_ms_per_s": statistics.median(r["server_cpu_ms_per_s"] for r in rows),
     }
     name = (f"serve-overhead_{slug(machine['cpu'])}_{machine['usable_cores']}c_"
             f"{slug(args.preset if args.target is None else folder.name, 24)}_"
@@ -235,7 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     console.print(
         f"median: plain {report['median_plain_fps']:.2f} fps, served with one viewer "
         f"{report['median_served_fps']:.2f} fps = {report['median_ratio']:.1%} of plain; "
-        f"CPU time a frame: plain / served = {report['median_cpu_ratio']:.1%}\n"
+        f"CPU time a frame: plain / served = {report['median_cpu_ratio']:.1%}; the page "
+        f"{report['median_server_cpu_ms_per_s']:.0f} ms of CPU a second\n"
         f"wrote {file}", highlight=False, soft_wrap=True)
 
 
