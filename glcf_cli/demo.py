@@ -1,7 +1,8 @@
 """`glcf demo`: the whole job offline — synthetic scenes, train the tiny preset, calibrate,
-evaluate with the torch reference beside the PatchCore reference baseline into an HTML report,
-export the fused ONNX graph, and inspect the test images with ONNX Runtime (the deployment
-runtime, no torch) as a camera loop would."""
+evaluate with the torch reference into an HTML report (`glcf eval --baseline patchcore` adds the
+reference baseline; the demo leaves it out to stay fast), export the fused ONNX graph, and
+inspect the test images with ONNX Runtime (the deployment runtime, no torch) as a camera loop
+would."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from glcf_runtime.errors import DataError
 from glcf_runtime.loop import Summary, inspect
 from glcf_runtime.sinks import AnomalySink, JsonlSink
 from glcf_runtime.sources import open_source
-from glcf_train.baseline import Baseline
 from glcf_train.calibrate import calibrate_run
 from glcf_train.config import preset
 from glcf_train.data import synth
@@ -65,8 +65,7 @@ def run_demo(out: Path, categories: Sequence[str] | None = None, steps: int | No
                            random_init=True, train_overrides=overrides))
         calibrate_run(run, device=device)
         result = evaluate_run(run, json_out=run / "eval.json", overlays=run / "heatmaps",
-                              save_maps=run / "anomaly_maps", device=device, report=run / "report",
-                              baseline=Baseline.PATCHCORE)
+                              save_maps=run / "anomaly_maps", device=device, report=run / "report")
         log(f"{name}: report {result.report} (open it in a browser)")
         export = run / "export"
         export_run(run, ExportOptions(export, batch=8), log=log)

@@ -62,13 +62,15 @@ def _css(group: str) -> str:
 
 
 def _tables(data: ReportData, index: dict[str, np.ndarray], n_boot: int, n_boot_loc: int):
-    kinds = {"logical", "structural", "all"}
+    """Metric rows per detector (localisation intervals for the two kinds only: each resample
+    recomputes the whole curve) and the operating point."""
+    kinds = {"logical", "structural"}
     rows: list[list[Row]] = []
     for det in data.detectors:
         by_kind = {k: v for k, v in index.items() if k in kinds | {"good"}}
-        by_type = {k: v for k, v in index.items() if k not in kinds}
+        others = {k: v for k, v in index.items() if k not in kinds}
         rows.append(metric_rows(det.scores, by_kind, det.localisation, n_boot, n_boot_loc)
-                    + metric_rows(det.scores, by_type, det.localisation, n_boot, 0))
+                    + metric_rows(det.scores, others, det.localisation, n_boot, 0))
     caught = [operating_point(det.scores, det.threshold, index) for det in data.detectors]
     return rows, caught
 

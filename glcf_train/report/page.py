@@ -38,7 +38,7 @@ false-alarm rate on the good test images; the others are the share of anomalies 
 <p class="note">Image AUROC and {{ localisation_name }} of each group of anomalous test images against
 the good ones, with bootstrap 95 % intervals (images resampled with replacement:
 {{ n_boot }} resamples for AUROC{% if n_boot_localisation %}, {{ n_boot_localisation }} for
-{{ localisation_name }} of the defect kinds{% endif %}).</p>
+{{ localisation_name }} of the logical and structural rows{% endif %}).</p>
 <table>
 <tr><th rowspan="2">group</th><th rowspan="2">images</th>{% for d in detectors %}<th colspan="4">{{ d.name }}</th>{% endfor %}</tr>
 <tr>{% for d in detectors %}<th>image AUROC</th><th>95 %</th><th>{{ localisation_name }}</th><th>95 %</th>{% endfor %}</tr>
