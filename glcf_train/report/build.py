@@ -42,7 +42,7 @@ class ReportData:
     defect_types: list[str]  # per image: "good" or the defect's name
     images: np.ndarray  # [N, S, S, 3] uint8 BGR, as the model saw them
     masks: np.ndarray  # [N, S, S] bool ground truth
-    map_range: tuple[float, float]  # heat-map colour range of the first detector
+    map_range: tuple[float, float]  # the run's heat-map range; its low end (normal level) is kept
     detectors: list[Detector]  # the run first
     localisation_name: str  # "AUC-sPRO@0.05" or "AU-PRO@0.3"
     about: dict[str, str] = field(default_factory=dict)  # run, data, weights, versions, date
@@ -125,6 +125,9 @@ def write_report(out: Path, data: ReportData, n_boot: int = 1000,
     files = {"roc.svg": fig.to_bytes(fig.roc_figure(drawn, index, kinds), "svg"),
              "histograms.svg": fig.to_bytes(fig.histogram_figure(drawn, index, kinds), "svg")}
     galleries = _gallery(data, data.detectors[0])
+    # colours from the normal level to the test maps' 99.9th percentile, shared by every row
+    vrange = (data.map_range[0], max(float(np.percentile(data.detectors[0].maps, 99.9)),
+                                     data.map_range[0] + 1e-6))
     for g in galleries:
         idx = g.pop("idx")
         g["file"] = f"gallery-{g['key']}.png" if idx.size else None
@@ -132,7 +135,7 @@ def write_report(out: Path, data: ReportData, n_boot: int = 1000,
             captions = [f"{data.defect_types[i]} · {Path(data.paths[i]).name} · score "
                         f"{data.detectors[0].scores[i]:.4g}" for i in idx]
             picture = fig.gallery_figure(data.images[idx], data.detectors[0].maps[idx],
-                                         data.masks[idx], captions, data.map_range)
+                                         data.masks[idx], captions, vrange)
             files[g["file"]] = fig.to_bytes(picture, "png")
     metrics, operating = _page_rows(rows, caught)
     html = render_page(
