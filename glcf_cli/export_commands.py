@@ -29,13 +29,20 @@ def export(
     triton: Annotated[Path | None, Opt(help="Also write a Triton model repository here.")] = None,
     triton_device: Annotated[str, Opt(
         help="gpu or cpu: where Triton runs the model (cpu serves model.onnx on ONNX Runtime).")] = "gpu",
+    int8: Annotated[bool, Opt("--int8", help="Also write model.int8.onnx (static QDQ INT8 for OpenVINO "
+                              "and TensorRT), refused unless it matches FP32 (Spearman, AUROC).")] = False,
+    calib_images: Annotated[int, Opt(help="Good images the INT8 ranges are calibrated on (spread "
+                                     "over the run's training images; fewer there: all).")] = 256,
+    calib_dir: Annotated[Path | None, Opt(help="Calibrate INT8 on this folder of good images "
+                                          "instead of the run's training images.")] = None,
 ) -> None:
     """Fold the detector and its scoring into one ONNX graph (FP32 + mixed FP16), checked on real images."""
     from glcf_cli.eval_commands import parse_branch_mode
     from glcf_export.export import ExportOptions, export_run
 
     opts = ExportOptions(out, batch, not no_fp16, overwrite, parse_branch_mode(branch_mode), trt,
-                         workspace_mb, dla, triton, triton_device)
+                         workspace_mb, dla, triton, triton_device, int8=int8,
+                         calib_images=calib_images, calib_dir=calib_dir)
     result = export_run(run, opts, log=console.print)
     for name, size in result.files.items():
         console.print(f"  {out / name}  {size / 1e6:.1f} MB")

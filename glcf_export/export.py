@@ -13,11 +13,14 @@ import numpy as np
 import onnx
 import torch
 
-from glcf_export.checks import CheckReport
+from glcf_export.checks import CheckReport, ort_session
 from glcf_export.deploy import DeployModule
+from glcf_export.gates import CheckSet, gate_inputs, reduced_precision
 from glcf_export.onnx_export import ExportError
 from glcf_export.pipeline import check_graphs, write_graphs
+from glcf_export.quantize import CalibrationMethod
 from glcf_export.triton import check_triton_device, write_triton_repository
+from glcf_runtime.backends.auto import FP32_FILE, GATES_FILE
 from glcf_runtime.backends.tensorrt.build import BuildOptions, require_tensorrt
 from glcf_runtime.backends.tensorrt.engines import ENGINE_FILE, TIMING_CACHE, build_for
 from glcf_runtime.files import atomic_write_json
@@ -43,6 +46,10 @@ class ExportOptions:
     dla_core: int | None = None
     triton: Path | None = None  # also write a Triton model repository here
     triton_device: str = "gpu"  # gpu or cpu: where Triton runs the model (instance_group kind)
+    int8: bool = False  # also write model.int8.onnx (static QDQ INT8), gated against FP32
+    calib_images: int = 256  # good images the INT8 activation ranges are calibrated on
+    calib_dir: Path | None = None  # those images from this folder, not the run's training images
+    calib_method: CalibrationMethod = CalibrationMethod.MINMAX
 
 
 @dataclass
@@ -67,10 +74,13 @@ def export_run(run: Path, opts: ExportOptions, log=print) -> ExportResult:
     scorer, calib = scorer_for(run, cfg, opts.branch_mode)
     meta = _metadata(scorer.cfg, cfg, ckpt, calib)
     images = _check_images(run, cfg, ckpt)
+    gated = gate_inputs(Path(ckpt["data"]["root"]), ckpt["data"]["category"], cfg.model.image_size,
+                        images, opts.calib_images if opts.int8 else None, opts.calib_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     try:
-        result = _export_into(staging, model, scorer, meta, images, opts, cfg.model.image_size, log)
+        result = _export_into(staging, model, scorer, meta, images, opts, cfg.model.image_size, log,
+                              gated)
         _publish(staging, out, result)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -124,14 +134,26 @@ def _check_images(run: Path, cfg, ckpt: dict) -> np.ndarray:
 
 
 def _export_into(folder: Path, model, scorer, meta: ArtifactMetadata, images: np.ndarray,
-                 opts: ExportOptions, size: int, log) -> ExportResult:
+                 opts: ExportOptions, size: int, log,
+                 gated: tuple[CheckSet, np.ndarray | None]) -> ExportResult:
     graphs = write_graphs(DeployModule(model, scorer), meta, folder, size, opts.fp16, log)
     report = check_graphs(graphs, model, scorer, images, opts.batch, log)
     if not report.ok:
         figures = ", ".join(f"{k}={v:.3g}" for k, v in report.figures.items())
         raise ExportError("export checks failed — nothing was written:\n  - " +
                           "\n  - ".join(report.failures) + f"\n  figures: {figures}")
-    files = {p.name: p.stat().st_size for p in sorted(folder.glob("*.onnx"))}
+    checks, calib = gated
+    int8 = None if calib is None else (calib, meta, opts.calib_method)
+    gates, failures = reduced_precision(folder, ort_session(folder / FP32_FILE), checks,
+                                        opts.batch, int8, log)
+    report.figures.update({f"{name}_{k}": v for name, g in gates.items() for k, v in g["figures"].items()})
+    if failures:
+        figures = ", ".join(f"{k}={v:.4g}" for k, v in gates["int8"]["figures"].items())
+        raise ExportError("INT8 checks failed — nothing was written (calibrate on more or other "
+                          "good images: --calib-images, --calib-dir):\n  - " + "\n  - ".join(failures)
+                          + f"\n  figures: {figures}")
+    atomic_write_json(folder / GATES_FILE, gates)
+    files = {p.name: p.stat().st_size for p in sorted([*folder.glob("*.onnx"), folder / GATES_FILE])}
     return ExportResult(out=folder, files=files, checks=report, stages=graphs.seconds)
 
 
@@ -145,7 +167,8 @@ def _build_engine(out: Path, opts: ExportOptions, log) -> None:
     build_for(source, out / ENGINE_FILE, build, overwrite=True, log=log)
 
 
-ARTIFACTS = ("model.onnx", "model.fp16.onnx", "model.engine", "model.engine.json", "export_report.json")
+ARTIFACTS = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", GATES_FILE, "model.engine",
+             "model.engine.json", "export_report.json")
 
 
 def _publish(staging: Path, out: Path, result: ExportResult) -> None:

@@ -184,3 +184,29 @@ def reduced_precision(folder: Path, fp32_session, checks: CheckSet, batch: int,
         log("checking OpenVINO (BF16, INT8) against FP32 …")
         gates += openvino_gates(folder, ref, checks, batch, INT8_FILE if int8 is not None else None)
     return {g.name: g.to_dict() for g in gates}, failures
+
+
+def gate_inputs(root: Path, category: str | None, size: int, check_images: np.ndarray,
+                calib_images: int | None, calib_dir: Path | None = None,
+                ) -> tuple[CheckSet, np.ndarray | None]:
+    """The gates' check set, and the INT8 calibration frames (None: no INT8 file is made):
+    ``calib_images`` good training images of the run spread evenly, or the images of ``calib_dir``.
+
+    Raises:
+        ExportError: ``calib_dir`` holds no images.
+    """
+    from glcf_export.onnx_export import ExportError
+    from glcf_runtime.preprocess import list_images
+    from glcf_train.data.datasets import load_images, read_split
+
+    labelled, kinds = labelled_test_images(root, category, size)
+    checks = CheckSet(check_images, labelled, kinds)
+    if calib_images is None:
+        return checks, None
+    spec = PreprocessSpec(size, size)
+    if calib_dir is not None:
+        paths = list_images(Path(calib_dir)) if Path(calib_dir).is_dir() else []
+        if not paths:
+            raise ExportError(f"--calib-dir {calib_dir} holds no images; give a folder of good images")
+        return checks, load_images(evenly(paths, calib_images), spec)
+    return checks, load_images(evenly(read_split(root, category, "train"), calib_images), spec)

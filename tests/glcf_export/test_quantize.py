@@ -1,0 +1,112 @@
+"""``glcf export --int8``: the static QDQ INT8 file, its gates (``gates.json``), and a deliberately
+bad calibration set that is refused with the numbers, leaving nothing behind."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from glcf_export.checks import spearman
+from glcf_export.export import ExportOptions, export_run
+from glcf_export.gates import AUROC_TOLERANCE, SPEARMAN_MIN, auroc_by_kind
+from glcf_export.onnx_export import SCORER_SCOPE, ExportError, read_metadata
+from glcf_export.quantize import INT8_PRECISION, evenly
+from glcf_export.trt_ops import op_report
+from glcf_runtime.backends import choose_backend, open_runner
+from glcf_runtime.backends.auto import GATES_FILE, INT8_FILE
+from glcf_runtime.preprocess import PreprocessSpec
+from glcf_train.data.datasets import load_images, read_split
+
+pytestmark = pytest.mark.slow  # two tiny exports, ~30-60 s each on 2 shared cores
+
+
+@pytest.fixture(scope="module")
+def exported(calibrated_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("int8") / "models"
+    export_run(calibrated_run, ExportOptions(out, batch=4, fp16=False, int8=True), log=lambda _: None)
+    return out
+
+
+def test_int8_file_is_symmetric_per_channel_qdq(exported: Path) -> None:
+    model = onnx.load(str(exported / INT8_FILE))
+    assert read_metadata(model, INT8_FILE).precision == INT8_PRECISION
+    assert op_report(model).ok  # QuantizeLinear FP32 and DequantizeLinear INT8: TensorRT 10 parses both
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert dq and all(not inits[n.input[2]].any() for n in dq)  # zero points 0: symmetric
+    weights = [n for n in dq if n.input[0] in inits]
+    assert all(inits[n.input[0]].dtype == np.int8 for n in dq if n.input[0] in inits)
+    per_channel = [n for n in weights if inits[n.input[1]].size > 1]
+    assert len(per_channel) == len(weights)  # one scale per output channel of every weight
+    consumers = Counter()
+    for node in model.graph.node:
+        if any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear" for i in node.input):
+            consumers[node.op_type] += 1
+            assert not node.name.startswith(SCORER_SCOPE), node.name  # the scorer stays FP32
+    assert set(consumers) == {"Conv", "MatMul"}, consumers  # LayerNorm, Softmax, Add: FP32
+    attention = [n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] not in inits
+                 and producer.get(n.input[1], n).op_type != "DequantizeLinear"]
+    assert attention, "the activation-by-activation MatMuls (Q·Kᵀ, P·V) stay FP32"
+
+
+def test_gates_are_recorded_and_auto_uses_them(exported: Path) -> None:
+    gates = json.loads((exported / GATES_FILE).read_text())
+    int8 = gates["int8"]
+    assert int8["passed"] and int8["figures"]["spearman"] >= SPEARMAN_MIN
+    assert int8["figures"]["calibration_images"] == 6  # all of the synthetic run's training images
+    assert {"auroc_logical_change", "auroc_structural_change"} <= set(int8["figures"])
+    assert all(abs(v) <= AUROC_TOLERANCE for k, v in int8["figures"].items() if k.endswith("_change"))
+    assert 0 < int8["figures"]["map_err_rel_range"] < 0.2
+    report = json.loads((exported / "export_report.json").read_text())
+    assert report["files"][INT8_FILE] > 0 and GATES_FILE in report["files"]
+    pytest.importorskip("openvino")
+    assert "openvino-int8" in gates and "openvino-bf16" in gates
+    choice = choose_backend(exported)
+    if gates["openvino-int8"]["passed"]:
+        assert (choice.backend, choice.path.name) == ("openvino", INT8_FILE)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_int8_file_runs_and_ranks_like_fp32(exported: Path, synth_root: Path, backend: str) -> None:
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    batch = load_images(read_split(synth_root, "breakfast_tray", "test"), PreprocessSpec(224, 224))
+    with open_runner(exported / "model.onnx", "onnxruntime") as fp32:
+        ref_maps, ref = (a.copy() for a in fp32.infer(batch))
+    with open_runner(exported / INT8_FILE, backend) as runner:
+        maps, scores = runner.infer(batch)
+    assert maps.shape == ref_maps.shape and np.isfinite(maps).all()
+    assert spearman(ref, scores) >= 0.95
+    assert np.abs(maps - ref_maps).max() < 0.2 * (ref_maps.max() - ref_maps.min())
+
+
+def test_bad_calibration_is_refused_and_leaves_nothing(calibrated_run: Path, tmp_path: Path) -> None:
+    black = tmp_path / "black"
+    black.mkdir()
+    for i in range(4):  # a deliberately bad calibration set: every activation range collapses
+        cv2.imwrite(str(black / f"{i}.png"), np.zeros((256, 256, 3), np.uint8))
+    out = tmp_path / "models"
+    with pytest.raises(ExportError, match=r"(?s)INT8 checks failed.*Spearman of scores vs FP32 -?\d\.\d+ < 0\.99"
+                       r".*figures: spearman="):
+        export_run(calibrated_run, ExportOptions(out, batch=4, fp16=False, int8=True, calib_dir=black),
+                   log=lambda _: None)
+    assert not out.exists() and not list(tmp_path.glob(".models.staging-*"))
+    with pytest.raises(ExportError, match="holds no images"):
+        export_run(calibrated_run, ExportOptions(out, fp16=False, int8=True, calib_dir=tmp_path / "none"),
+                   log=lambda _: None)
+
+
+def test_auroc_by_kind_and_even_spread() -> None:
+    scores = np.array([0.1, 0.2, 0.9, 0.15, 0.8, 0.05])
+    kinds = ("good", "good", "logical", "logical", "structural", "good")
+    assert auroc_by_kind(scores, kinds) == {"logical": pytest.approx(5 / 6), "structural": 1.0}
+    assert evenly(list(range(10)), 3) == [0, 4, 9]
+    assert evenly([1, 2], 5) == [1, 2]
