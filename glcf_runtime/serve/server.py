@@ -35,7 +35,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from glcf_runtime.backends.base import Runner, ThresholdChoice
 from glcf_runtime.errors import ConfigError
-from glcf_runtime.serve import metrics
 from glcf_runtime.serve.state import LiveState, model_card
 from glcf_runtime.sources import FrameSource
 
@@ -138,8 +137,15 @@ class LiveServer:
         max_fps: float = 10.0,
     ) -> None:
         check_exposure(host, token)
+        try:
+            from glcf_runtime.serve import metrics
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"--serve needs {exc.name} for /metrics, which is not installed: "
+                "pip install 'glcf[runtime]'"
+            ) from None
         self.state, self.token, self.max_fps = state, token or None, max_fps
-        self.registry = metrics.registry(state)
+        self.metrics, self.registry = metrics, metrics.registry(state)
         self.stopping = threading.Event()
         server_class = type("_Server", (_HttpServer,), {})
         if ":" in host:
@@ -243,7 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/api/events":
             self._events(_int(query, "since", -1))
         elif path == "/metrics":
-            self._send(HTTPStatus.OK, metrics.render(self.server.live.registry), metrics.CONTENT_TYPE)
+            live = self.server.live
+            self._send(HTTPStatus.OK, live.metrics.render(live.registry), live.metrics.CONTENT_TYPE)
         elif path == "/frame.jpg":
             self._frame()
         elif path == "/stream.mjpg":

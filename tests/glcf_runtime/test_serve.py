@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -270,6 +272,22 @@ def test_binding_beyond_localhost_needs_a_token(runner) -> None:
     for bad in ("", "host:", "x:70000", ":80"):
         with pytest.raises(ConfigError, match="HOST:PORT"):
             parse_bind(bad)
+
+
+def test_without_prometheus_client_serve_says_what_to_install() -> None:
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'prometheus_client':\n"
+        "            raise ModuleNotFoundError('blocked', name='prometheus_client')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from glcf_runtime.serve import LiveServer, LiveState\n"
+        "LiveServer(LiveState({'threshold': 0.5}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "ConfigError" in proc.stderr
+    assert "pip install 'glcf[runtime]'" in proc.stderr
 
 
 def test_busy_port_is_a_config_error(runner) -> None:
