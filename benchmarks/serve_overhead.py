@@ -178,6 +178,47 @@ def model_folder(target: Path | None, preset: str, workdir: Path) -> tuple[Path,
     return bench.folder, bench.description
 
 
+def one_round(runner: OnnxRuntimeRunner, video: Path, threshold: float, i: int) -> dict:
+    """A plain run, then a served one; their figures as one row."""
+    plain, plain_cpu = run_plain(runner, video, threshold)
+    served, served_cpu, viewer = run_served(runner, video, threshold)
+    row = {
+        "round": i, "plain_fps": plain.fps, "served_fps": served.fps,
+        "ratio": served.fps / plain.fps, "served_anomalies": served.anomalies,
+        "plain_cpu_ms_per_frame": 1000 * plain_cpu / plain.frames,
+        "served_cpu_ms_per_frame": 1000 * served_cpu / served.frames,
+        # the page's own cost: CPU beyond the loop's, per second of viewing
+        "server_cpu_ms_per_s": 1000 * (served_cpu - plain_cpu * served.frames / plain.frames)
+        / served.seconds,
+        **{f"viewer_{key}": value for key, value in viewer.items()},
+    }
+    console.print(
+        f"round {i}: plain {plain.fps:.2f} fps, served {served.fps:.2f} fps "
+        f"({row['ratio']:.1%}); CPU {row['plain_cpu_ms_per_frame']:.1f} vs "
+        f"{row['served_cpu_ms_per_frame']:.1f} ms a frame, the page "
+        f"{row['server_cpu_ms_per_s']:.0f} ms a second; the viewer got {viewer['frames']} "
+        f"frames, {viewer['events']} events, {viewer['thumbnails']} thumbnails", highlight=False)
+    return row
+
+
+def summarise(rows: list[dict], **about: Any) -> dict:
+    """The result file's content: what ran, on what, each round and the medians."""
+    return {
+        **about,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine_info(),
+        "versions": versions(),
+        "rounds": rows,
+        "median_plain_fps": statistics.median(r["plain_fps"] for r in rows),
+        "median_served_fps": statistics.median(r["served_fps"] for r in rows),
+        "median_ratio": statistics.median(r["ratio"] for r in rows),
+        "median_cpu_ratio": statistics.median(
+            r["plain_cpu_ms_per_frame"] / r["served_cpu_ms_per_frame"] for r in rows
+        ),
+        "median_server_cpu_ms_per_s": statistics.median(r["server_cpu_ms_per_s"] for r in rows),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("target", nargs="?", type=Path, help="export folder (model.onnx)")
@@ -193,51 +234,15 @@ def main(argv: list[str] | None = None) -> None:
         with OnnxRuntimeRunner(folder / "model.onnx", threads=args.threads) as runner:
             runner.warmup()
             threshold = flag_tenth(runner, video)
-            rows = []
-            for i in range(args.rounds):
-                plain, plain_cpu = run_plain(runner, video, threshold)
-                served, served_cpu, viewer = run_served(runner, video, threshold)
-                rows.append({
-                    "round": i, "plain_fps": plain.fps, "served_fps": served.fps,
-                    "ratio": served.fps / plain.fps, "served_anomalies": served.anomalies,
-                    "plain_cpu_ms_per_frame": 1000 * plain_cpu / plain.frames,
-                    "served_cpu_ms_per_frame": 1000 * served_cpu / served.frames,
-                    # the page's own cost: CPU beyond the loop's, per second of viewing
-                    "server_cpu_ms_per_s": 1000 * (served_cpu - plain_cpu * served.frames
-                                                   / plain.frames) / served.seconds,
-                    **{f"viewer_{key}": value for key, value in viewer.items()},
-                })
-                console.print(
-                    f"round {i}: plain {plain.fps:.2f} fps, served {served.fps:.2f} fps "
-                    f"({rows[-1]['ratio']:.1%}); CPU {rows[-1]['plain_cpu_ms_per_frame']:.1f} vs "
-                    f"{rows[-1]['served_cpu_ms_per_frame']:.1f} ms a frame, the page "
-                    f"{rows[-1]['server_cpu_ms_per_s']:.0f} ms a second; the viewer got "
-                    f"{viewer['frames']} frames, {viewer['events']} events, "
-                    f"{viewer['thumbnails']} thumbnails", highlight=False)
-    machine = machine_info()
-    report = {
-        "model": description,
-        "frames": args.frames,
-        "threads": args.threads,
-        "threshold": threshold,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine,
-        "versions": versions(),
-        "rounds": rows,
-        "median_plain_fps": statistics.median(r["plain_fps"] for r in rows),
-        "median_served_fps": statistics.median(r["served_fps"] for r in rows),
-        "median_ratio": statistics.median(r["ratio"] for r in rows),
-        "median_cpu_ratio": statistics.median(
-            r["plain_cpu_ms_per_frame"] / r["served_cpu_ms_per_frame"] for r in rows
-        ),
-        "median_server_cpu_ms_per_s": statistics.median(r["server_cpu_ms_per_s"] for r in rows),
-    }
+            rows = [one_round(runner, video, threshold, i) for i in range(args.rounds)]
+    report = summarise(rows, model=description, frames=args.frames, threads=args.threads,
+                       threshold=threshold)
+    machine = report["machine"]
     name = (f"serve-overhead_{slug(machine['cpu'])}_{machine['usable_cores']}c_"
             f"{slug(args.preset if args.target is None else folder.name, 24)}_"
             f"{time.strftime('%Y%m%d-%H%M%S')}.json")
     args.out.mkdir(parents=True, exist_ok=True)
-    file = args.out / name
-    atomic_write_json(file, report)
+    file = atomic_write_json(args.out / name, report)
     console.print(
         f"median: plain {report['median_plain_fps']:.2f} fps, served with one viewer "
         f"{report['median_served_fps']:.2f} fps = {report['median_ratio']:.1%} of plain; "
