@@ -20,7 +20,13 @@ from typer.testing import CliRunner
 from glcf_cli import app
 from glcf_runtime.errors import ConfigError
 from tests.glcf_runtime.contract_model import write_model
-from tests.glcf_runtime.test_serve import get, metric_values, read_events, write_stripes_video
+from tests.glcf_runtime.test_serve import (
+    get,
+    metric_values,
+    read_events,
+    read_mjpeg,
+    write_stripes_video,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FRAMES = 400  # 1280x720 MJPG: the loop runs for seconds on 2 cores, long enough to be watched
@@ -91,6 +97,8 @@ def test_serve_on_a_video_file_every_route_then_sigterm(clip, tmp_path: Path) ->
         assert values[("glcf_source_up", ())] == 1 and values[("glcf_threshold", ())] == 0.5
         code, headers, jpeg = get(url + "frame.jpg", TOKEN)
         assert code == 200 and jpeg[:2] == b"\xff\xd8" and int(headers["X-Frame-Seq"]) > 0
+        parts = read_mjpeg(url + f"stream.mjpg?token={TOKEN}", 2)
+        assert len(parts) == 2 and all(p[:2] == b"\xff\xd8" for p in parts)
         flagged = _first_flagged(url)
         assert flagged["frame"] == 5 and get(url + f"flagged/{flagged['id']}.jpg", TOKEN)[0] == 200
         process.send_signal(signal.SIGTERM)
