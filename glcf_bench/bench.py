@@ -34,12 +34,14 @@ from glcf_bench.machine import (
     cuda_matmul_peak_gflops,
     machine_info,
     matmul_peak_gflops,
+    matmul_peak_int8_gops,
     peak_rss_mb,
     physical_cores,
     reset_peak_rss,
     versions,
 )
 from glcf_bench.pairs import bench_pairs
+from glcf_bench.reduced import check_images, fill_accuracy, scores_of
 from glcf_bench.report import BenchReport, BenchRow, LoopRow, add_ratios
 from glcf_bench.settings import BenchSettings, parse_backends, parse_batches
 from glcf_bench.targets import (
@@ -213,14 +215,16 @@ def _run_rounds(bench: BenchTarget, settings: BenchSettings, tmp: Path, log: Log
     video = write_video(tmp / "loop.avi", settings.loop_frames) if settings.loop else None
     frames = [synthetic_frame(i) for i in range(4)]
     samples: dict[tuple[str, int], list[np.ndarray]] = {}
+    scores: dict[str, np.ndarray] = {}  # backend → scores of the accuracy frames (first round)
     for turn in range(settings.rounds):
         last = turn == settings.rounds - 1
         for backend in settings.backends:
             if backend.value not in report.skipped:
                 _bench_backend(report, samples, backend, bench, settings, frames,
-                               video if last else None, turn, log)
+                               video if last else None, turn, log, scores)
     if settings.pairs:
         bench_pairs(report, bench, settings, frames, log)
+    fill_accuracy(report.rows, scores, bench.folder)
     add_ratios(report)
     return report
 
@@ -235,6 +239,7 @@ def _new_report(bench: BenchTarget, settings: BenchSettings, log: Log) -> BenchR
     log(f"measuring the FP32 MatMul peak with {settings.threads} threads …")
     peak = {
         "cpu_fp32": matmul_peak_gflops(settings.threads),
+        "cpu_int8": matmul_peak_int8_gops(settings.threads),
         "cuda_fp16": cuda_matmul_peak_gflops(),
     }
     target = {
@@ -265,6 +270,7 @@ def _bench_backend(
     video: Path | None,
     turn: int,
     log: Log,
+    scores: dict[str, np.ndarray] | None = None,
 ) -> None:
     """One round of one backend: open it, time every batch size (and, in the last round, the
     camera loop), close it; a backend that cannot open is recorded with its reason."""
@@ -285,6 +291,8 @@ def _bench_backend(
     load_s = time.perf_counter() - start
     getattr(runner, "reset_peak_memory", lambda: None)()
     with runner:
+        if turn == 0 and scores is not None:
+            scores[name] = scores_of(runner, check_images(runner.metadata.preprocess_spec))
         rows = [_bench_batch(report, samples, runner, name, b, settings, frames, turn, log)
                 for b in batches]
         for row in rows:

@@ -156,6 +156,36 @@ def matmul_peak_gflops(
 
 
 
+def matmul_peak_int8_gops(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """Best INT8 GOP/s of ONNX Runtime (CPU provider, ``threads``) on one square MatMulInteger
+    (uint8 × int8 → int32: the VNNI / AMX path of a static INT8 graph on x86)."""
+    import onnx
+    import onnxruntime as ort
+
+    h = onnx.helper
+    graph = h.make_graph(
+        [h.make_node("MatMulInteger", ["a", "b"], ["c"])], "matmul_int8",
+        [h.make_tensor_value_info("a", onnx.TensorProto.UINT8, [n, n]),
+         h.make_tensor_value_info("b", onnx.TensorProto.INT8, [n, n])],
+        [h.make_tensor_value_info("c", onnx.TensorProto.INT32, [n, n])],
+    )
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feed = {"a": rng.integers(0, 256, (n, n), dtype=np.uint8),
+            "b": rng.integers(-128, 128, (n, n), dtype=np.int8)}
+    session.run(None, feed)  # warm-up
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feed)
+        best = max(best, 2.0 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
 def cuda_matmul_peak_gflops(n: int = 4096, repeats: int = 10) -> float | None:
     """Best FP16 GFLOP/s of one square torch matmul on the CUDA device; None without one (or
     without torch: a runtime-only install times no torch)."""

@@ -51,6 +51,9 @@ class BenchRow:
     paired_vs_torch_p25: float | None = None
     paired_vs_torch_p75: float | None = None
     outside_graph: float | None = None  # (capture + pre + post) ÷ the whole frame, per frame
+    vs_onnxruntime: float | None = None  # p50 latency ÷ ONNX Runtime FP32's p50, same batch and run
+    spearman_vs_fp32: float | None = None  # scores vs ONNX Runtime FP32 on the same frames
+    auroc_change: float | None = None  # largest AUROC change per defect kind (export's gates)
 
 
 @dataclass
@@ -93,11 +96,15 @@ def add_ratios(report: BenchReport) -> None:
     """Fill each row's ``vs_torch`` and ``outside_graph``: the issue's targets are such ratios,
     taken between rows of one run."""
     torch_p50 = {r.batch: r.latency_p50_ms for r in report.rows if r.runnable and r.backend == "torch"}
+    ort_p50 = {r.batch: r.latency_p50_ms for r in report.rows
+               if r.runnable and r.backend == "onnxruntime"}
     for r in report.rows:
         if not r.runnable or r.infer_ms is None:
             continue
         if r.backend != "torch" and torch_p50.get(r.batch):
             r.vs_torch = r.latency_p50_ms / torch_p50[r.batch]
+        if ort_p50.get(r.batch):
+            r.vs_onnxruntime = r.latency_p50_ms / ort_p50[r.batch]
         other = (r.capture_ms or 0.0) + (r.preprocess_ms or 0.0) + (r.postprocess_ms or 0.0)
         r.outside_graph = other / (other + r.infer_ms)
 
@@ -185,6 +192,9 @@ SPEED_COLUMNS = (
     "e2e img/s",
     "GFLOP/s",
     "% peak",
+    "× ORT",
+    "Spearman",
+    "ΔAUROC",
 )
 SPLIT_COLUMNS = (
     "backend",
@@ -223,6 +233,9 @@ def render(report: BenchReport) -> list:
             _num(r.pipeline_images_per_s, 2),
             _num(r.achieved_gflops),
             _num(pct),
+            _num(r.vs_onnxruntime, 2),
+            _num(r.spearman_vs_fp32, 4),
+            _num(r.auroc_change, 3),
         )
         split_ms = (r.capture_ms, r.preprocess_ms, r.infer_ms, r.postprocess_ms)
         split.add_row(
@@ -257,7 +270,8 @@ def _summary(report: BenchReport) -> list[str]:
     return [
         f"machine: {m['cpu']}, {m['usable_cores']} cores{gpu}; {report.settings['threads']} threads",
         f"graph: {_num(flops.get('gflop_per_image'), 2)} GFLOP per image (MatMul, Gemm, Conv; "
-        f"2 per multiply-add); FP32 MatMul peak {_num(peak.get('cpu_fp32'))} GFLOP/s{cuda}",
+        f"2 per multiply-add); FP32 MatMul peak {_num(peak.get('cpu_fp32'))} GFLOP/s, INT8 "
+        f"MatMulInteger peak {_num(peak.get('cpu_int8'))} GOP/s{cuda}",
     ]
 
 

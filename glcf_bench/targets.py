@@ -33,6 +33,14 @@ class BenchBackend(str, Enum):
     ONNXRUNTIME = "onnxruntime"  # model.onnx, CPU provider
     ONNXRUNTIME_FP16 = "onnxruntime-fp16"  # model.fp16.onnx, CPU provider
     TENSORRT = "tensorrt"  # model.engine, native TensorRT
+    OPENVINO = "openvino"  # model.onnx, OpenVINO FP32 on the CPU
+    OPENVINO_BF16 = "openvino-bf16"  # model.onnx, OpenVINO's BF16 hint (native BF16 CPUs)
+    OPENVINO_INT8 = "openvino-int8"  # model.int8.onnx (static QDQ), OpenVINO
+    ONNXRUNTIME_INT8 = "onnxruntime-int8"  # model.int8.onnx, ONNX Runtime CPU provider
+    TENSORRT_INT8 = "tensorrt-int8"  # engine from model.int8.onnx, strongly typed
+
+
+REDUCED_ROWS = ("openvino", "openvino-bf16", "openvino-int8", "onnxruntime-int8", "tensorrt-int8")
 
 
 class BackendUnavailable(GlcfError):
@@ -141,6 +149,13 @@ def open_backend(
         return _torch_targets("the torch backend").open_torch(target, cuda_graphs)
     if backend is BenchBackend.TENSORRT:
         return _open_tensorrt(target, max_batch, log)
+    if backend.value in REDUCED_ROWS:
+        from glcf_bench.reduced import open_reduced
+
+        try:
+            return open_reduced(backend.value, target.folder, target.temporary, threads, max_batch, log)
+        except GlcfError as exc:
+            raise BackendUnavailable(str(exc)) from None
     name = "model.onnx" if backend is BenchBackend.ONNXRUNTIME else "model.fp16.onnx"
     if not (target.folder / name).is_file():
         raise BackendUnavailable(f"{target.folder} holds no {name}; export it with glcf export")

@@ -10,7 +10,8 @@ import typer
 from glcf_cli.common import console
 
 Opt = typer.Option
-ALL_BACKENDS = "torch,onnxruntime,onnxruntime-fp16,tensorrt"
+ALL_BACKENDS = ("torch,onnxruntime,onnxruntime-fp16,tensorrt,openvino,openvino-bf16,openvino-int8,"
+                "onnxruntime-int8,tensorrt-int8")
 
 
 def register(app: typer.Typer) -> None:

@@ -73,7 +73,7 @@ def quantize_int8(fp32_path: Path, out: Path, images: np.ndarray, meta: Artifact
         meta: the FP32 file's metadata; the INT8 file carries it with precision ``int8-qdq``.
 
     Raises:
-        ExportError: no calibration images.
+        ExportError: no calibration images, or nothing in the graph to quantize.
     """
     from onnxruntime.quantization import CalibrationMethod as OrtMethod
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -83,6 +83,10 @@ def quantize_int8(fp32_path: Path, out: Path, images: np.ndarray, meta: Artifact
     fp32 = onnx.load(str(fp32_path))
     keep_float = [n.name for n in fp32.graph.node
                   if n.name.startswith(SCORER_SCOPE) or _activation_matmul(n, fp32.graph)]
+    if not any(n.op_type in QUANTIZED_OPS and not _activation_matmul(n, fp32.graph)
+               for n in fp32.graph.node if n.name not in keep_float):
+        raise ExportError(f"{fp32_path} has no Conv or MatMul with constant weights outside the "
+                          "scorer: nothing to quantize to INT8")
     methods = {CalibrationMethod.MINMAX: OrtMethod.MinMax, CalibrationMethod.PERCENTILE: OrtMethod.Percentile}
     quantize_static(
         str(fp32_path), str(out), _Images(images),

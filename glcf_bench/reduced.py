@@ -1,0 +1,121 @@
+"""The reduced-precision and OpenVINO rows of ``glcf bench``: opening them, and their accuracy
+against ONNX Runtime FP32 on the same frames.
+
+``openvino`` (model.onnx, FP32), ``openvino-bf16`` (its BF16 hint), ``openvino-int8`` and
+``onnxruntime-int8`` (model.int8.onnx), ``tensorrt-int8`` (an engine built from model.int8.onnx,
+strongly typed). A folder the benchmark exported itself (a preset or run) gets its INT8 file here,
+calibrated on the benchmark's synthetic frames: its timing is real, its accuracy only says how far
+the INT8 graph strays from FP32 on those frames (a preset's weights are random).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from glcf_runtime.backends import OnnxRuntimeRunner, Runner
+from glcf_runtime.backends.auto import GATES_FILE, INT8_FILE
+from glcf_runtime.errors import GlcfError
+
+Log = Callable[[str], None]
+OPENVINO_ROWS = {  # bench row → (file, OpenVINO precision)
+    "openvino": ("model.onnx", "fp32"),
+    "openvino-bf16": ("model.onnx", "bf16"),
+    "openvino-int8": (INT8_FILE, "fp32"),
+}
+GATE_OF_ROW = {"openvino-bf16": "openvino-bf16", "openvino-int8": "openvino-int8",
+               "onnxruntime-int8": "int8", "tensorrt-int8": "int8"}
+CALIBRATION_FRAMES = 16
+
+
+def open_reduced(name: str, folder: Path, temporary: bool, threads: int, max_batch: int,
+                 log: Log) -> Runner:
+    """The runner of row ``name`` on ``folder``.
+
+    Raises:
+        GlcfError: the row cannot run here (the bench records the message as the reason).
+    """
+    if name in OPENVINO_ROWS:
+        from glcf_runtime.backends.openvino import OpenVinoRunner, openvino_available
+
+        if not openvino_available():
+            raise GlcfError("openvino is not installed: pip install 'glcf[openvino]'")
+        file, precision = OPENVINO_ROWS[name]
+        path = int8_file(folder, temporary, log) if file == INT8_FILE else folder / file
+        return OpenVinoRunner(path, precision=precision, threads=threads, cache=temporary)
+    if name == "onnxruntime-int8":
+        path = int8_file(folder, temporary, log)
+        return OnnxRuntimeRunner(path, providers=["cpu"], threads=threads)
+    if name == "tensorrt-int8":
+        from glcf_runtime.backends import open_runner
+        from glcf_runtime.backends.tensorrt.build import BuildOptions, require_tensorrt
+        from glcf_runtime.backends.tensorrt.engines import build_for
+
+        require_tensorrt()  # before the INT8 file is made: nothing to do without a GPU
+        engine = folder / "model.int8.engine"
+        if not engine.is_file():
+            build_for(int8_file(folder, temporary, log), engine,
+                      BuildOptions(batch=(1, 1, max_batch)), int8=True, log=log)
+        return open_runner(engine, backend="tensorrt")
+    raise GlcfError(f"unknown reduced-precision row {name!r}")
+
+
+def int8_file(folder: Path, temporary: bool, log: Log) -> Path:
+    """``model.int8.onnx`` of ``folder``; made here for a folder the benchmark exported."""
+    path = folder / INT8_FILE
+    if path.is_file():
+        return path
+    if not temporary:
+        raise GlcfError(f"{folder} holds no {INT8_FILE}; export it with glcf export RUN --out DIR --int8")
+    import onnx
+
+    from glcf_bench.frames import synthetic_frame
+    from glcf_export.onnx_export import read_metadata
+    from glcf_export.quantize import quantize_int8
+    from glcf_runtime.preprocess import preprocess
+
+    meta = read_metadata(onnx.load(str(folder / "model.onnx"), load_external_data=False), str(folder))
+    spec = meta.preprocess_spec
+    calib = np.stack([preprocess(synthetic_frame(i), spec) for i in range(CALIBRATION_FRAMES)])
+    log(f"quantizing {folder / 'model.onnx'} to INT8 (calibrated on {len(calib)} synthetic frames) …")
+    quantize_int8(folder / "model.onnx", path, calib, meta)
+    return path
+
+
+def check_images(spec, n: int = CALIBRATION_FRAMES) -> np.ndarray:
+    """The frames every row scores for its accuracy (others than the INT8 calibration frames),
+    pre-processed: uint8 ``[n, H, W, 3]``."""
+    from glcf_bench.frames import synthetic_frame
+    from glcf_runtime.preprocess import preprocess
+
+    return np.stack([preprocess(synthetic_frame(CALIBRATION_FRAMES + i), spec) for i in range(n)])
+
+
+def scores_of(runner: Runner, images: np.ndarray) -> np.ndarray:
+    limit = runner.max_batch or len(images)
+    return np.concatenate([np.array(runner.infer(images[i : i + limit])[1], copy=True)
+                           for i in range(0, len(images), limit)])
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation (numpy only: a runtime-only install has no scipy; ties ranked by order)."""
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def fill_accuracy(rows: list, scores: dict[str, np.ndarray], folder: Path) -> None:
+    """Each row's ``spearman_vs_fp32`` (against the ``onnxruntime`` row's scores on the same
+    frames) and ``auroc_change``: the largest AUROC change per defect kind that the export's gates
+    measured on labelled images, where ``gates.json`` has it."""
+    reference = scores.get("onnxruntime")
+    gates = json.loads((folder / GATES_FILE).read_text()) if (folder / GATES_FILE).is_file() else {}
+    for row in rows:
+        if row.backend in scores and reference is not None:
+            row.spearman_vs_fp32 = spearman(reference, scores[row.backend])
+        figures = gates.get(GATE_OF_ROW.get(row.backend, ""), {}).get("figures", {})
+        changes = [v for k, v in figures.items() if k.startswith("auroc_") and k.endswith("_change")]
+        if changes:
+            row.auroc_change = max(changes, key=abs)
