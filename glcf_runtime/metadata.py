@@ -35,7 +35,7 @@ class ArtifactMetadata:
     category: str
     config_hash: str
     preset: str
-    precision: str = "fp32"  # fp32 | fp16-mixed
+    precision: str = "fp32"  # fp32 | fp16-mixed | int8-qdq (glcf_export.quantize)
     roi: tuple[int, int, int, int] | None = None
     color_order: str = "BGR"
     layout: str = "NHWC"
