@@ -4,8 +4,8 @@ the export's checks passed (``gates.json``, written by ``glcf export``).
 Order: TensorRT where tensorrt and an NVIDIA GPU are present (the engine is built on first use),
 else OpenVINO on the CPU — ``model.int8.onnx`` when its gates passed, else ``model.onnx`` in BF16
 where the CPU has native BF16 and the BF16 gates passed, else ``model.onnx`` in FP32 — else ONNX
-Runtime on ``model.onnx``. ONNX Runtime is never given the INT8 file implicitly: its CPU provider
-runs the QDQ graph slower than FP32.
+Runtime: ``model.int8.onnx`` when its gates passed (the ONNX Runtime INT8 gate is the export's own
+check), else ``model.onnx``.
 """
 
 from __future__ import annotations
@@ -91,10 +91,13 @@ def choose_for_folder(folder: Path, tensorrt: tuple[bool, str] | None = None) ->
         return BackendChoice(folder, "tensorrt", f"{trt_why} (engine built on first use)")
     if not (folder / FP32_FILE).is_file():
         raise ConfigError(f"{folder} holds no {FP32_FILE}; give a folder written by glcf export")
-    if not openvino_available():
-        return BackendChoice(folder / FP32_FILE, "onnxruntime",
-                             f"{trt_why}; openvino is not installed (pip install 'glcf[openvino]')")
     gates = read_gates(folder)
+    if not openvino_available():
+        why = f"{trt_why}; openvino is not installed (pip install 'glcf[openvino]')"
+        int8_ok, int8_why = gate(gates, "int8")
+        if (folder / INT8_FILE).is_file() and int8_ok:
+            return BackendChoice(folder / INT8_FILE, "onnxruntime", f"{why}; {int8_why}")
+        return BackendChoice(folder / FP32_FILE, "onnxruntime", why)
     int8_ok, int8_why = gate(gates, "openvino-int8")
     if (folder / INT8_FILE).is_file() and int8_ok:
         return BackendChoice(folder / INT8_FILE, "openvino", f"{trt_why}; {int8_why}",
@@ -121,6 +124,5 @@ def choose_for_file(path: Path) -> BackendChoice:
     if openvino_available():
         return BackendChoice(path, "openvino", "an ONNX file; openvino is installed",
                              {"precision": "fp32"})
-    slower = " (and runs the INT8 file slower than FP32)" if path.name == INT8_FILE else ""
-    return BackendChoice(path, "onnxruntime", f"openvino is not installed; ONNX Runtime runs any "
-                         f"ONNX file{slower}")
+    return BackendChoice(path, "onnxruntime", "openvino is not installed; ONNX Runtime runs any "
+                         "ONNX file")

@@ -86,7 +86,7 @@ class OpenVinoRunner(Runner):
         if not path.is_file():
             raise ConfigError(f"no ONNX model at {path}; give model.onnx from glcf export")
         try:
-            self.precision = Precision(precision)
+            self.hint = Precision(precision)
         except ValueError:
             raise ConfigError(f"precision {precision!r}: choose "
                               f"{', '.join(p.value for p in Precision)}") from None
@@ -94,14 +94,14 @@ class OpenVinoRunner(Runner):
             raise ConfigError(f"threads must be >= 1, got {threads}")
         ov = import_openvino()
         core = ov.Core()
-        if self.precision is Precision.BF16 and not native_bf16(core):
+        if self.hint is Precision.BF16 and not native_bf16(core):
             raise ConfigError(
                 f"this CPU ({cpu_name(core)}) has no native BF16 (AVX-512 BF16 or AMX): OpenVINO "
                 "would not run BF16 here; use --precision fp32, or model.int8.onnx")
         self.cache = _cache_dir(path) if cache else None
         if self.cache is not None:
             core.set_property({"CACHE_DIR": str(self.cache)})
-        config = {"INFERENCE_PRECISION_HINT": OV_PRECISION[self.precision],
+        config = {"INFERENCE_PRECISION_HINT": OV_PRECISION[self.hint],
                   "PERFORMANCE_HINT": "LATENCY"}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = threads
@@ -122,9 +122,16 @@ class OpenVinoRunner(Runner):
     def max_batch(self) -> int | None:
         return self._max_batch
 
+    @property
+    def precision(self) -> str:
+        """What runs: the file's precision (``int8-qdq``) and/or the inference precision hint."""
+        if self.metadata.precision == "fp32":
+            return self.hint.value
+        return self.metadata.precision + ("+bf16" if self.hint is Precision.BF16 else "")
+
     def describe(self) -> str:
         threads = f", {self.threads} threads" if self.threads else ""
-        return f"openvino {self.path.name} on {DEVICE} ({self.precision.value}{threads})"
+        return f"openvino {self.path.name} on {DEVICE} ({self.hint.value}{threads})"
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self._request.infer({INPUT_NAME: batch}, share_inputs=True)

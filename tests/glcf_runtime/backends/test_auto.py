@@ -67,6 +67,11 @@ def test_tensorrt_first_and_onnxruntime_last(tmp_path: Path, monkeypatch: pytest
     assert "openvino is not installed" in choice.reason
     with open_runner(folder, "auto") as runner:
         assert isinstance(runner, OnnxRuntimeRunner)
+    # Without OpenVINO, ONNX Runtime runs the INT8 file where the export's own INT8 check passed.
+    int8 = _export(tmp_path / "int8", {"int8": {"passed": True, "spearman": 0.999}}, int8=True)
+    choice = choose_for_folder(int8, NO_TRT)
+    assert (choice.path.name, choice.backend) == (INT8_FILE, "onnxruntime")
+    assert "int8 passed its checks" in choice.reason
 
 
 def test_providers_mean_onnxruntime_and_explicit_backends_are_kept(tmp_path: Path) -> None:
