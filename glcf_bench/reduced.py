@@ -25,8 +25,10 @@ OPENVINO_ROWS = {  # bench row → (file, OpenVINO precision)
     "openvino": ("model.onnx", "fp32"),
     "openvino-bf16": ("model.onnx", "bf16"),
     "openvino-int8": (INT8_FILE, "fp32"),
+    "openvino-int8-bf16": (INT8_FILE, "bf16"),  # the INT8 file's float parts in BF16
 }
 GATE_OF_ROW = {"openvino-bf16": "openvino-bf16", "openvino-int8": "openvino-int8",
+               "openvino-int8-bf16": "openvino-int8-bf16",
                "onnxruntime-int8": "int8", "tensorrt-int8": "int8"}
 CALIBRATION_FRAMES = 16
 

@@ -36,11 +36,13 @@ class BenchBackend(str, Enum):
     OPENVINO = "openvino"  # model.onnx, OpenVINO FP32 on the CPU
     OPENVINO_BF16 = "openvino-bf16"  # model.onnx, OpenVINO's BF16 hint (native BF16 CPUs)
     OPENVINO_INT8 = "openvino-int8"  # model.int8.onnx (static QDQ), OpenVINO
+    OPENVINO_INT8_BF16 = "openvino-int8-bf16"  # the same, its float parts in BF16
     ONNXRUNTIME_INT8 = "onnxruntime-int8"  # model.int8.onnx, ONNX Runtime CPU provider
     TENSORRT_INT8 = "tensorrt-int8"  # engine from model.int8.onnx, strongly typed
 
 
-REDUCED_ROWS = ("openvino", "openvino-bf16", "openvino-int8", "onnxruntime-int8", "tensorrt-int8")
+REDUCED_ROWS = ("openvino", "openvino-bf16", "openvino-int8", "openvino-int8-bf16", "onnxruntime-int8",
+                "tensorrt-int8")
 
 
 class BackendUnavailable(GlcfError):

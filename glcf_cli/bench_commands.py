@@ -11,7 +11,7 @@ from glcf_cli.common import console
 
 Opt = typer.Option
 ALL_BACKENDS = ("torch,onnxruntime,onnxruntime-fp16,tensorrt,openvino,openvino-bf16,openvino-int8,"
-                "onnxruntime-int8,tensorrt-int8")
+                "openvino-int8-bf16,onnxruntime-int8,tensorrt-int8")
 
 
 def register(app: typer.Typer) -> None:

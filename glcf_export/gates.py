@@ -4,7 +4,8 @@ for every defect kind where the run has labelled test images, and the anomaly-ma
 
 Results go to ``gates.json`` in the export folder (``glcf_runtime.backends.auto`` reads it):
 ``int8`` (``model.int8.onnx`` on ONNX Runtime: a failure fails the export), ``openvino-int8`` and
-``openvino-bf16`` (OpenVINO on this CPU: a failure is recorded, and ``--backend auto`` skips it).
+``openvino-int8-bf16`` and ``openvino-bf16`` (OpenVINO on this CPU: a failure is recorded, and
+``--backend auto`` skips it).
 """
 
 from __future__ import annotations
@@ -132,12 +133,13 @@ def run_gate(name: str, infer: Infer, ref: Reference, checks: CheckSet, batch: i
 
 def openvino_gates(folder: Path, ref: Reference, checks: CheckSet, batch: int,
                    int8_file: str | None) -> list[GateResult]:
-    """OpenVINO on this CPU: BF16 on ``model.onnx`` and FP32 on the INT8 file (when written)."""
+    """OpenVINO on this CPU: BF16 on ``model.onnx``, and the INT8 file (when written) with its float
+    parts in FP32 and in BF16."""
     from glcf_runtime.backends.openvino import OpenVinoRunner, native_bf16, openvino_available
 
     wanted = [("openvino-bf16", "model.onnx", "bf16")]
-    if int8_file is not None:
-        wanted.append(("openvino-int8", int8_file, "fp32"))
+    if int8_file is not None:  # the INT8 file's float parts in FP32, or in BF16
+        wanted += [("openvino-int8", int8_file, "fp32"), ("openvino-int8-bf16", int8_file, "bf16")]
     if not openvino_available():
         return [GateResult(n, False, reason="openvino is not installed where the export ran")
                 for n, _, _ in wanted]

@@ -2,8 +2,9 @@
 the export's checks passed (``gates.json``, written by ``glcf export``).
 
 Order: TensorRT where tensorrt and an NVIDIA GPU are present (the engine is built on first use),
-else OpenVINO on the CPU — ``model.int8.onnx`` when its gates passed, else ``model.onnx`` in BF16
-where the CPU has native BF16 and the BF16 gates passed, else ``model.onnx`` in FP32 — else ONNX
+else OpenVINO on the CPU — ``model.int8.onnx`` when its gates passed (its float parts in BF16 where
+the CPU has native BF16 and that gate passed too), else ``model.onnx`` in BF16 where the CPU has
+native BF16 and the BF16 gates passed, else ``model.onnx`` in FP32 — else ONNX
 Runtime: ``model.int8.onnx`` when its gates passed (the ONNX Runtime INT8 gate is the export's own
 check), else ``model.onnx``.
 """
@@ -98,12 +99,18 @@ def choose_for_folder(folder: Path, tensorrt: tuple[bool, str] | None = None) ->
         if (folder / INT8_FILE).is_file() and int8_ok:
             return BackendChoice(folder / INT8_FILE, "onnxruntime", f"{why}; {int8_why}")
         return BackendChoice(folder / FP32_FILE, "onnxruntime", why)
+    bf16_here = native_bf16(import_openvino().Core())
+    has_int8 = (folder / INT8_FILE).is_file()
+    mixed_ok, mixed_why = gate(gates, "openvino-int8-bf16")
+    if has_int8 and bf16_here and mixed_ok:  # INT8 MatMuls, the float rest in BF16: the fastest
+        return BackendChoice(folder / INT8_FILE, "openvino", f"{trt_why}; {mixed_why}",
+                             {"precision": "bf16"})
     int8_ok, int8_why = gate(gates, "openvino-int8")
-    if (folder / INT8_FILE).is_file() and int8_ok:
+    if has_int8 and int8_ok:
         return BackendChoice(folder / INT8_FILE, "openvino", f"{trt_why}; {int8_why}",
                              {"precision": "fp32"})
-    reasons = [trt_why, int8_why if (folder / INT8_FILE).is_file() else f"no {INT8_FILE}"]
-    if native_bf16(import_openvino().Core()):
+    reasons = [trt_why, int8_why if has_int8 else f"no {INT8_FILE}"]
+    if bf16_here:
         bf16_ok, bf16_why = gate(gates, "openvino-bf16")
         if bf16_ok:
             return BackendChoice(folder / FP32_FILE, "openvino", "; ".join([*reasons, bf16_why]),

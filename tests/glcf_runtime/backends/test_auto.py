@@ -37,6 +37,18 @@ def test_int8_first_when_its_gates_passed(tmp_path: Path) -> None:
         assert isinstance(runner, OpenVinoRunner) and runner.path.name == INT8_FILE
 
 
+def test_int8_with_bf16_float_parts_first_on_a_bf16_cpu(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    gates = {"openvino-int8": {"passed": True, "spearman": 0.995},
+             "openvino-int8-bf16": {"passed": True, "spearman": 0.994}}
+    folder = _export(tmp_path, gates, int8=True)
+    monkeypatch.setattr(ov_backend, "native_bf16", lambda core=None: True)
+    choice = choose_for_folder(folder, NO_TRT)
+    assert (choice.path.name, choice.options) == (INT8_FILE, {"precision": "bf16"})
+    monkeypatch.setattr(ov_backend, "native_bf16", lambda core=None: False)
+    assert choose_for_folder(folder, NO_TRT).options == {"precision": "fp32"}
+
+
 def test_failed_or_missing_int8_gates_fall_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ov_backend, "native_bf16", lambda core=None: True)
     gates = {"openvino-int8": {"passed": False, "reason": "Spearman 0.91 < 0.99"},
