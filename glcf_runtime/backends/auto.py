@@ -59,7 +59,8 @@ def gate(gates: dict[str, dict], key: str) -> tuple[bool, str]:
     if not isinstance(entry, dict):
         return False, f"no {key} check recorded in {GATES_FILE}"
     if entry.get("passed") is True:
-        return True, f"{key} passed its checks (Spearman {entry.get('spearman', float('nan')):.4f})"
+        rho = entry.get("figures", {}).get("spearman", float("nan"))
+        return True, f"{key} passed its checks (Spearman {rho:.4f} vs FP32)"
     return False, f"{key} did not pass its checks: {entry.get('reason', 'see ' + GATES_FILE)}"
 
 

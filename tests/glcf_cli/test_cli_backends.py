@@ -20,12 +20,12 @@ cli = CliRunner()
 def test_inspect_prints_the_auto_choice_and_why(tmp_path: Path) -> None:
     folder = tmp_path / "export"
     shutil.copy(write_model(folder), folder / INT8_FILE)  # any valid artifact serves as the INT8 file
-    (folder / GATES_FILE).write_text(json.dumps({"openvino-int8": {"passed": True, "spearman": 0.997}}))
+    (folder / GATES_FILE).write_text(json.dumps({"openvino-int8": {"passed": True, "figures": {"spearman": 0.997}}}))
     frames = write_images(tmp_path / "frames", [False, True])[0].parent
     result = cli.invoke(app, ["inspect", str(folder), "--source", str(frames), "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert "--backend auto: openvino on model.int8.onnx, precision fp32" in result.output
-    assert "openvino-int8 passed its checks (Spearman 0.9970)" in result.output
+    assert "openvino-int8 passed its checks (Spearman 0.9970 vs FP32)" in result.output
     assert "openvino model.int8.onnx on CPU (fp32, 1 threads)" in result.output
 
 

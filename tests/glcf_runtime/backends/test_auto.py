@@ -29,18 +29,18 @@ def _export(folder: Path, gates: dict | None = None, int8: bool = False) -> Path
 
 
 def test_int8_first_when_its_gates_passed(tmp_path: Path) -> None:
-    folder = _export(tmp_path, {"openvino-int8": {"passed": True, "spearman": 0.995}}, int8=True)
+    folder = _export(tmp_path, {"openvino-int8": {"passed": True, "figures": {"spearman": 0.995}}}, int8=True)
     choice = choose_for_folder(folder, NO_TRT)
     assert (choice.path.name, choice.backend, choice.options) == (INT8_FILE, "openvino", {"precision": "fp32"})
-    assert "openvino-int8 passed its checks (Spearman 0.9950)" in choice.reason
+    assert "openvino-int8 passed its checks (Spearman 0.9950 vs FP32)" in choice.reason
     with open_runner(folder, "auto") as runner:
         assert isinstance(runner, OpenVinoRunner) and runner.path.name == INT8_FILE
 
 
 def test_int8_with_bf16_float_parts_first_on_a_bf16_cpu(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    gates = {"openvino-int8": {"passed": True, "spearman": 0.995},
-             "openvino-int8-bf16": {"passed": True, "spearman": 0.994}}
+    gates = {"openvino-int8": {"passed": True, "figures": {"spearman": 0.995}},
+             "openvino-int8-bf16": {"passed": True, "figures": {"spearman": 0.994}}}
     folder = _export(tmp_path, gates, int8=True)
     monkeypatch.setattr(ov_backend, "native_bf16", lambda core=None: True)
     choice = choose_for_folder(folder, NO_TRT)
@@ -52,7 +52,7 @@ def test_int8_with_bf16_float_parts_first_on_a_bf16_cpu(tmp_path: Path,
 def test_failed_or_missing_int8_gates_fall_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ov_backend, "native_bf16", lambda core=None: True)
     gates = {"openvino-int8": {"passed": False, "reason": "Spearman 0.91 < 0.99"},
-             "openvino-bf16": {"passed": True, "spearman": 0.999}}
+             "openvino-bf16": {"passed": True, "figures": {"spearman": 0.999}}}
     choice = choose_for_folder(_export(tmp_path / "a", gates, int8=True), NO_TRT)
     assert (choice.path.name, choice.options) == ("model.onnx", {"precision": "bf16"})
     assert "openvino-int8 did not pass its checks: Spearman 0.91 < 0.99" in choice.reason
@@ -62,7 +62,7 @@ def test_failed_or_missing_int8_gates_fall_back(tmp_path: Path, monkeypatch: pyt
 
 
 def test_bf16_only_with_native_bf16(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    folder = _export(tmp_path, {"openvino-bf16": {"passed": True, "spearman": 0.999}})
+    folder = _export(tmp_path, {"openvino-bf16": {"passed": True, "figures": {"spearman": 0.999}}})
     monkeypatch.setattr(ov_backend, "native_bf16", lambda core=None: False)
     choice = choose_for_folder(folder, NO_TRT)
     assert choice.options == {"precision": "fp32"} and "no native BF16" in choice.reason
@@ -80,7 +80,7 @@ def test_tensorrt_first_and_onnxruntime_last(tmp_path: Path, monkeypatch: pytest
     with open_runner(folder, "auto") as runner:
         assert isinstance(runner, OnnxRuntimeRunner)
     # Without OpenVINO, ONNX Runtime runs the INT8 file where the export's own INT8 check passed.
-    int8 = _export(tmp_path / "int8", {"int8": {"passed": True, "spearman": 0.999}}, int8=True)
+    int8 = _export(tmp_path / "int8", {"int8": {"passed": True, "figures": {"spearman": 0.999}}}, int8=True)
     choice = choose_for_folder(int8, NO_TRT)
     assert (choice.path.name, choice.backend) == (INT8_FILE, "onnxruntime")
     assert "int8 passed its checks" in choice.reason
