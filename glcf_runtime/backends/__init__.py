@@ -105,6 +105,11 @@ def resolve_artifact(
     return path, by_suffix
 
 
+def _name(backend: str | Backend | None) -> str | None:
+    """``Backend.TENSORRT`` or ``"tensorrt"`` → ``"tensorrt"``; None stays None."""
+    return None if backend is None else str(getattr(backend, "value", backend))
+
+
 def choose_backend(path: str | Path, backend: str | Backend | None = Backend.AUTO,
                    **options: Any) -> BackendChoice:
     """The backend, file and options ``open_runner`` uses, and why (printed by ``glcf inspect``).
@@ -116,7 +121,7 @@ def choose_backend(path: str | Path, backend: str | Backend | None = Backend.AUT
         ConfigError: see ``resolve_artifact``.
     """
     path = Path(path)
-    value = str(getattr(backend, "value", backend)) if backend is not None else None
+    value = _name(backend)
     if value != Backend.AUTO.value:
         if path.is_dir() and value == Backend.TENSORRT.value:
             return BackendChoice(path, value, "asked for (--backend tensorrt)")
@@ -148,7 +153,7 @@ def open_runner(path: str | Path, backend: str | Backend | None = None,
         TensorRTUnavailable: an engine is needed and TensorRT or a GPU is missing.
     """
     options = {k: v for k, v in options.items() if v is not None}
-    if str(getattr(backend, "value", backend)) == Backend.AUTO.value:
+    if _name(backend) == Backend.AUTO.value:
         choice = choose_backend(path, backend, **options)
         (log or logging.getLogger(__name__).info)(f"--backend auto: {choice.describe()}")
         dropped = set(options) - OPTIONS[Backend(choice.backend)]
@@ -157,8 +162,7 @@ def open_runner(path: str | Path, backend: str | Backend | None = None,
                 f"{', '.join(sorted(dropped))} ignored: {choice.backend} does not take them")
         path, backend = choice.path, choice.backend
         options = {**choice.options, **{k: v for k, v in options.items() if k not in dropped}}
-    if Path(path).is_dir() and backend is not None and str(getattr(backend, "value", backend)) \
-            == Backend.TENSORRT.value:
+    if Path(path).is_dir() and _name(backend) == Backend.TENSORRT.value:
         from glcf_runtime.backends.tensorrt.engines import engine_for_folder
 
         path = engine_for_folder(Path(path), log or logging.getLogger(__name__).warning)
