@@ -1,8 +1,9 @@
 """Why small defects are missed: image AUROC of trained runs under scoring variants.
 
 For each run, the error maps of its training and test images are computed once; every variant
-(Gaussian σ of the map, scale weights K, branch mode, image-score rule) recomputes the fusion
-statistics on the training maps and scores the test maps, as DESIGN §3 describes. The study's
+(Gaussian σ of the map, scale weights K, branch mode, image-score rule, and the product's
+``--normalisation position`` option) recomputes the fusion statistics on the training maps and
+scores the test maps, as DESIGN §3 describes. The study's
 variants live here, not in the product. Writes benchmarks/results/scoring-study_<category>_<date>.json.
 
 Usage: python benchmarks/scoring_study.py RUN [RUN ...]
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from calibration import metrics as M
+from calibration.stats import PositionStatistics
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.builder import load_run
 from glcf_train.data.datasets import load_images, read_split
@@ -53,9 +55,21 @@ def stats(train_err: dict, sigma: float, size: int = 224) -> tuple[dict, dict]:
     return mu, sd
 
 
+def position_stats(train_err: dict) -> tuple[dict, dict]:
+    """μ, σ maps per (branch, scale) on the native grids, as `glcf calibrate --normalisation position`."""
+    mu, sd = {}, {}
+    for br in ("local", "global"):
+        for k in range(3):
+            acc = PositionStatistics(f"{br}/{k}")
+            acc.update(train_err[br][k].numpy())
+            m, s = acc.result()
+            mu[br, k], sd[br, k] = torch.from_numpy(m), torch.from_numpy(s)
+    return mu, sd
+
+
 def score(test_err: dict, mu: dict, sd: dict, sigma: float, weights: tuple, branch: str,
           rule: str, size: int = 224) -> np.ndarray:
-    """Image scores ``[N]`` of the fused, smoothed anomaly maps."""
+    """Image scores ``[N]`` of the fused, smoothed anomaly maps (μ, σ scalars or native-grid maps)."""
     w = {"local": 5.0 if branch != "global" else 0.0, "global": 1.0 if branch != "local" else 0.0}
     total = 0
     for k in range(3):
@@ -87,6 +101,14 @@ def study(run: Path) -> dict:
                 sel = np.isin(kinds, ("good", kind))
                 row[kind] = M.image_auroc(sc[sel], (kinds[sel] == kind).astype(int))
             results[f"sigma={sigma} K={weights} {branch} {rule}"] = row
+    pmu, psd = position_stats(tr)
+    for sigma, rule in itertools.product((4.0, 2.0), ("std", "max")):
+        sc = score(te, pmu, psd, sigma, (1, 3, 6), "both", rule)
+        row = {}
+        for kind in ("logical", "structural"):
+            sel = np.isin(kinds, ("good", kind))
+            row[kind] = M.image_auroc(sc[sel], (kinds[sel] == kind).astype(int))
+        results[f"position sigma={sigma} K=(1, 3, 6) both {rule}"] = row
     return results
 
 
@@ -100,3 +122,5 @@ if __name__ == "__main__":
         for key, row in sorted(res.items(), key=lambda kv: -kv[1]["structural"])[:12]:
             print(f"  {key:40s} logical {row['logical']:.3f} structural {row['structural']:.3f}")
         print("  paper default:", res["sigma=4.0 K=(1, 3, 6) both std"])
+        for key in (k for k in res if k.startswith("position")):
+            print(f"  {key:40s} logical {res[key]['logical']:.3f} structural {res[key]['structural']:.3f}")

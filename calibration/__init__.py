@@ -18,6 +18,7 @@ _SOURCES = {
     "pro_auc": "metrics",
     "spro_auc": "metrics",
     "MapStatistics": "stats",
+    "PositionStatistics": "stats",
     "fusion_statistics": "stats",
     "ThresholdResult": "threshold",
     "ThresholdRule": "threshold",

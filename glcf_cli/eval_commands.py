@@ -27,14 +27,26 @@ def calibrate(
     margin: Annotated[float, Opt(help="Margin: threshold = q + margin × (q − median).")] = 0.1,
     target_fpr: Annotated[float | None, Opt(help="Instead of --quantile/--margin: the lowest threshold "
                                             "with at most this false-alarm rate on the validation images, e.g. 0.01.")] = None,
+    score_rule: Annotated[str | None, Opt(help="Image score: std (paper) or max (small defects). "
+                                            "Default: the run's config.")] = None,
+    normalisation: Annotated[str | None, Opt(help="Fusion statistics: image (paper: one μ, σ per map) "
+                                               "or position (a μ, σ per position: fixed layouts). "
+                                               "Default: the run's config.")] = None,
     batch_size: Annotated[int, Opt(help="Images per forward pass.")] = 8,
     device: Annotated[str, Opt(help="cpu, cuda or auto.")] = "auto",
 ) -> None:
-    """Fusion statistics from the good training images and a threshold from the validation images."""
+    """Fusion statistics from the good training images and a threshold from the validation images.
+
+    --score-rule and --normalisation choose how maps are scored, without retraining; eval and
+    export then score that way. Compare the choices with `glcf eval RUN --report DIR`."""
     from glcf_train.calibrate import calibrate_run
 
+    scoring = {k: v for k, v in (("score_rule", score_rule), ("normalisation", normalisation)) if v is not None}
     result = calibrate_run(run, data, category, device, batch_size, quantile, margin,
-                           target_fpr=target_fpr)
+                           target_fpr=target_fpr, scoring=scoring)
+    s = result.scoring
+    console.print(f"scoring: image score {s.score_rule.value}, {s.normalisation.value} normalisation, "
+                  f"branch mode {s.branch_mode.value}")
     t = result.threshold
     reached = f", {t.fpr:.1%} false alarms on them" if t.fpr is not None else ""
     console.print(f"threshold {t.threshold:.5f} ({t.rule.value}, {t.n_normal} validation images"
@@ -63,7 +75,9 @@ def evaluate(
     ref = parse_baseline(baseline)
     result = evaluate_run(run, data, category, mode, json_out, save_maps, overlays, device,
                           batch_size, report=report, baseline=ref)
-    console.print(metrics_table(result.metrics, f"{run} — branch mode {result.branch_mode}"))
+    sc = result.scoring or {}
+    console.print(metrics_table(result.metrics, f"{run} — branch mode {result.branch_mode}, "
+                                f"{sc.get('score_rule')} score, {sc.get('normalisation')} normalisation"))
     if result.baseline is not None:
         console.print(metrics_table(result.baseline.metrics, f"reference baseline {ref.value}"))
     console.print(operating_table(result))

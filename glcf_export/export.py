@@ -108,8 +108,12 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 def _metadata(s: ScoringConfig, cfg: GlcfConfig, ckpt: dict, calib: dict) -> ArtifactMetadata:
+    # Position statistics (thousands of numbers) live in the graph as constants; the metadata
+    # names the normalisation and keeps the scalar statistics.
+    stats = {k: v for k, v in calib["stats"].items() if k != "position"}
     fusion = {"w_local": s.w_local, "w_global": s.w_global, "scale_weights": list(s.scale_weights),
-              "smoothing_sigma": s.smoothing_sigma, "stats": calib["stats"]}
+              "smoothing_sigma": s.smoothing_sigma, "normalisation": s.normalisation.value,
+              "stats": stats}
     return ArtifactMetadata(
         height=cfg.model.image_size, width=cfg.model.image_size, branch_mode=s.branch_mode.value,
         score_rule=s.score_rule.value, threshold=float(calib["threshold"]["threshold"]),

@@ -77,7 +77,8 @@ def check_graphs(graphs: Graphs, model: nn.Module, scorer: nn.Module, images: np
     log("checking FP32: ONNX Runtime vs the torch reference at batch 1 and 4 …")
     reference = graphs.timed("torch_reference", lambda: torch_reference(model, scorer, images[:4]))
     session = graphs.timed("ort_session_fp32", lambda: ort_session(graphs.folder / FP32_FILE))
-    graphs.timed("check_fp32", lambda: check_fp32(report, session, reference, images))
+    rule = scorer.cfg.score_rule.value
+    graphs.timed("check_fp32", lambda: check_fp32(report, session, reference, images, rule))
     graphs.timed("check_ops_fp32", lambda: check_ops(report, FP32_FILE, graphs.fp32))
     if graphs.mixed is not None:
         log("checking the mixed FP16 file against FP32 …")

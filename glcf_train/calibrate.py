@@ -10,13 +10,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from calibration.stats import MapStatistics
+from calibration.stats import MapStatistics, PositionStatistics
 from calibration.threshold import ThresholdResult, select_threshold
 from glcf_runtime.errors import ConfigError, DataError, GlcfError
 from glcf_runtime.files import atomic_write_text
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.builder import load_run, resolve_device
-from glcf_train.config import BranchMode, GlcfConfig, ScoringConfig, to_dict
+from glcf_train.config import (
+    BranchMode,
+    GlcfConfig,
+    Normalisation,
+    ScoringConfig,
+    from_dict,
+    to_dict,
+)
 from glcf_train.data.datasets import load_images, read_split
 from glcf_train.model import GLCF
 from glcf_train.progress import counting_progress
@@ -25,8 +32,10 @@ from glcf_train.scoring import (
     SCALES,
     FusionStats,
     GaussianBlur,
+    PositionMaps,
     TorchScorer,
     calibration_maps,
+    error_maps,
 )
 
 CALIBRATION_NAME = "calibration.json"
@@ -43,10 +52,11 @@ class Calibration:
     threshold: ThresholdResult
     map_range: tuple[float, float]  # colour scale for heat maps: (normal level, clearly anomalous)
     validation_scores: list[float]
+    scoring: ScoringConfig  # what the threshold was set for (the run's, or calibrate's choice)
 
     def to_dict(self, cfg: GlcfConfig) -> dict:
         return {"format": CALIBRATION_FORMAT, "config_hash": cfg.hash(),
-                "scoring": to_dict(cfg.scoring), "stats": self.stats.to_dict(),
+                "scoring": to_dict(self.scoring), "stats": self.stats.to_dict(),
                 "threshold": self.threshold.to_dict(), "map_range": list(self.map_range),
                 "validation_scores": self.validation_scores}
 
@@ -58,20 +68,35 @@ def _batches(images: np.ndarray, batch_size: int, device: torch.device):
 
 @torch.no_grad()
 def fusion_stats(model: GLCF, images: np.ndarray, cfg: GlcfConfig, batch_size: int,
-                 device: torch.device, progress: bool = True) -> FusionStats:
-    """μ, σ per (branch, scale) of the resized, smoothed error maps of normal images."""
-    blur = GaussianBlur(cfg.scoring.smoothing_sigma).to(device)
+                 device: torch.device, progress: bool = True,
+                 scoring: ScoringConfig | None = None) -> FusionStats:
+    """μ, σ per (branch, scale) of the resized, smoothed error maps of normal images; with
+    position normalisation also their maps per position of each native grid."""
+    scoring = scoring or cfg.scoring
+    blur = GaussianBlur(scoring.smoothing_sigma).to(device)
     acc = {(b, s): MapStatistics(f"{b}/{s}") for b in BRANCHES for s in SCALES}
+    per_position = scoring.normalisation is Normalisation.POSITION
+    pos = {(b, s): PositionStatistics(f"{b}/{s}") for b in BRANCHES for s in SCALES}
     with counting_progress("fusion statistics", len(images), enabled=progress) as advance:
         for i, batch in _batches(images, batch_size, device):
-            maps = calibration_maps(model(batch, BranchMode.BOTH), cfg.model.image_size, blur)
+            features = model(batch, BranchMode.BOTH)
+            maps = calibration_maps(features, cfg.model.image_size, blur)
             for key, m in maps.items():
                 acc[key].update(m.cpu().numpy())
+            if per_position:
+                for branch, native in error_maps(features).items():
+                    for scale, m in zip(SCALES, native, strict=True):
+                        pos[(branch, scale)].update(m.cpu().numpy())
             advance(i + len(batch), len(images))
     res = {k: a.result() for k, a in acc.items()}
     mu = tuple(tuple(res[(b, s)][0] for s in SCALES) for b in BRANCHES)
     sigma = tuple(tuple(res[(b, s)][1] for s in SCALES) for b in BRANCHES)
-    return FusionStats(mu, sigma)  # type: ignore[arg-type]
+    position = None
+    if per_position:
+        maps_ = {k: p.result() for k, p in pos.items()}
+        position = PositionMaps(tuple(tuple(maps_[(b, s)][0] for s in SCALES) for b in BRANCHES),
+                                tuple(tuple(maps_[(b, s)][1] for s in SCALES) for b in BRANCHES))
+    return FusionStats(mu, sigma, position)  # type: ignore[arg-type]
 
 
 @torch.no_grad()
@@ -93,9 +118,13 @@ def score_images(model: GLCF, scorer: TorchScorer, images: np.ndarray, batch_siz
 def calibrate_run(run: Path, data: Path | None = None, category: str | None = None,
                   device: str = "auto", batch_size: int = 8, quantile: float = 0.99,
                   margin: float = 0.1, progress: bool = True,
-                  target_fpr: float | None = None) -> Calibration:
+                  target_fpr: float | None = None, scoring: dict | None = None) -> Calibration:
     """Compute and store a run's fusion statistics and default threshold (the normal-quantile
-    rule, or the lowest cut with at most ``target_fpr`` false alarms on the validation images)."""
+    rule, or the lowest cut with at most ``target_fpr`` false alarms on the validation images).
+
+    ``scoring`` changes fields of the run's scoring (e.g. ``{"score_rule": "max",
+    "normalisation": "position"}``); eval and export then score as calibrated, no retraining.
+    """
     if target_fpr is not None and not 0.0 <= target_fpr < 1.0:
         raise ConfigError(f"--target-fpr {target_fpr}: give a false-alarm rate in [0, 1), e.g. 0.01")
     dev = resolve_device(device)
@@ -103,18 +132,24 @@ def calibrate_run(run: Path, data: Path | None = None, category: str | None = No
     root = Path(data) if data is not None else Path(ckpt["data"]["root"])
     category = category if category is not None else ckpt["data"]["category"]
     spec = PreprocessSpec(cfg.model.image_size, cfg.model.image_size)
+    chosen = _scoring_with(cfg.scoring, scoring or {})
     train_images = load_images(read_split(root, category, "train"), spec)
-    stats = fusion_stats(model, train_images, cfg, batch_size, dev, progress)
-    scorer = TorchScorer(cfg.scoring, cfg.model.image_size, stats).to(dev)
+    stats = fusion_stats(model, train_images, cfg, batch_size, dev, progress, chosen)
+    scorer = TorchScorer(chosen, cfg.model.image_size, stats).to(dev)
     val = read_split(root, category, "validation")
     if len(val) < 2:
         raise DataError(f"{root}: need at least 2 validation images to set a threshold, found {len(val)}")
     maps, scores = score_images(model, scorer, load_images(val, spec), batch_size, dev, progress,
                                 label="validation scores")
     result = Calibration(stats, select_threshold(scores, None, quantile, margin, target_fpr),
-                         _map_range(maps), [float(s) for s in scores])
+                         _map_range(maps), [float(s) for s in scores], chosen)
     atomic_write_text(Path(run) / CALIBRATION_NAME, json.dumps(result.to_dict(cfg), indent=2))
     return result
+
+
+def _scoring_with(base: ScoringConfig, changes: dict) -> ScoringConfig:
+    """``base`` with ``changes`` (values as on the command line or in YAML), checked."""
+    return from_dict(ScoringConfig, {**to_dict(base), **changes}, where="scoring")
 
 
 def _map_range(maps: np.ndarray) -> tuple[float, float]:
@@ -136,9 +171,14 @@ def load_calibration(run: Path, cfg: GlcfConfig) -> dict:
 
 def scorer_for(run: Path, cfg: GlcfConfig, branch_mode: BranchMode | None = None,
                scoring: ScoringConfig | None = None) -> tuple[TorchScorer, dict]:
-    """The run's calibrated scorer (optionally with another branch mode) and its calibration."""
+    """The run's calibrated scorer (optionally with another branch mode) and its calibration.
+
+    It scores as calibrated: the scoring stored in the calibration, which ``glcf calibrate`` may
+    have changed from the run's config.
+    """
     calib = load_calibration(run, cfg)
-    scoring = scoring or cfg.scoring
+    if scoring is None:
+        scoring = _scoring_with(cfg.scoring, calib["scoring"]) if "scoring" in calib else cfg.scoring
     if branch_mode is not None:
         scoring = replace(scoring, branch_mode=branch_mode)
     return TorchScorer(scoring, cfg.model.image_size, FusionStats.from_dict(calib["stats"])), calib

@@ -49,6 +49,13 @@ class ScoreRule(str, Enum):
     MAX = "max"
 
 
+class Normalisation(str, Enum):
+    """What the fusion statistics μ, σ of each (branch, scale) error map are."""
+
+    IMAGE = "image"  # two scalars over all positions and images (paper and authors' code)
+    POSITION = "position"  # a μ and σ per map position over the images: fixed layouts (blisters, trays)
+
+
 @dataclass(frozen=True)
 class BackboneConfig:
     """Φ_L: a timm Swin transformer cut after stage 4's patch merging."""
@@ -130,6 +137,7 @@ class ScoringConfig:
     smoothing_sigma: float = 4.0  # Gaussian σ in pixels of the input image
     score_rule: ScoreRule = ScoreRule.STD
     branch_mode: BranchMode = BranchMode.BOTH
+    normalisation: Normalisation = Normalisation.IMAGE
 
 
 @dataclass(frozen=True)
@@ -140,8 +148,15 @@ class GlcfConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
 
     def hash(self) -> str:
-        """Short sha256 of the model and training configuration (recorded in artifacts)."""
-        payload = json.dumps(to_dict(self), sort_keys=True).encode()
+        """Short sha256 of the model and training configuration (recorded in artifacts).
+
+        ``scoring.normalisation`` enters only when it is not the paper's ``image``, so runs
+        trained before the option existed keep their hash (and their calibration).
+        """
+        data = to_dict(self)
+        if data["scoring"]["normalisation"] == Normalisation.IMAGE.value:
+            del data["scoring"]["normalisation"]
+        payload = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
 

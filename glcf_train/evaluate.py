@@ -25,7 +25,7 @@ from glcf_runtime.preprocess import PreprocessSpec, read_image
 from glcf_train.baseline import Baseline
 from glcf_train.builder import load_run, resolve_device
 from glcf_train.calibrate import score_images, scorer_for
-from glcf_train.config import BranchMode
+from glcf_train.config import BranchMode, to_dict
 from glcf_train.data.datasets import (
     Layout,
     Sample,
@@ -58,10 +58,13 @@ class EvalResult:
     threshold: float
     baseline: EvalResult | None = None  # a reference baseline on the same images
     report: Path | None = None  # the report's index.html
+    scoring: dict | None = None  # the scoring the run was calibrated with (GLCF only)
 
     def to_dict(self) -> dict:
         out = {"layout": self.layout, "branch_mode": self.branch_mode, "metrics": self.metrics,
                "threshold": self.threshold, "records": [asdict(r) for r in self.records]}
+        if self.scoring is not None:
+            out["scoring"] = self.scoring
         if self.baseline is not None:
             out["baseline"] = self.baseline.to_dict()
         return out
@@ -103,7 +106,8 @@ def evaluate_run(run: Path, data: Path | None = None, category: str | None = Non
         return EvalResult(layout.value, mode, compute_metrics(layout, base, samples, m, sc),
                           records, t)
 
-    result = result_of(maps, scores, threshold, scorer.cfg.branch_mode.value)
+    result = _with(result_of(maps, scores, threshold, scorer.cfg.branch_mode.value),
+                   scoring=to_dict(scorer.cfg))
     ref = None
     if baseline is not None:
         ref = score_baseline(model, root, category, spec, images, calib, batch_size, dev, progress)

@@ -8,25 +8,48 @@ combination, resizes each scale once, sums, and smooths once with a separable Ga
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from glcf_train.config import BranchMode, ScoreRule, ScoringConfig
+from glcf_runtime.errors import ConfigError
+from glcf_train.config import BranchMode, Normalisation, ScoreRule, ScoringConfig
 from glcf_train.model import GlcfFeatures
 
 BRANCHES = ("local", "global")
 SCALES = (56, 28, 14)  # names of the three scales at 224 input (finest first)
 
 
+@dataclass(frozen=True, eq=False)
+class PositionMaps:
+    """μ and σ maps per (branch, scale) on each error map's own grid: ``mu[b][i]`` ``[h, w]``."""
+
+    mu: tuple[tuple[np.ndarray, ...], ...]
+    sigma: tuple[tuple[np.ndarray, ...], ...]
+
+    def to_dict(self) -> dict:
+        return {b: {str(s): {"mu": self.mu[i][j].tolist(), "sigma": self.sigma[i][j].tolist()}
+                    for j, s in enumerate(SCALES)} for i, b in enumerate(BRANCHES)}
+
+    @staticmethod
+    def from_dict(d: dict) -> PositionMaps:
+        def arrays(key: str) -> tuple[tuple[np.ndarray, ...], ...]:
+            return tuple(tuple(np.asarray(d[b][str(s)][key], dtype=np.float32) for s in SCALES)
+                         for b in BRANCHES)
+        return PositionMaps(arrays("mu"), arrays("sigma"))
+
+
 @dataclass(frozen=True)
 class FusionStats:
-    """μ and σ per (branch, scale): ``mu[b][i]``, ``sigma[b][i]`` with b in local/global."""
+    """μ and σ per (branch, scale): ``mu[b][i]``, ``sigma[b][i]`` with b in local/global; with
+    position normalisation also their maps (``position``)."""
 
     mu: tuple[tuple[float, float, float], tuple[float, float, float]]
     sigma: tuple[tuple[float, float, float], tuple[float, float, float]]
+    position: PositionMaps | None = field(default=None, compare=False)
 
     @staticmethod
     def identity() -> FusionStats:
@@ -34,14 +57,19 @@ class FusionStats:
         return FusionStats((zeros, zeros), (ones, ones))
 
     def to_dict(self) -> dict:
-        return {b: {str(s): {"mu": self.mu[i][j], "sigma": self.sigma[i][j]}
-                    for j, s in enumerate(SCALES)} for i, b in enumerate(BRANCHES)}
+        """The scalars as ``{branch: {scale: {mu, sigma}}}``, the maps (if any) under ``position``."""
+        out: dict = {b: {str(s): {"mu": self.mu[i][j], "sigma": self.sigma[i][j]}
+                         for j, s in enumerate(SCALES)} for i, b in enumerate(BRANCHES)}
+        if self.position is not None:
+            out["position"] = self.position.to_dict()
+        return out
 
     @staticmethod
     def from_dict(d: dict) -> FusionStats:
         mu = tuple(tuple(float(d[b][str(s)]["mu"]) for s in SCALES) for b in BRANCHES)
         sigma = tuple(tuple(float(d[b][str(s)]["sigma"]) for s in SCALES) for b in BRANCHES)
-        return FusionStats(mu, sigma)  # type: ignore[arg-type]
+        position = PositionMaps.from_dict(d["position"]) if "position" in d else None
+        return FusionStats(mu, sigma, position)  # type: ignore[arg-type]
 
 
 def error_maps(f: GlcfFeatures) -> dict[str, list[torch.Tensor] | None]:
@@ -84,7 +112,12 @@ def resize_map(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class TorchScorer(nn.Module):
-    """Error maps → anomaly map ``[B, S, S]`` and image score ``[B]``."""
+    """Error maps → anomaly map ``[B, S, S]`` and image score ``[B]``.
+
+    Image normalisation folds μ, σ into a gain per (branch, scale) and one constant offset.
+    Position normalisation normalises at each scale's native grid (before the resize): a μ map
+    and a gain map (weights over σ) per branch and scale, applied as gain ⊙ (A − μ).
+    """
 
     def __init__(self, cfg: ScoringConfig, image_size: int, stats: FusionStats) -> None:
         super().__init__()
@@ -93,6 +126,20 @@ class TorchScorer(nn.Module):
         self.blur = GaussianBlur(cfg.smoothing_sigma)
         w = {"local": cfg.w_local if cfg.branch_mode is not BranchMode.GLOBAL else 0.0,
              "global": cfg.w_global if cfg.branch_mode is not BranchMode.LOCAL else 0.0}
+        self.position = cfg.normalisation is Normalisation.POSITION
+        if self.position:
+            if stats.position is None:
+                raise ConfigError("this scoring normalises per position, but the calibration holds "
+                                  "no position statistics; run `glcf calibrate RUN --normalisation "
+                                  "position` first")
+            for i, k in enumerate(cfg.scale_weights):  # gain ⊙ (A − μ): no large offset to cancel
+                gain = [k / 3.0 * w[br] / stats.position.sigma[b][i].astype(np.float64)
+                        for b, br in enumerate(BRANCHES)]
+                mu = np.stack([stats.position.mu[b][i] for b in range(len(BRANCHES))])
+                self.register_buffer(f"gain{i}", torch.from_numpy(np.stack(gain)).float(), persistent=False)
+                self.register_buffer(f"mu{i}", torch.from_numpy(mu).float(), persistent=False)
+            self.offset = 0.0
+            return
         gains, offset = torch.zeros(2, 3, dtype=torch.float64), 0.0
         for b, branch in enumerate(BRANCHES):
             for i, k in enumerate(cfg.scale_weights):
@@ -101,12 +148,18 @@ class TorchScorer(nn.Module):
         self.register_buffer("gains", gains.float(), persistent=False)
         self.offset = float(offset)  # constant: resizing and smoothing leave it unchanged
 
+    def _scale(self, maps: dict, i: int) -> torch.Tensor:
+        """Scale ``i``'s weighted, normalised error map at its native grid."""
+        if self.position:
+            gain, mu = getattr(self, f"gain{i}"), getattr(self, f"mu{i}")
+            return sum(gain[b] * (maps[br][i] - mu[b]) for b, br in enumerate(BRANCHES) if maps[br] is not None)
+        return sum(self.gains[b, i] * maps[br][i] for b, br in enumerate(BRANCHES) if maps[br] is not None)
+
     def forward(self, f: GlcfFeatures) -> tuple[torch.Tensor, torch.Tensor]:
         maps = error_maps(f)
         total = None
         for i in range(3):  # combine the branches at native resolution, resize each scale once
-            terms = [self.gains[b, i] * maps[br][i] for b, br in enumerate(BRANCHES) if maps[br] is not None]
-            scale_map = resize_map(sum(terms), self.size)
+            scale_map = resize_map(self._scale(maps, i), self.size)
             total = scale_map if total is None else total + scale_map
         anomaly_map = self.blur(total) + self.offset
         return anomaly_map, image_score(anomaly_map, self.cfg.score_rule)

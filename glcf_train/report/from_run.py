@@ -31,6 +31,13 @@ def _versions() -> str:
     return f"Python {sys.version.split()[0]}, " + ", ".join(found) + f"; {platform.platform()}"
 
 
+def _scoring(calib: dict) -> str:
+    """The scoring the run was calibrated with (``glcf calibrate`` may change the config's)."""
+    s = calib.get("scoring", {})
+    return (f"branch mode {s.get('branch_mode', 'both')}, image score {s.get('score_rule', 'std')}, "
+            f"{s.get('normalisation', 'image')} normalisation, smoothing σ {s.get('smoothing_sigma')} px")
+
+
 def _mask(sample: Sample, size: int) -> np.ndarray:
     union = np.zeros((size, size), bool)
     for mask in load_mask_images(sample):
@@ -51,8 +58,7 @@ def report_data(run: Path, ckpt: dict, cfg: GlcfConfig, calib: dict, samples: li
         "test images": f"{len(samples)} ({sum(s.label for s in samples)} anomalous)",
         "backbone weights": str(ckpt.get("backbone")),
         "training": f"{ckpt.get('step')} optimiser steps, preset {cfg.preset}, config {cfg.hash()}",
-        "scoring": f"branch mode {cfg.scoring.branch_mode.value}, image score "
-                   f"{cfg.scoring.score_rule.value}, smoothing σ {cfg.scoring.smoothing_sigma} px",
+        "scoring": _scoring(calib),
         "versions": _versions(),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }

@@ -153,3 +153,37 @@ def test_fp16_file_scores_in_fp32(exported: Path) -> None:
     rounded = [n.name for n in model.graph.node if n.name.startswith("/scorer/")
                and n.op_type != "Cast" and any(rounded_to_fp16(i) for i in n.input)]
     assert rounded == []
+
+
+def test_position_normalisation_exports_its_maps(trained_run: Path, synth_root: Path,
+                                                  exported: Path, tmp_path: Path) -> None:
+    """A run calibrated with `--normalisation position --score-rule max` exports as one graph
+    that carries its μ, σ maps as constants and scores like the torch reference, FP16 included."""
+    import shutil
+
+    from glcf_train.calibrate import calibrate_run
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    calibrate_run(run, device="cpu", progress=False,
+                  scoring={"normalisation": "position", "score_rule": "max"})
+    export_run(run, ExportOptions(tmp_path / "pos", batch=4), log=lambda _: None)
+    fp32 = onnx.load(str(tmp_path / "pos" / "model.onnx"))
+    meta = read_metadata(fp32, "model.onnx")
+    assert meta.fusion["normalisation"] == "position" and meta.score_rule == "max"
+    assert "position" not in meta.fusion["stats"]  # the maps are graph constants, not metadata
+    grids = {(56, 56), (28, 28), (14, 14)}
+    assert grids <= {tuple(t.dims) for t in fp32.graph.initializer}  # μ and gain maps per scale
+    image_graph = onnx.load(str(exported / "model.onnx"))
+    assert not grids & {tuple(t.dims) for t in image_graph.graph.initializer}
+    assert op_report(fp32).ok
+    report = json.loads((tmp_path / "pos" / "export_report.json").read_text())
+    assert report["figures"]["fp16_spearman"] >= 0.99
+    model, cfg, _ = load_run(run)
+    scorer, _ = scorer_for(run, cfg)
+    images = load_images(read_split(synth_root, "breakfast_tray", "validation"), PreprocessSpec())[:4]
+    ref_maps, ref_scores = checks.torch_reference(model, scorer, images)
+    maps, scores = checks.ort_session(tmp_path / "pos" / "model.onnx").run(None, {"image": images})
+    span = ref_maps.max() - ref_maps.min()
+    assert np.abs(maps - ref_maps).max() <= 1e-4 * span
+    assert np.abs(scores - ref_scores).max() <= 1e-4 * span  # a max score is a map value

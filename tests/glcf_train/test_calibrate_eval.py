@@ -80,3 +80,59 @@ def test_branch_mode_override(run: Path) -> None:
     glob = evaluate_run(run, branch_mode=BranchMode.GLOBAL, device="cpu", progress=False)
     assert local.branch_mode == "local" and glob.branch_mode == "global"
     assert [r.score for r in local.records] != [r.score for r in glob.records]
+
+
+def test_calibrate_chooses_scoring_without_retraining(tmp_path: Path, trained_run: Path,
+                                                      synth_root: Path) -> None:
+    """`--score-rule max --normalisation position`: the calibration stores the choice and position
+    maps that z-score the training error maps per position; eval scores that way."""
+    from glcf_runtime.errors import ConfigError
+    from glcf_train.calibrate import scorer_for
+    from glcf_train.config import Normalisation, ScoreRule
+    from glcf_train.scoring import error_maps
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    _, cfg, _ = load_run(run)
+    before = cfg.hash()
+    result = calibrate_run(run, device="cpu", progress=False,
+                           scoring={"score_rule": "max", "normalisation": "position"})
+    saved = json.loads((run / "calibration.json").read_text())
+    assert saved["scoring"]["normalisation"] == "position" and saved["scoring"]["score_rule"] == "max"
+    assert saved["config_hash"] == before  # the training config is untouched
+    stats = FusionStats.from_dict(saved["stats"])
+    assert stats.position is not None and stats.position.mu[0][0].shape == (56, 56)
+    model, _, _ = load_run(run)
+    images = load_images(read_split(synth_root, "breakfast_tray", "train"), PreprocessSpec())
+    with torch.no_grad():
+        native = error_maps(model(torch.from_numpy(images)))
+    local56 = native["local"][0].double().numpy()
+    np.testing.assert_allclose(stats.position.mu[0][0], local56.mean(0), rtol=1e-4)
+    assert np.all(stats.position.sigma[0][0] >= local56.std(0) * (1 - 1e-4))
+    scorer, _ = scorer_for(run, cfg)
+    assert scorer.cfg.normalisation is Normalisation.POSITION and scorer.cfg.score_rule is ScoreRule.MAX
+    evaluated = evaluate_run(run, device="cpu", progress=False, json_out=tmp_path / "eval.json")
+    assert 0.0 <= evaluated.metrics["mean_image_auroc"] <= 1.0
+    written = json.loads((tmp_path / "eval.json").read_text())["scoring"]
+    assert written["normalisation"] == "position" and written["score_rule"] == "max"
+    assert result.threshold.threshold >= max(saved["validation_scores"])
+    with pytest.raises(ConfigError, match=r"scoring\.normalisation.*'pixel'.*\['image', 'position'\]"):
+        calibrate_run(run, device="cpu", progress=False, scoring={"normalisation": "pixel"})
+
+
+def test_cli_refuses_an_unknown_scoring_choice(trained_run: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """One line naming the option and its choices, exit 2, and the run folder is left as it was."""
+    import sys
+
+    from glcf_cli import main
+
+    before = sorted(p.name for p in trained_run.iterdir())
+    monkeypatch.setattr(sys, "argv", ["glcf", "calibrate", str(trained_run), "--device", "cpu",
+                                      "--normalisation", "pixel"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == 2
+    assert "scoring.normalisation: 'pixel' is not one of ['image', 'position']" in err, err
+    assert sorted(p.name for p in trained_run.iterdir()) == before

@@ -59,3 +59,21 @@ def test_paper_training_defaults() -> None:
     t = preset("paper").train
     assert (t.lr, t.betas, t.batch_size, t.epochs, t.lr_drop_at, t.lr_drop) == (
         1e-4, (0.9, 0.95), 8, 500, 0.6, 0.1)
+
+
+def test_normalisation_option_keeps_old_hashes() -> None:
+    """Runs trained before `scoring.normalisation` existed keep their hash (and calibration);
+    choosing `position` in a training config changes it."""
+    import hashlib
+    import json
+    from dataclasses import replace
+
+    from glcf_train.config import Normalisation, preset, to_dict
+
+    cfg = preset("tiny")
+    old_form = to_dict(cfg)
+    del old_form["scoring"]["normalisation"]
+    old_hash = hashlib.sha256(json.dumps(old_form, sort_keys=True).encode()).hexdigest()[:16]
+    assert cfg.hash() == old_hash
+    position = replace(cfg, scoring=replace(cfg.scoring, normalisation=Normalisation.POSITION))
+    assert position.hash() != cfg.hash()

@@ -8,9 +8,10 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from glcf_train.config import BranchMode, ScoreRule, ScoringConfig
+from glcf_runtime.errors import ConfigError
+from glcf_train.config import BranchMode, Normalisation, ScoreRule, ScoringConfig
 from glcf_train.model import GlcfFeatures
-from glcf_train.scoring import FusionStats, GaussianBlur, TorchScorer, error_maps
+from glcf_train.scoring import FusionStats, GaussianBlur, PositionMaps, TorchScorer, error_maps
 
 SIZE = 224
 CHANNELS = (8, 16, 32)
@@ -29,19 +30,30 @@ def _features(seed: int, batch: int = 2) -> GlcfFeatures:
 STATS = FusionStats(mu=((1.9, 2.1, 2.0), (2.2, 1.8, 2.05)), sigma=((0.3, 0.2, 0.1), (0.25, 0.15, 0.05)))
 
 
+def _position_stats(seed: int) -> FusionStats:
+    rng = np.random.default_rng(seed)
+    mu = tuple(tuple(rng.uniform(1.5, 2.5, (g, g)).astype(np.float32) for g in GRIDS) for _ in range(2))
+    sigma = tuple(tuple(rng.uniform(0.05, 0.4, (g, g)).astype(np.float32) for g in GRIDS) for _ in range(2))
+    return FusionStats(STATS.mu, STATS.sigma, PositionMaps(mu, sigma))
+
+
 def literal(f: GlcfFeatures, cfg: ScoringConfig, stats: FusionStats) -> tuple[np.ndarray, np.ndarray]:
-    """DESIGN §3 word for word: normalise each map, fuse per scale, resize, weight, sum, smooth."""
+    """DESIGN §3 word for word: normalise each map, fuse per scale, resize, weight, sum, smooth
+    (with position normalisation: μ, σ are maps of each scale's grid)."""
     maps_out, scores = [], []
+    pos = cfg.normalisation is Normalisation.POSITION
+    mu = stats.position.mu if pos else stats.mu
+    sd = stats.position.sigma if pos else stats.sigma
     for b in range(f.phi_l[0].shape[0]):
         total = np.zeros((SIZE, SIZE), np.float64)
         for i, k in enumerate(cfg.scale_weights):
             a = np.zeros(GRIDS[i:i + 1] * 2, np.float64)
             if cfg.branch_mode in (BranchMode.BOTH, BranchMode.LOCAL):
                 a_l = ((f.phi_l[i][b] - f.psi_l[i][b]) ** 2).mean(-1).double().numpy()
-                a += cfg.w_local * (a_l - stats.mu[0][i]) / stats.sigma[0][i]
+                a += cfg.w_local * (a_l - mu[0][i]) / sd[0][i]
             if cfg.branch_mode in (BranchMode.BOTH, BranchMode.GLOBAL):
                 a_g = ((f.phi_g[i][b] - f.psi_g[i][b]) ** 2).mean(-1).double().numpy()
-                a += cfg.w_global * (a_g - stats.mu[1][i]) / stats.sigma[1][i]
+                a += cfg.w_global * (a_g - mu[1][i]) / sd[1][i]
             total += k * cv2.resize(a, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
         total /= 3.0
         smooth = gaussian_filter(total, sigma=cfg.smoothing_sigma, mode="mirror", truncate=4.0)
@@ -60,6 +72,38 @@ def test_scorer_matches_literal_design(mode: BranchMode, rule: ScoreRule) -> Non
     span = ref_maps.max() - ref_maps.min()
     np.testing.assert_allclose(maps.numpy(), ref_maps, atol=1e-5 * span, rtol=0)
     np.testing.assert_allclose(scores.numpy(), ref_scores, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", list(BranchMode))
+@pytest.mark.parametrize("rule", list(ScoreRule))
+def test_position_normalisation_matches_literal_design(mode: BranchMode, rule: ScoreRule) -> None:
+    cfg = ScoringConfig(branch_mode=mode, score_rule=rule, normalisation=Normalisation.POSITION)
+    stats = _position_stats(seed=5)
+    f = _features(seed=4)
+    maps, scores = TorchScorer(cfg, SIZE, stats)(f)
+    ref_maps, ref_scores = literal(f, cfg, stats)
+    span = ref_maps.max() - ref_maps.min()
+    np.testing.assert_allclose(maps.numpy(), ref_maps, atol=1e-5 * span, rtol=0)
+    np.testing.assert_allclose(scores.numpy(), ref_scores, rtol=1e-5)
+    image = TorchScorer(ScoringConfig(branch_mode=mode, score_rule=rule), SIZE, stats)(f)[0]
+    assert not np.allclose(image.numpy(), maps.numpy())  # the option changes the map
+
+
+def test_position_normalisation_needs_position_statistics() -> None:
+    cfg = ScoringConfig(normalisation=Normalisation.POSITION)
+    with pytest.raises(ConfigError, match="--normalisation position"):
+        TorchScorer(cfg, SIZE, STATS)
+
+
+def test_position_maps_round_trip() -> None:
+    stats = _position_stats(seed=6)
+    back = FusionStats.from_dict(stats.to_dict())
+    assert back == stats and back.position is not None
+    for b in range(2):
+        for i in range(3):
+            np.testing.assert_array_equal(back.position.mu[b][i], stats.position.mu[b][i])
+            np.testing.assert_array_equal(back.position.sigma[b][i], stats.position.sigma[b][i])
+    assert "position" not in STATS.to_dict() and FusionStats.from_dict(STATS.to_dict()).position is None
 
 
 def test_error_maps_are_channel_means() -> None:
