@@ -50,6 +50,7 @@ def model_card(runner: Runner, threshold: ThresholdChoice) -> dict[str, Any]:
         "input": f"{meta.width}x{meta.height}",
         "score_rule": meta.score_rule,
         "branch_mode": meta.branch_mode,
+        "normalisation": str(meta.fusion.get("normalisation", "image")),
         "roi": None if meta.roi is None else list(meta.roi),
         "threshold": threshold.value,
         "threshold_origin": threshold.origin,

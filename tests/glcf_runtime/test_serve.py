@@ -171,6 +171,7 @@ def test_status_and_results_match_the_jsonl_records(finished) -> None:
     assert status["model"]["threshold"] == 0.5 and status["model"]["category"] == "test"
     assert status["model"]["threshold_origin"] == summary.threshold_origin
     assert status["model"]["backend"] == "onnxruntime" and status["model"]["precision"] == "fp32"
+    assert status["model"]["normalisation"] == "image"  # the contract model names none: the paper's
     assert [f["frame"] for f in status["flagged"]] == [24, 17, 10, 3]  # newest first
     assert status["latency_p50_ms"] <= status["latency_p95_ms"]
     results = json.loads(get(server.url + "api/results", TOKEN)[2])

@@ -70,7 +70,7 @@
     const rows = [
       ["category", model.category], ["model", model.model], ["backend", model.runtime],
       ["precision", model.precision], ["input", model.input],
-      ["score rule", `${model.score_rule} (branches: ${model.branch_mode})`],
+      ["score rule", `${model.score_rule} (branches: ${model.branch_mode}, ${model.normalisation} normalisation)`],
       ["region of interest", model.roi ? model.roi.join(", ") : "whole frame"],
       ["threshold", model.threshold === null ? "not calibrated" : fmt(model.threshold, 6)],
       ["threshold from", model.threshold_origin],
