@@ -64,6 +64,9 @@ def evaluate(
     overlays: Annotated[Path | None, Opt(help="Write heat-map panels as DIR/<defect type>/<id>.png.")] = None,
     report: Annotated[Path | None, Opt(help="Write an HTML report (a new folder): DIR/index.html.")] = None,
     baseline: Annotated[str | None, Opt(help="Also score a reference baseline: patchcore.")] = None,
+    compare_scoring: Annotated[bool, Opt(help="Instead: every scoring choice of `glcf calibrate` "
+                                              "(--score-rule × --normalisation) side by side, each "
+                                              "calibrated as calibrate would; writes nothing but --json.")] = False,
     batch_size: Annotated[int, Opt(help="Images per forward pass.")] = 8,
     device: Annotated[str, Opt(help="cpu, cuda or auto.")] = "auto",
 ) -> None:
@@ -71,6 +74,9 @@ def evaluate(
     threshold, per-image scores, heat maps, an HTML report, a reference baseline."""
     from glcf_train.evaluate import evaluate_run
 
+    if compare_scoring:
+        _compare(run, data, category, json_out, batch_size, device)
+        return
     mode = parse_branch_mode(branch_mode)
     ref = parse_baseline(baseline)
     result = evaluate_run(run, data, category, mode, json_out, save_maps, overlays, device,
@@ -85,6 +91,38 @@ def evaluate(
                         ("heat maps", overlays), ("report", result.report)):
         if where is not None:
             console.print(f"{what}: {where}")
+
+
+def _compare(run: Path, data: Path | None, category: str | None, json_out: Path | None,
+             batch_size: int, device: str) -> None:
+    import dataclasses
+    import json
+
+    from glcf_runtime.files import atomic_write_text
+    from glcf_train.compare import compare_scoring, threshold_rule_of
+
+    rule = threshold_rule_of(run)
+    rows = compare_scoring(run, data, category, device, batch_size, **rule)
+    kinds = list(rows[0].auroc)
+    table = Table(title=f"{run} — scoring choices on the test split")
+    for head in ("--score-rule", "--normalisation", *(f"{k} AUROC (95 %)" for k in kinds),
+                 "false alarms", *(f"{k} caught" for k in kinds)):
+        table.add_column(head, justify="left" if head.startswith("--") else "right")
+    for r in rows:
+        cells = [f"{r.auroc[k]:.3f} ({r.interval[k][0]:.2f}–{r.interval[k][1]:.2f})" for k in kinds]
+        caught = [f"{r.caught[k][0]}/{r.caught[k][1]}" for k in kinds]
+        table.add_row(r.score_rule, r.normalisation, *cells, f"{r.caught['good'][0]}/{r.caught['good'][1]}",
+                      *caught)
+    console.print(table)
+    how = ", ".join(f"{k} {v}" for k, v in rule.items()) or "quantile 0.99, margin 0.1"
+    console.print(f"each threshold: the calibration rule ({how}) on the validation images")
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+        console.print(f"rows: {json_out}")
+    best = max(rows, key=lambda r: r.mean_auroc)
+    console.print(f"highest mean AUROC: {best.score_rule} / {best.normalisation}; differences inside "
+                  "the intervals are noise, and choosing on the test split flatters the choice")
+    console.print(f"next: {best.command(run)}")
 
 
 def parse_branch_mode(value: str | None):

@@ -66,37 +66,48 @@ def _batches(images: np.ndarray, batch_size: int, device: torch.device):
         yield i, torch.from_numpy(images[i : i + batch_size]).to(device)
 
 
+class StatsAccumulator:
+    """Fusion statistics of normal images' error maps, batch by batch (:func:`error_maps`)."""
+
+    def __init__(self, scoring: ScoringConfig, image_size: int, device: torch.device | str = "cpu") -> None:
+        self.image_size = image_size
+        self.blur = GaussianBlur(scoring.smoothing_sigma).to(device)
+        self.scalar = {(b, s): MapStatistics(f"{b}/{s}") for b in BRANCHES for s in SCALES}
+        self.position = ({(b, s): PositionStatistics(f"{b}/{s}") for b in BRANCHES for s in SCALES}
+                         if scoring.normalisation is Normalisation.POSITION else None)
+
+    def add(self, errors: dict) -> None:
+        for key, m in calibration_maps(errors, self.image_size, self.blur).items():
+            self.scalar[key].update(m.cpu().numpy())
+        if self.position is not None:
+            for branch, native in errors.items():
+                for scale, m in zip(SCALES, native, strict=True):
+                    self.position[(branch, scale)].update(m.cpu().numpy())
+
+    def result(self) -> FusionStats:
+        res = {k: a.result() for k, a in self.scalar.items()}
+        mu = tuple(tuple(res[(b, s)][0] for s in SCALES) for b in BRANCHES)
+        sigma = tuple(tuple(res[(b, s)][1] for s in SCALES) for b in BRANCHES)
+        position = None
+        if self.position is not None:
+            maps = {k: p.result() for k, p in self.position.items()}
+            position = PositionMaps(tuple(tuple(maps[(b, s)][0] for s in SCALES) for b in BRANCHES),
+                                    tuple(tuple(maps[(b, s)][1] for s in SCALES) for b in BRANCHES))
+        return FusionStats(mu, sigma, position)  # type: ignore[arg-type]
+
+
 @torch.no_grad()
 def fusion_stats(model: GLCF, images: np.ndarray, cfg: GlcfConfig, batch_size: int,
                  device: torch.device, progress: bool = True,
                  scoring: ScoringConfig | None = None) -> FusionStats:
     """μ, σ per (branch, scale) of the resized, smoothed error maps of normal images; with
     position normalisation also their maps per position of each native grid."""
-    scoring = scoring or cfg.scoring
-    blur = GaussianBlur(scoring.smoothing_sigma).to(device)
-    acc = {(b, s): MapStatistics(f"{b}/{s}") for b in BRANCHES for s in SCALES}
-    per_position = scoring.normalisation is Normalisation.POSITION
-    pos = {(b, s): PositionStatistics(f"{b}/{s}") for b in BRANCHES for s in SCALES}
+    acc = StatsAccumulator(scoring or cfg.scoring, cfg.model.image_size, device)
     with counting_progress("fusion statistics", len(images), enabled=progress) as advance:
         for i, batch in _batches(images, batch_size, device):
-            features = model(batch, BranchMode.BOTH)
-            maps = calibration_maps(features, cfg.model.image_size, blur)
-            for key, m in maps.items():
-                acc[key].update(m.cpu().numpy())
-            if per_position:
-                for branch, native in error_maps(features).items():
-                    for scale, m in zip(SCALES, native, strict=True):
-                        pos[(branch, scale)].update(m.cpu().numpy())
+            acc.add(error_maps(model(batch, BranchMode.BOTH)))
             advance(i + len(batch), len(images))
-    res = {k: a.result() for k, a in acc.items()}
-    mu = tuple(tuple(res[(b, s)][0] for s in SCALES) for b in BRANCHES)
-    sigma = tuple(tuple(res[(b, s)][1] for s in SCALES) for b in BRANCHES)
-    position = None
-    if per_position:
-        maps_ = {k: p.result() for k, p in pos.items()}
-        position = PositionMaps(tuple(tuple(maps_[(b, s)][0] for s in SCALES) for b in BRANCHES),
-                                tuple(tuple(maps_[(b, s)][1] for s in SCALES) for b in BRANCHES))
-    return FusionStats(mu, sigma, position)  # type: ignore[arg-type]
+    return acc.result()
 
 
 @torch.no_grad()

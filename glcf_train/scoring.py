@@ -156,7 +156,10 @@ class TorchScorer(nn.Module):
         return sum(self.gains[b, i] * maps[br][i] for b, br in enumerate(BRANCHES) if maps[br] is not None)
 
     def forward(self, f: GlcfFeatures) -> tuple[torch.Tensor, torch.Tensor]:
-        maps = error_maps(f)
+        return self.score_errors(error_maps(f))
+
+    def score_errors(self, maps: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same from error maps already computed (:func:`error_maps`)."""
         total = None
         for i in range(3):  # combine the branches at native resolution, resize each scale once
             scale_map = resize_map(self._scale(maps, i), self.size)
@@ -173,10 +176,13 @@ def image_score(anomaly_map: torch.Tensor, rule: ScoreRule) -> torch.Tensor:
     return flat.std(dim=1, unbiased=False)
 
 
-def calibration_maps(f: GlcfFeatures, image_size: int, blur: GaussianBlur) -> dict[tuple[str, int], torch.Tensor]:
-    """Each error map resized to the input size and smoothed: what μ, σ are computed on."""
+def calibration_maps(f: GlcfFeatures | dict, image_size: int,
+                     blur: GaussianBlur) -> dict[tuple[str, int], torch.Tensor]:
+    """Each error map (of features, or error maps already computed) resized to the input size
+    and smoothed: what the image normalisation's μ, σ are computed on."""
     out = {}
-    for branch, maps in error_maps(f).items():
+    errors = f if isinstance(f, dict) else error_maps(f)
+    for branch, maps in errors.items():
         if maps is None:
             continue
         for scale, m in zip(SCALES, maps, strict=True):
