@@ -82,8 +82,9 @@ def evaluate(
     result = evaluate_run(run, data, category, mode, json_out, save_maps, overlays, device,
                           batch_size, report=report, baseline=ref)
     sc = result.scoring or {}
-    console.print(metrics_table(result.metrics, f"{run} — branch mode {result.branch_mode}, "
-                                f"{sc.get('score_rule')} score, {sc.get('normalisation')} normalisation"))
+    console.print(f"scoring: branch mode {result.branch_mode}, image score {sc.get('score_rule')}, "
+                  f"{sc.get('normalisation')} normalisation (as calibrated)")
+    console.print(metrics_table(result.metrics, str(run)))
     if result.baseline is not None:
         console.print(metrics_table(result.baseline.metrics, f"reference baseline {ref.value}"))
     console.print(operating_table(result))
