@@ -201,10 +201,16 @@ class JsonlSink(Sink):
         self._raw = self._text = None
 
 
+VIDEO_RESERVE = 1 << 20  # bytes kept free for the container's index written at close
+
+
 class VideoSink(Sink):
     """Annotated frames into a video (``.avi``: MJPG, ``.mp4``: mp4v); error frames are skipped.
 
     The writer opens at the first frame with its size; later frames of another size are resized.
+    OpenCV's writer reports no write errors, so before each frame the sink checks the free space
+    of the video's file system and stops the run (OutputError) while an uncompressed frame and
+    the index still fit: the video closes whole and plays up to that frame.
     """
 
     def __init__(self, path: Path, fps: float | None) -> None:
@@ -215,6 +221,7 @@ class VideoSink(Sink):
         check_writable(path, "--save-video")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.fps = path, fps if fps and fps > 0 else 10.0
+        self.frames = 0  # frames written so far
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
 
@@ -232,7 +239,21 @@ class VideoSink(Sink):
             self._size = size
         if size != self._size:
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
+        self._check_space(image.nbytes)
         self._writer.write(image)
+        self.frames += 1
+
+    def _check_space(self, frame_bytes: int) -> None:
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return  # no statistics for this file system: nothing to check against
+        free = st.f_bavail * st.f_frsize
+        if free < frame_bytes + VIDEO_RESERVE:
+            self.close()
+            raise OutputError(f"--save-video {self.path}: the disk is nearly full ({free // 1024} KiB "
+                              f"left), so the video was closed after {self.frames} frames and plays "
+                              "up to there; free space or choose another --save-video")
 
     def close(self) -> None:
         if self._writer is not None:

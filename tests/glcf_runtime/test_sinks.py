@@ -92,3 +92,31 @@ def test_wrong_kind_of_path_is_named(tmp_path: Path, kind: str, option: str, fol
     with pytest.raises(ConfigError, match=message):
         check_writable(path, option, folder=folder)
     assert kind == "dir" or target.read_text() == "mine"
+
+
+def test_video_on_a_filling_disk_closes_whole_and_stops_the_run(runner, tmp_path: Path) -> None:
+    """OpenCV's writer reports no errors: the sink watches the free space itself and stops while
+    the video can still be closed, so the file plays up to the last frame written."""
+    import cv2
+
+    disk = tmp_path / "small"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a 1.5 MiB tmpfs here (needs root)")
+    try:  # ~2.6 KB a frame: 600 frames need more than the 0.35 MiB left above the reserve
+        clip = write_video(tmp_path / "clip.avi", [i % 3 == 0 for i in range(600)], size=224)
+        sink = VideoSink(disk / "annotated.avi", 10.0)
+        with open_source(str(clip)) as source:
+            summary = inspect(runner, source, sinks=[sink])
+        assert summary.exit_code == ExitCode.OUTPUT_FAILED and not summary.completed
+        assert "--save-video" in summary.reason and "nearly full" in summary.reason
+        assert 0 < sink.frames < 600 and f"after {sink.frames} frames" in summary.reason
+        capture = cv2.VideoCapture(str(disk / "annotated.avi"))
+        played = 0
+        while capture.read()[0]:
+            played += 1
+        capture.release()
+        assert played == sink.frames
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
