@@ -92,6 +92,8 @@ def evaluate(
                         ("heat maps", overlays), ("report", result.report)):
         if where is not None:
             console.print(f"{what}: {where}")
+    console.print(f"next: glcf export {run} --out models/{Path(run).name}   (other scorings, no "
+                  f"retraining: glcf eval {run} --compare-scoring)")
 
 
 def _compare(run: Path, data: Path | None, category: str | None, json_out: Path | None,

@@ -96,6 +96,7 @@ def train(
                       f"Continue with: glcf train --out {out} --resume")
         sys.exit(130)
     console.print(f"trained {result.step} steps → {out}/checkpoint.pt")
+    console.print(f"next: glcf calibrate {out}")
 
 
 def demo(
