@@ -44,9 +44,7 @@ def calibrate(
     scoring = {k: v for k, v in (("score_rule", score_rule), ("normalisation", normalisation)) if v is not None}
     result = calibrate_run(run, data, category, device, batch_size, quantile, margin,
                            target_fpr=target_fpr, scoring=scoring)
-    s = result.scoring
-    console.print(f"scoring: image score {s.score_rule.value}, {s.normalisation.value} normalisation, "
-                  f"branch mode {s.branch_mode.value}")
+    console.print(f"scoring: {result.scoring.describe()}")
     t = result.threshold
     reached = f", {t.fpr:.1%} false alarms on them" if t.fpr is not None else ""
     console.print(f"threshold {t.threshold:.5f} ({t.rule.value}, {t.n_normal} validation images"
@@ -81,9 +79,10 @@ def evaluate(
     ref = parse_baseline(baseline)
     result = evaluate_run(run, data, category, mode, json_out, save_maps, overlays, device,
                           batch_size, report=report, baseline=ref)
-    sc = result.scoring or {}
-    console.print(f"scoring: branch mode {result.branch_mode}, image score {sc.get('score_rule')}, "
-                  f"{sc.get('normalisation')} normalisation (as calibrated)")
+    from glcf_train.config import ScoringConfig, from_dict
+
+    scoring = from_dict(ScoringConfig, result.scoring or {}, "scoring")
+    console.print(f"scoring: {scoring.describe()} (as calibrated)")
     console.print(metrics_table(result.metrics, str(run)))
     if result.baseline is not None:
         console.print(metrics_table(result.baseline.metrics, f"reference baseline {ref.value}"))

@@ -139,6 +139,11 @@ class ScoringConfig:
     branch_mode: BranchMode = BranchMode.BOTH
     normalisation: Normalisation = Normalisation.IMAGE
 
+    def describe(self) -> str:
+        """One line for people: what the CLI, the report and the closing tables print."""
+        return (f"branch mode {self.branch_mode.value}, image score {self.score_rule.value}, "
+                f"{self.normalisation.value} normalisation, smoothing σ {self.smoothing_sigma} px")
+
 
 @dataclass(frozen=True)
 class GlcfConfig:

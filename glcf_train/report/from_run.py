@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from glcf_train.config import GlcfConfig, to_dict
+from glcf_train.config import GlcfConfig, ScoringConfig, from_dict, to_dict
 from glcf_train.data.datasets import Layout, Sample, load_mask_images
 from glcf_train.report.build import Detector, ReportData
 
@@ -33,9 +33,7 @@ def _versions() -> str:
 
 def _scoring(calib: dict) -> str:
     """The scoring the run was calibrated with (``glcf calibrate`` may change the config's)."""
-    s = calib.get("scoring", {})
-    return (f"branch mode {s.get('branch_mode', 'both')}, image score {s.get('score_rule', 'std')}, "
-            f"{s.get('normalisation', 'image')} normalisation, smoothing σ {s.get('smoothing_sigma')} px")
+    return from_dict(ScoringConfig, calib.get("scoring", {}), "calibration scoring").describe()
 
 
 def _mask(sample: Sample, size: int) -> np.ndarray:
