@@ -1,10 +1,11 @@
 """Longer fuzz run of image decoding and pre-processing than the seeded test in CI.
 
 Random byte mutations of real PNG, JPEG, BMP, TIFF and WebP files (flipped, cut, inserted, zeroed
-and repeated bytes, extreme header values) go through the whole inspection loop (folder source →
-decode → pre-process → frame health → ONNX Runtime → JSON lines) with the tiny contract model.
-Every case must be scored or get an error record, in order; the slowest case is reported, so a
-decoder that stalls on a damaged header shows up.
+and repeated bytes, extreme header values, headers declaring more pixels than the limit) go
+through the whole inspection loop (folder source → decode → pre-process → frame health → ONNX
+Runtime → JSON lines) with the tiny contract model. Every case must be scored or get an error
+record, in order, and every oversized header must be refused for its size; the slowest case is
+reported, so a decoder that stalls on a damaged header shows up.
 
     python benchmarks/fuzz_decode.py --cases 20000 --seeds 5
 """
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
             result = run_fuzz(runner, Path(tmp) / f"seed{seed}", args.cases, seed, args.batch)
             rows.append({"seed": seed, **result.__dict__})
             print(f"seed {seed}: {result.cases} cases, {result.scored} scored, "
-                  f"{result.errors} error records, {result.seconds:.1f} s, slowest "
+                  f"{result.errors} error records ({result.oversized} oversized headers), "
+                  f"{result.seconds:.1f} s, slowest "
                   f"{result.slowest_ms:.1f} ms", flush=True)
     machine = machine_info()
     report = {"what": "fuzz_decode", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

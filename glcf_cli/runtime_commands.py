@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from glcf_cli import inspect_options as iopt
-from glcf_cli.common import console, err_console
+from glcf_cli.common import console, err_console, shell
+from glcf_cli.preflight import check_batch, check_threshold_rule
 
 if TYPE_CHECKING:
     from glcf_runtime.backends.base import Runner
@@ -131,26 +132,41 @@ def inspect_command(
     health_max_clipped: iopt.MaxClippedOpt = 0.95,
     health_frozen_frames: iopt.FrozenOpt = 25,
     summary_json: iopt.SummaryJsonOpt = None,
+    max_pixels: iopt.MaxPixelsOpt = None,
     serve: ServeOpt = None,
     token: TokenOpt = None,
+    allow_host: iopt.AllowHostOpt = None,
 ) -> None:
     """Inspect frames: verdict and heat map per frame. Exit status: 0 every frame scored, 1 stopped
     by a signal, 2 bad input or arguments, 3 error records (unreadable, unhealthy or lost frames,
     outages), 4 an output could not be written."""
     from glcf_runtime.backends import open_runner
     from glcf_runtime.loop import inspect
-    from glcf_runtime.preprocess import parse_roi
+    from glcf_runtime.preprocess import MAX_PIXELS, checked_max_pixels, parse_roi
     from glcf_runtime.sources import open_source, parse_reconnect
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    check_batch(batch, "--batch", model)
     crop = parse_roi(roi) if roi is not None else None
+    pixels = MAX_PIXELS if max_pixels is None else checked_max_pixels(max_pixels)
     if serve is not None:
-        from glcf_runtime.serve import check_exposure, parse_bind
+        from glcf_runtime.serve import check_exposure, parse_allowed_hosts, parse_bind
 
         check_exposure(parse_bind(serve)[0], token)  # before the model loads
+        parse_allowed_hosts(allow_host or ())
+    elif allow_host:
+        from glcf_runtime.errors import ConfigError
+
+        raise ConfigError(
+            f"--allow-host {allow_host[0]}: it names a host of the live page; add --serve"
+        )
     retries = parse_reconnect(reconnect)
     checks = iopt.health_config(health, health_min_std, health_max_clipped, health_frozen_frames)
     iopt.check_outputs(jsonl, save_video, save_anomalies, summary_json)
+    if summary_json is not None:  # a run killed before its end leaves no stale summary behind
+        from glcf_runtime.sinks import start_summary
+
+        start_summary(summary_json)
     stop = threading.Event()
     with contextlib.ExitStack() as stack:
         runner = stack.enter_context(
@@ -160,7 +176,7 @@ def inspect_command(
         if crop is not None:
             runner.set_roi(crop)
         frames = stack.enter_context(
-            open_source(source, retries, iopt.backoff(reconnect_max_wait))
+            open_source(source, retries, iopt.backoff(reconnect_max_wait), max_pixels=pixels)
         )
         outputs = _open_sinks(stack, stop, frames.fps, jsonl, save_video, save_anomalies, show)
         runner.warmup()
@@ -173,7 +189,7 @@ def inspect_command(
             soft_wrap=True,
         )
         if serve is not None:
-            outputs.append(_serve(stack, runner, frames, threshold, serve, token))
+            outputs.append(_serve(stack, runner, frames, threshold, serve, token, allow_host))
         summary = inspect(runner, frames, threshold, batch, outputs, stop, checks)
     console.print(summary_table(summary))
     raise typer.Exit(iopt.write_summary(summary, summary_json))
@@ -186,13 +202,16 @@ def _serve(
     threshold: float | None,
     serve: str,
     token: str | None,
+    allow_host: list[str] | None = None,
 ) -> Sink:
     """Start the live page (closed by ``stack`` after the loop); print its URL; its sink."""
     from rich.markup import escape
 
     from glcf_runtime.serve import open_live_page
 
-    server = stack.enter_context(open_live_page(runner, frames, threshold, serve, token))
+    server = stack.enter_context(
+        open_live_page(runner, frames, threshold, serve, token, allow_host or ())
+    )
     note = " (every route but /healthz needs ?token=T or Authorization: Bearer T)" if token else ""
     console.print(f"live page {escape(server.url)}{escape(note)}", highlight=False, soft_wrap=True)
     return server.state
@@ -271,10 +290,15 @@ def threshold_command(
 ) -> None:
     """Re-calibrate the threshold on the deployed backend; writes threshold.json next to the model."""
     from glcf_runtime.backends import open_runner
+    from glcf_runtime.backends.base import THRESHOLD_FILE, artifact_folder
     from glcf_runtime.loop import calibrate_threshold
     from glcf_runtime.preprocess import parse_roi
+    from glcf_runtime.sinks import check_writable
 
+    check_batch(batch, "--batch", model)
+    check_threshold_rule(quantile, margin)
     crop = parse_roi(roi) if roi is not None else None
+    check_writable(artifact_folder(model) / THRESHOLD_FILE, "the threshold file")
     with open_runner(model, backend, log=_progress, providers=provider, threads=threads,
                      precision=precision) as runner:
         if crop is not None:
@@ -292,9 +316,9 @@ def threshold_command(
         highlight=False,
         soft_wrap=True,
     )
+    again = shell(["glcf", "inspect", model, "--source", "SRC", *(["--roi", roi] if roi else [])])
     console.print(
-        f"next: glcf inspect {model} --source SRC{f' --roi {roi}' if roi else ''} "
-        f"(uses {file.name}; --threshold overrides it)",
+        f"next: {again} (uses {file.name}; --threshold overrides it)",
         highlight=False,
         soft_wrap=True,
     )

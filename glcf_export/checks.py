@@ -3,6 +3,7 @@ FP16 vs FP32, and TensorRT 10 operator coverage."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,8 +11,13 @@ import numpy as np
 import onnx
 import torch
 
+from glcf_export.onnx_export import ExportError
+from glcf_export.quantize import evenly
 from glcf_runtime.metadata import INPUT_NAME
+from glcf_train.data.datasets import Sample, read_split
 
+MIN_CHECK_IMAGES = 4  # check_fp32 compares batch 1 with batch 4 on this many images
+MAX_CHECK_IMAGES = 32
 MAP_TOLERANCE = 1e-4  # FP32 anomaly-map error, relative to the map's range
 SCORE_TOLERANCE = 1e-5  # FP32 score error, relative
 SPEARMAN_MIN = 0.999  # FP16 vs FP32 rank agreement of the scores
@@ -26,6 +32,41 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not self.failures
+
+
+def check_samples(root: Path, category: str | None,
+                  log: Callable[[str], None] = print) -> list[Sample]:
+    """The real images every export checks on: the good validation images, then test images
+    (anomalous ones spread the scores, which a rank check needs) where the data set has them.
+
+    A plain folder of 20–39 images holds out only 2 or 3 validation images and has no test split;
+    training images, spread evenly, then fill the set up to ``MIN_CHECK_IMAGES``, and ``log``
+    says so. The checks compare the exported
+    graph with the torch reference on the same images — numerical agreement, not detection — so
+    an image the model was trained on checks the graph as well as any other.
+
+    Raises:
+        ExportError: training, validation and test images together are fewer than
+            ``MIN_CHECK_IMAGES``.
+    """
+    val, test = read_split(root, category, "validation"), read_split(root, category, "test")
+    half = MAX_CHECK_IMAGES // 2
+    samples = (val[: max(half, MAX_CHECK_IMAGES - len(test))]
+               + test[:: max(1, len(test) // half)][:half])
+    missing = MIN_CHECK_IMAGES - len(samples)
+    if missing <= 0:
+        return samples
+    where = Path(root) / (category or "")
+    train = read_split(root, category, "train")
+    if len(train) < missing:
+        raise ExportError(f"the export checks need at least {MIN_CHECK_IMAGES} images of {where}; "
+                          f"found {len(samples) + len(train)} (training, validation and test "
+                          "together): add good images and train again")
+    splits = "validation and test" if test else "validation"
+    log(f"warning: {where} gives only {len(samples)} {splits} images; the export checks also use"
+        f" {missing} of its training images (they compare the exported graph with the torch "
+        "reference, they do not measure detection)")
+    return samples + evenly(train, missing)
 
 
 def ort_session(path: Path, threads: int | None = None):

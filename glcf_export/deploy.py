@@ -1,9 +1,9 @@
 """The fused deploy module: uint8 BGR frames in, anomaly map and score out (DESIGN §4).
 
 It holds Φ_L, the bottleneck, only the decoders the branch mode needs, and the scorer with the
-run's statistics as constants. The ImageNet normalisation and the BGR→RGB swap are folded into
-Φ_L's patch-embedding convolution (exact: that convolution has no padding), so the graph starts
-with one Cast and one Transpose.
+run's statistics as constants. For Swin, the ImageNet normalisation and the BGR→RGB swap are
+folded into Φ_L's patch-embedding convolution (exact: that convolution has no padding), so the
+graph starts with one Cast and one Transpose; a CNN Φ_L keeps a Sub and a Mul in front.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from torch import nn
 from glcf_export.windowed import StaticPatchMerging, WindowAttentionBlock, WindowedBlocks
 from glcf_train.config import BranchMode
 from glcf_train.model import GLCF, GlcfFeatures
+from glcf_train.model.cnn import CnnExtractor, stem_conv
 from glcf_train.model.decoder import SwinDecoder
 from glcf_train.scoring import TorchScorer
 
@@ -47,6 +48,35 @@ def folded_extractor(phi_l: nn.Module, normalize: nn.Module) -> nn.Module:
     return phi_l
 
 
+class RawPixelCnn(nn.Module):
+    """A CNN Φ_L that reads raw BGR 0-255 pixels ``[B, 3, H, W]``.
+
+    The BGR→RGB swap is folded into the stem convolution's input channels (exact for any padding);
+    the mean and scale stay one Sub and one Mul before it, because the stem pads with zeros of the
+    *normalised* image (TF "same" or symmetric padding), which a folded bias would get wrong.
+    """
+
+    def __init__(self, phi_l: CnnExtractor, normalize: nn.Module) -> None:
+        super().__init__()
+        self.extractor = copy.deepcopy(phi_l)
+        conv = stem_conv(self.extractor.body)
+        with torch.no_grad():
+            conv.weight.copy_(conv.weight.flip(1))  # RGB → BGR input channels
+        self.register_buffer("mean", normalize.mean.view(1, 3, 1, 1).clone(), persistent=False)
+        self.register_buffer("scale", normalize.scale.view(1, 3, 1, 1).clone(), persistent=False)
+
+    def forward(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        return self.extractor((pixels - self.mean) * self.scale)
+
+
+def deploy_extractor(model: GLCF) -> nn.Module:
+    """Φ_L in its export form, reading raw BGR 0-255 ``[B, 3, H, W]``: Swin windowed and folded,
+    a CNN with the normalisation in front (:class:`RawPixelCnn`)."""
+    if isinstance(model.phi_l, CnnExtractor):
+        return RawPixelCnn(model.phi_l, model.normalize)
+    return folded_extractor(windowed_extractor(model.phi_l), model.normalize)
+
+
 def windowed_extractor(phi_l: nn.Module,
                        block: type[WindowAttentionBlock] = WindowAttentionBlock) -> nn.Module:
     """A copy of Φ_L whose Swin stages keep their tokens in window order (see ``windowed``)."""
@@ -70,15 +100,15 @@ def windowed_decoder(decoder: SwinDecoder,
 class DeployModule(nn.Module):
     """``image`` uint8 ``[B, H, W, 3]`` BGR → ``anomaly_map`` ``[B, H, W]``, ``score`` ``[B]``.
 
-    Φ_L and the decoders run their Swin blocks in window order (``windowed``), and the ImageNet
-    normalisation is folded into the patch-embedding convolution: the one form ``glcf export``
+    Φ_L and the decoders run their Swin blocks in window order (``windowed``), and the input
+    normalisation is folded into Φ_L (:func:`deploy_extractor`): the one form ``glcf export``
     writes. ``benchmarks/graph_variants`` swaps parts out to time the forms it was measured against.
     """
 
     def __init__(self, model: GLCF, scorer: TorchScorer) -> None:
         super().__init__()
         self.mode = scorer.cfg.branch_mode
-        self.phi_l = folded_extractor(windowed_extractor(model.phi_l), model.normalize)
+        self.phi_l = deploy_extractor(model)
         self.bottleneck = model.bottleneck
         need_global = self.mode in (BranchMode.BOTH, BranchMode.GLOBAL)
         need_local = self.mode in (BranchMode.BOTH, BranchMode.LOCAL)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -12,6 +14,10 @@ from glcf_runtime.errors import GlcfError
 from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata
 
 OPSET = 17  # LayerNormalization is one node from opset 17 on
+# ``extra["checks"]`` in every file's metadata: pending until all the export's checks passed.
+CHECKS_KEY = "checks"
+CHECKS_PENDING = "pending: glcf export had not finished checking this file; do not deploy it"
+CHECKS_PASSED = "passed"
 # Node-name prefix of everything the scorer computes (squared errors onwards): kept in FP32.
 SCORER_SCOPE = "/scorer/"
 FP32_OPS = ["LayerNormalization", "Softmax"]
@@ -156,11 +162,25 @@ def toposort(graph: onnx.GraphProto) -> None:
 
 
 def set_metadata(model: onnx.ModelProto, meta: ArtifactMetadata) -> None:
+    """Write ``meta`` into ``model.metadata_props``, its ``extra`` saying the checks are pending:
+    only :func:`mark_checked`, after every check of ``glcf export`` passed, says otherwise."""
+    meta = replace(meta, extra={**meta.extra, CHECKS_KEY: CHECKS_PENDING})
     del model.metadata_props[:]
     for key, value in meta.to_props().items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     model.producer_name = "glcf"
+
+
+def mark_checked(path: Path) -> None:
+    """Rewrite the saved model at ``path`` with ``extra["checks"] = "passed"`` (nothing else
+    changes). ``glcf export`` calls it in the staging folder once every check has passed."""
+    model = onnx.load(str(path))
+    entry = next((p for p in model.metadata_props if p.key == "extra"), None)
+    if entry is None:
+        raise ExportError(f"{path} carries no GLCF metadata; it was not written by set_metadata")
+    entry.value = json.dumps({**json.loads(entry.value), CHECKS_KEY: CHECKS_PASSED})
+    onnx.save(model, str(path))
 
 
 def read_metadata(model: onnx.ModelProto, source: str) -> ArtifactMetadata:

@@ -54,7 +54,8 @@ def write_graphs(deploy: nn.Module, meta: ArtifactMetadata, folder: Path, image_
                  fp16: bool = True, log: Log = print) -> Graphs:
     """Trace ``deploy`` (uint8 frames in, map and score out) and save ``model.onnx`` and, with
     ``fp16``, ``model.fp16.onnx`` (networks FP16; LayerNorm, Softmax and the scorer FP32) in
-    ``folder``, each carrying ``meta`` in its ``metadata_props``."""
+    ``folder``, each carrying ``meta`` in its ``metadata_props`` with its checks pending
+    (``onnx_export.mark_checked`` records them passed, once ``glcf export`` has run them)."""
     log("tracing the fused graph (Φ_L, bottleneck, decoders, scoring) …")
     graphs = Graphs(folder, onnx.ModelProto())
     graphs.fp32 = graphs.timed(

@@ -19,6 +19,7 @@ import numpy as np
 from glcf_runtime.errors import ConfigError
 
 SAMPLE_SIDE = 64  # pixels per side of the strided view the statistics are taken on
+FLAT_STD = 0.75  # pixel std (8-bit levels, model input) below which a frame is flat
 
 
 class Health(str, Enum):
@@ -45,7 +46,7 @@ class HealthConfig:
     """
 
     enabled: bool = True
-    min_std: float = 0.75
+    min_std: float = FLAT_STD
     max_clipped: float = 0.95
     frozen_frames: int = 25
 
@@ -60,6 +61,26 @@ class HealthConfig:
             raise ConfigError(
                 f"--health-frozen-frames {self.frozen_frames}: give 0 (off) or at least 2"
             )
+
+
+def _sample(image: np.ndarray) -> np.ndarray:
+    """The strided view of about ``SAMPLE_SIDE``² pixels, every value in one column."""
+    step = max(1, max(image.shape[:2]) // SAMPLE_SIDE)
+    return np.ascontiguousarray(image[::step, ::step]).reshape(-1, 1)
+
+
+def _std(view: np.ndarray) -> float:
+    return float(cv2.meanStdDev(view)[1][0, 0])
+
+
+def pixel_std(image: np.ndarray) -> float:
+    """The standard deviation of an image's pixel values (8-bit levels) as the health check
+    measures it; below ``FLAT_STD`` the image is flat.
+
+    Args:
+        image: uint8 ``[H, W, 3]``, a pre-processed model input.
+    """
+    return _std(_sample(image))
 
 
 class HealthCheck:
@@ -80,8 +101,7 @@ class HealthCheck:
         cfg = self.config
         if not cfg.enabled:
             return None
-        step = max(1, max(image.shape[:2]) // SAMPLE_SIDE)
-        view = np.ascontiguousarray(image[::step, ::step]).reshape(-1, 1)  # every value, one column
+        view = _sample(image)
         frozen = self._frozen(view)
         if frozen is not None:
             return frozen
@@ -91,7 +111,7 @@ class HealthCheck:
                 f"{clipped:.0%} of the pixels are clipped (black or white; limit "
                 f"{cfg.max_clipped:.0%}): check the exposure and the lens"
             )
-        std = float(cv2.meanStdDev(view)[1][0, 0])
+        std = _std(view)
         if std < cfg.min_std:
             return Health.FLAT, (
                 f"the frame is nearly constant (pixel std {std:.2f} < {cfg.min_std:g}): a "

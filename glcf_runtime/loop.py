@@ -9,6 +9,7 @@ writes ``threshold.json`` next to the artifact (see ``glcf_runtime.backends.base
 from __future__ import annotations
 
 import contextlib
+import numbers
 import signal
 import threading
 import time
@@ -22,8 +23,15 @@ import numpy as np
 from glcf_runtime.backends.base import Runner, ThresholdChoice, checked_threshold, save_threshold
 from glcf_runtime.errors import ConfigError, DataError, GlcfError
 from glcf_runtime.health import HealthCheck, HealthConfig
+from glcf_runtime.metadata import score_problem
 from glcf_runtime.overlay import is_anomalous
-from glcf_runtime.preprocess import IMAGE_SUFFIXES, list_images, load_preprocessed, preprocess
+from glcf_runtime.preprocess import (
+    IMAGE_SUFFIXES,
+    check_readable,
+    list_images,
+    load_preprocessed,
+    preprocess,
+)
 from glcf_runtime.sinks import OutputError, Result, Sink
 from glcf_runtime.sources import Frame, FrameSource
 
@@ -47,7 +55,8 @@ class Summary:
 
     frames: int  # frames scored
     anomalies: int
-    errors: int  # error records: frames not read, pre-processed or healthy; gaps; outages
+    errors: int  # error records: frames not read, pre-processed, healthy or given a usable score;
+    #              gaps; outages
     seconds: float
     fps: float  # frames scored per second of wall time
     latency_p50_ms: float | None
@@ -83,6 +92,7 @@ class _Batcher:
         self.runner, self.batch, self.threshold, self.source = runner, batch, threshold, source
         self.health = health
         self.spec, self.sinks, self.map_range = meta.preprocess_spec, sinks, meta.map_range
+        self.score_rule, self.score_range = meta.score_rule, meta.score_range
         self.buffer = np.empty((batch, meta.height, meta.width, 3), np.uint8)  # [B, H, W, 3]
         self.pending: list[Frame] = []  # arrival order, error frames included
         self.slots = 0  # frames in ``buffer``
@@ -121,7 +131,14 @@ class _Batcher:
             if frame.error is not None:
                 self._emit(Result(frame, self.source))
                 continue
-            score = float(scores[k])
+            score, anomaly_map = float(scores[k]), maps[k]
+            k += 1
+            problem = score_problem(score, self.score_rule, self.score_range)
+            if problem is not None:  # never "scored" without a verdict, never good
+                self._emit(Result(replace(frame, image=None, error=(
+                    f"frame {frame.index}: the model's score is {problem}: no verdict; check the "
+                    "artifact and the backend (e.g. --backend onnxruntime)")), self.source))
+                continue
             latency = (time.time() - frame.timestamp) * 1000.0
             self.latencies[self.frames % LATENCY_WINDOW] = latency
             self._emit(
@@ -131,13 +148,12 @@ class _Batcher:
                     score,
                     is_anomalous(score, self.threshold),
                     latency,
-                    maps[k],
+                    anomaly_map,
                     self.threshold,
                     self.map_range,
                     self.spec.roi,
                 )
             )
-            k += 1
         self.pending.clear()
         self.slots = 0
 
@@ -207,7 +223,7 @@ def inspect(
         The run's summary; ``completed`` is False when stopped, interrupted, an output failed,
         the source failed or a damaged file lost frames.
     """
-    if batch < 1 or (runner.max_batch is not None and batch > runner.max_batch):
+    if not _is_count(batch) or (runner.max_batch is not None and batch > runner.max_batch):
         _close_all(sinks)
         raise ConfigError(
             f"--batch {batch}: {runner.path.name} takes 1 to "
@@ -290,27 +306,51 @@ def _close_all(sinks: Sequence[Sink]) -> None:
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Image files of a folder (by suffix), sorted; DataError if there are none."""
+    """Image files of a folder (by suffix), sorted; DataError if there are none, ImageReadError
+    naming a dangling link, a link loop or a folder among them."""
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder; give a folder of images")
     files = [p for p in list_images(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
+    check_readable(files)  # dangling links and link loops are named, as inspect names them
     if not files:
         raise DataError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
 
+def _is_count(value: object) -> bool:
+    """An integer >= 1 (Python's or numpy's, not a bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
 def score_images(runner: Runner, files: Sequence[Path], batch: int = 8) -> np.ndarray:
     """Image scores of files, in order: float64 ``[N]``.
 
+    Args:
+        batch: images per inference, >= 1; the runner's ``max_batch`` where that is lower.
+
     Raises:
+        ConfigError: ``batch`` below 1.
         ImageReadError: a file that cannot be decoded (calibration data must be clean).
+        DataError: images the model gave no usable score (``metadata.score_problem``), named.
     """
+    if not _is_count(batch):
+        raise ConfigError(f"--batch {batch}: give 1 or more images per inference, e.g. 8")
     batch = min(batch, runner.max_batch or batch)
-    scores = np.empty(len(files), np.float64)
+    meta = runner.metadata
+    scores = np.zeros(len(files), np.float64)
     for start in range(0, len(files), batch):
         chunk = files[start : start + batch]
-        frames = np.stack([load_preprocessed(f, runner.metadata.preprocess_spec) for f in chunk])
+        frames = np.stack([load_preprocessed(f, meta.preprocess_spec) for f in chunk])
         scores[start : start + len(chunk)] = runner.infer(frames)[1]
+    bad = [(f, p) for f, s in zip(files, scores, strict=True)
+           if (p := score_problem(float(s), meta.score_rule, meta.score_range)) is not None]
+    if bad:
+        shown = ", ".join(f"{f.name} ({p})" for f, p in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise DataError(
+            f"{files[0].parent}: {runner.path.name} gave no usable score for {len(bad)} of "
+            f"{len(files)} images: {shown}{more}; a threshold needs a usable score for every "
+            "image: check the artifact and the backend (e.g. --backend onnxruntime)")
     return scores
 
 
@@ -330,8 +370,15 @@ def calibrate_threshold(
     Returns:
         ``(ThresholdResult.to_dict(), written file)``.
     """
-    from calibration.threshold import select_threshold
+    from calibration.threshold import check_normal_rule, select_threshold
 
+    if not _is_count(batch):
+        raise ConfigError(f"--batch {batch}: give 1 or more images per inference, e.g. 8")
+    if anomalous is None:  # the rule's options, before any image is scored
+        try:
+            check_normal_rule(quantile, margin)
+        except ValueError as exc:
+            raise ConfigError(f"--quantile / --margin: {exc}") from None
     folders = {"good": good} if anomalous is None else {"good": good, "anomalous": anomalous}
     scores = {
         name: score_images(runner, image_files(folder), batch) for name, folder in folders.items()

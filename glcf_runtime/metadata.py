@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from enum import Enum
 
+from calibration.threshold import FLOAT32_MAX, MAX_MARGIN
 from glcf_runtime.errors import GlcfError
 from glcf_runtime.preprocess import PreprocessSpec
 
@@ -18,8 +20,19 @@ MAP_NAME = "anomaly_map"  # float32 [B, H, W]
 SCORE_NAME = "score"  # float32 [B]
 
 
+NORMAL_RULES = ("normal_quantile", "target_fpr")  # threshold rules on normal scores alone
+
+
 class MetadataError(GlcfError):
     """An artifact whose metadata this runtime does not understand."""
+
+
+class FilePrecision(str, Enum):
+    """What an artifact file holds (``ArtifactMetadata.precision``)."""
+
+    FP32 = "fp32"
+    FP16_MIXED = "fp16-mixed"  # networks in FP16, scoring in FP32 (DESIGN §4)
+    INT8_QDQ = "int8-qdq"  # glcf_export.quantize
 
 
 @dataclass(frozen=True)
@@ -35,8 +48,10 @@ class ArtifactMetadata:
     category: str
     config_hash: str
     preset: str
-    precision: str = "fp32"  # fp32 | fp16-mixed | int8-qdq (glcf_export.quantize)
+    precision: str = "fp32"  # a FilePrecision value
     roi: tuple[int, int, int, int] | None = None
+    # (lowest, highest) image score of the calibration's normal images; None: not recorded
+    score_range: tuple[float, float] | None = None
     color_order: str = "BGR"
     layout: str = "NHWC"
     interpolation: str = "INTER_AREA"
@@ -78,9 +93,10 @@ class ArtifactMetadata:
             raw = props[f.name]
             try:
                 values[f.name] = raw if f.type == "str" else json.loads(raw)
-            except json.JSONDecodeError:
-                raise MetadataError(f"{source}: metadata {f.name}={raw!r} is malformed; {rebuild}") from None
-        for key in ("map_range", "roi"):
+            except (ValueError, RecursionError):  # bad JSON, > 4300 digits, nested too deep
+                raise MetadataError(f"{source}: metadata {f.name}={shown(raw)} is malformed; "
+                                    f"{rebuild}") from None
+        for key in ("map_range", "roi", "score_range"):
             if isinstance(values.get(key), list):
                 values[key] = tuple(values[key])
         _check(values, source, rebuild)
@@ -92,15 +108,27 @@ def _is_int(value: object) -> bool:
 
 
 def _is_real(value: object) -> bool:
-    """A finite int or float (JSON numbers; not a bool, not NaN or ±inf)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """An int or float within float32's range (JSON numbers; not a bool, NaN, ±inf or a 400-digit
+    integer): scores are float32, so no score reaches a value beyond it."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and -FLOAT32_MAX < value < FLOAT32_MAX  # exact for ints of any size
 
 
-def _pair(value: object) -> bool:
-    return isinstance(value, tuple) and len(value) == 2 and all(map(_is_real, value)) and value[0] < value[1]
+def _pair(value: object, strict: bool = True) -> bool:
+    """``(low, high)`` of reals with ``low < high`` (``low <= high`` unless ``strict``)."""
+    if not (isinstance(value, tuple) and len(value) == 2 and all(map(_is_real, value))):
+        return False
+    return value[0] < value[1] if strict else value[0] <= value[1]
 
 
-def _roi(value: object) -> bool:
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)``, shortened so a message stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 20]}…({len(text)} characters)"
+
+
+def is_roi(value: object) -> bool:
+    """None, or ``(x, y, w, h)``: non-negative integer corner, positive integer size."""
     if value is None:
         return True
     if not (isinstance(value, tuple) and len(value) == 4 and all(map(_is_int, value))):
@@ -112,13 +140,56 @@ def _roi(value: object) -> bool:
 def threshold_problem(value: object, score_rule: str) -> str | None:
     """Why ``value`` cannot be a threshold for scores of ``score_rule``; None when it can.
 
-    NaN compares false with every score (nothing is ever anomalous), +inf is never reached and a
-    negative threshold on ``std`` scores (never negative) flags every frame.
+    NaN compares false with every score (nothing is ever anomalous), no float32 score reaches
+    +inf or 1e300, and a negative threshold on ``std`` scores (never negative) flags every frame.
     """
     if not _is_real(value):
-        return "a threshold must be a finite number (NaN or infinity would switch detection off)"
+        return ("a threshold must be a finite number within float32's range (±3.4e38): NaN or a "
+                "larger value would switch detection off")
     if score_rule == "std" and value < 0:
         return "std scores are never negative, so a negative threshold would flag every frame"
+    return None
+
+
+def _slack(low: float, high: float) -> float:
+    """Rounding room for comparisons with a calibration's score range."""
+    return 1e-9 * max(abs(low), abs(high), 1e-30)
+
+
+def range_problem(threshold: float, score_range: tuple[float, float]) -> str | None:
+    """Why a threshold set on normal scores cannot come from a calibration whose normal scores
+    span ``score_range``; None when it can. ``calibration.threshold``'s normal rules give a
+    threshold in ``[lowest, highest + MAX_MARGIN × spread]``: below, every normal frame would be
+    anomalous; far above, detection is as good as off."""
+    low, high = score_range
+    if low - _slack(low, high) <= threshold <= high + MAX_MARGIN * (high - low) + _slack(low, high):
+        return None
+    return (f"outside the calibration's score range {low:.4g} to {high:.4g} (a threshold from "
+            f"normal scores lies between the lowest and {MAX_MARGIN:g} spreads above the highest)")
+
+
+def score_problem(value: float, score_rule: str,
+                  score_range: tuple[float, float] | None = None) -> str | None:
+    """Why a frame's image score is not usable for a verdict; None when it is.
+
+    NaN and ±inf have no verdict; ±3.4e38 is float32 saturation (an overflow, or a NaN that a
+    backend clamped); a std score is never negative; with the calibration's range recorded, a
+    score further below its lowest normal score than the highest threshold lies above its
+    highest means the arithmetic failed. High scores are anomalies, never a problem.
+    """
+    if math.isnan(value):
+        return "NaN (not a number)"
+    if math.isinf(value):
+        return "+infinity" if value > 0 else "-infinity"
+    if abs(value) >= FLOAT32_MAX:
+        return f"{value:.4g}, the float32 limit (an overflow, or a NaN the backend clamped)"
+    if score_rule == "std" and value < 0:
+        return f"{value:.4g}, negative, which a std score never is"
+    if score_range is not None:
+        low, high = score_range
+        if value < low - MAX_MARGIN * (high - low) - _slack(low, high):
+            return (f"{value:.4g}, far below the calibration's normal scores ({low:.4g} to "
+                    f"{high:.4g})")
     return None
 
 
@@ -133,13 +204,25 @@ def _check(values: dict, source: str, rebuild: str) -> None:
         ("interpolation", values.get("interpolation", "INTER_AREA") == "INTER_AREA"),
         ("height", size(values.get("height"))),
         ("width", size(values.get("width"))),
-        ("threshold", threshold_problem(values.get("threshold"), values.get("score_rule")) is None),
         ("map_range", _pair(values.get("map_range"))),
+        ("score_range", values.get("score_range") is None
+         or _pair(values.get("score_range"), strict=False)),
         ("fusion", isinstance(values.get("fusion"), dict)),
-        ("roi", _roi(values.get("roi"))),
+        ("roi", is_roi(values.get("roi"))),
+        ("precision", values.get("precision", "fp32") in {p.value for p in FilePrecision}),
         ("extra", isinstance(values.get("extra", {}), dict)),
     )
     for key, ok in checks:
         if not ok:
-            raise MetadataError(f"{source}: metadata {key}={values.get(key)!r} is not understood "
-                                f"by this runtime; {rebuild}")
+            raise MetadataError(f"{source}: metadata {key}={shown(values.get(key))} is not "
+                                f"understood by this runtime; {rebuild}")
+    threshold, score_range = values.get("threshold"), values.get("score_range")
+    problem = threshold_problem(threshold, values["score_rule"])
+    if problem is not None:
+        raise MetadataError(f"{source}: metadata threshold={shown(threshold)} cannot be used: "
+                            f"{problem}; {rebuild}")
+    if score_range is not None and values.get("threshold_rule") in NORMAL_RULES:
+        problem = range_problem(threshold, score_range)
+        if problem is not None:
+            raise MetadataError(f"{source}: metadata threshold={threshold!r} lies {problem}; "
+                                f"set it again with glcf calibrate RUN, then {rebuild}")

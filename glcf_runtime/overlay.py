@@ -91,7 +91,11 @@ class Verdict(str, Enum):
 
 
 def verdict(score: float, threshold: float | None) -> Verdict | None:
-    """ANOMALOUS if ``score >= threshold``, GOOD below, None without a threshold or a score."""
+    """ANOMALOUS if ``score >= threshold``, GOOD below, None without a threshold or a finite score.
+
+    A non-finite score is never GOOD (nor ANOMALOUS): the loop makes its frame an error record
+    (``glcf_runtime.metadata.score_problem``) before any verdict is drawn.
+    """
     if threshold is None or not math.isfinite(score):
         return None
     return Verdict.ANOMALOUS if score >= threshold else Verdict.GOOD

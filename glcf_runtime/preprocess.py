@@ -15,8 +15,12 @@ import cv2
 import numpy as np
 
 from glcf_runtime.errors import ConfigError, ImageReadError
+from glcf_runtime.image_header import declared_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# The largest image decoded, in pixels (width × height; --max-pixels): 50 MP holds an 8K frame
+# (33 MP) and takes 150 MB decoded. A larger declared size is refused before decoding.
+MAX_PIXELS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -38,11 +42,15 @@ class PreprocessSpec:
                 "interpolation": "INTER_AREA", "color_order": "BGR"}
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file as uint8 BGR ``[H, W, 3]``.
 
+    Args:
+        max_pixels: refuse an image of more pixels (width × height). PNG, JPEG, BMP, TIFF and
+            WebP are refused from their header, before any memory is spent on decoding.
+
     Raises:
-        ImageReadError: the file is missing, empty or not a decodable image.
+        ImageReadError: the file is missing, empty, not a decodable image, or too large.
     """
     path = Path(path)
     if not path.is_file():
@@ -56,6 +64,7 @@ def read_image(path: str | Path) -> np.ndarray:
     damage = _png_damage(data)
     if damage is not None:
         raise ImageReadError(path, damage)
+    _check_pixels(path, declared_size(memoryview(data)), "declares", max_pixels)
     try:
         image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error as exc:  # e.g. a damaged header claiming a size past OpenCV's limits
@@ -63,7 +72,28 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(path, f"OpenCV refuses to decode it ({reason})") from None
     if image is None:
         raise ImageReadError(path, "OpenCV cannot decode it (not an image, or corrupt)")
+    _check_pixels(path, (image.shape[1], image.shape[0]), "has", max_pixels)  # other formats
     return image
+
+
+def checked_max_pixels(value: int) -> int:
+    """``value`` when it is a usable ``--max-pixels``; ConfigError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"--max-pixels {value}: give the largest image to decode in pixels "
+                          f"(width × height, >= 1), e.g. {MAX_PIXELS}")
+    return value
+
+
+def _check_pixels(path: Path, size: tuple[int, int] | None, verb: str, max_pixels: int) -> None:
+    if size is None or size[0] * size[1] <= max_pixels:
+        return
+    width, height = size
+    raise ImageReadError(
+        path,
+        f"it {verb} {width}×{height} pixels ({width * height / 1e6:.1f} megapixels), more than "
+        f"the limit of {max_pixels / 1e6:g} megapixels",
+        "downscale it, or raise the limit (glcf inspect and glcf train take --max-pixels)",
+    )
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -154,12 +184,43 @@ def parse_roi(text: str) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
-def load_preprocessed(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
-    """``preprocess(read_image(path), spec)``: uint8 BGR ``[spec.height, spec.width, 3]``."""
-    return preprocess(read_image(path), spec)
+def load_preprocessed(
+    path: str | Path, spec: PreprocessSpec, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """``preprocess(read_image(path, max_pixels), spec)``: uint8 BGR
+    ``[spec.height, spec.width, 3]``."""
+    return preprocess(read_image(path, max_pixels), spec)
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Files in ``folder`` (not recursive), sorted by name, hidden files skipped."""
-    folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    """What a folder of images holds, sorted by name (not recursive): every entry but hidden
+    ones and subfolders without an image suffix. Dangling links, link loops and folders named
+    like an image are listed too, so that each is named (``check_readable``, or the error of
+    ``read_image``) instead of vanishing: the one listing that inspect, threshold, training and
+    evaluation count from."""
+    entries = []
+    for entry in Path(folder).iterdir():
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and entry.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        entries.append(entry)
+    return sorted(entries)
+
+
+def check_readable(paths: list[Path]) -> None:
+    """Raise for listed entries that are not files (``list_images``), before any is read.
+
+    Raises:
+        ImageReadError: naming the first such entry and why (a dangling link, a link loop, a
+            folder), and the names of up to five more.
+    """
+    bad = [(path, _not_a_file(path)) for path in paths if not path.is_file()]
+    if not bad:
+        return
+    path, reason = bad[0]
+    if len(bad) > 1:
+        names = ", ".join(p.name for p, _ in bad[1:6]) + (", …" if len(bad) > 6 else "")
+        more = f"{len(bad) - 1} more entr{'y' if len(bad) == 2 else 'ies'} of {path.parent}"
+        reason += f" ({more} cannot be read: {names})"
+    raise ImageReadError(path, reason)

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from glcf_runtime.errors import ConfigError, GlcfError
+from glcf_runtime.files import atomic_write_json
 from glcf_runtime.overlay import annotate, overlay, panel
 from glcf_runtime.sources import Frame
 
@@ -136,11 +137,36 @@ def check_writable(path: Path, option: str, folder: bool = False) -> None:
         raise ConfigError(f"{option} {path}: {probe} is a file, not a folder; choose another place")
     try:
         fd, tmp = tempfile.mkstemp(dir=probe, prefix=".glcf-write-test-")
-        os.close(fd)
-        os.unlink(tmp)
+        try:
+            os.write(fd, b"\n")  # an empty file can still be made on a full disk; a byte cannot
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
     except OSError as exc:
         raise ConfigError(f"{option} {path}: cannot write into {probe} ({exc.strerror or exc}); "
                           "choose a writable folder") from None
+
+
+def start_summary(path: Path, command: str = "glcf inspect") -> None:
+    """Replace a summary file (an earlier run's) with a record that this run has not finished.
+
+    Written atomically, as the final summary is at the end: a run killed where no handler runs
+    (SIGKILL, power loss) leaves a file with ``exit_code`` null and ``in_progress`` true, never
+    an earlier run's summary that looks like its own.
+    """
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    record = {
+        "in_progress": True, "completed": False, "exit_code": None, "pid": os.getpid(),
+        "started": started,
+        "reason": f"{command} (pid {os.getpid()}) started at {started} and has not finished: it "
+                  "is still running, or it was killed or refused its input before its summary",
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, record)
+    except OSError as exc:
+        raise ConfigError(f"--summary-json {path}: cannot write it ({exc.strerror or exc}); "
+                          "choose a writable file") from None
 
 
 class JsonlSink(Sink):

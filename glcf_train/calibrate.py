@@ -4,6 +4,9 @@ from the normal validation images, written into the run folder (atomically)."""
 from __future__ import annotations
 
 import json
+import math
+import shlex
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from calibration.threshold import ThresholdResult, select_threshold
 from glcf_runtime.errors import ConfigError, DataError, GlcfError
 from glcf_runtime.files import atomic_write_text
 from glcf_runtime.preprocess import PreprocessSpec
+from glcf_runtime.sinks import check_writable
 from glcf_train.builder import load_run, resolve_device
 from glcf_train.config import (
     BranchMode,
@@ -140,6 +144,7 @@ def calibrate_run(run: Path, data: Path | None = None, category: str | None = No
         raise ConfigError(f"--target-fpr {target_fpr}: give a false-alarm rate in [0, 1), e.g. 0.01")
     dev = resolve_device(device)
     model, cfg, ckpt = load_run(run, dev)
+    check_writable(Path(run) / CALIBRATION_NAME, "the calibration file")  # before the statistics
     root = Path(data) if data is not None else Path(ckpt["data"]["root"])
     category = category if category is not None else ckpt["data"]["category"]
     spec = PreprocessSpec(cfg.model.image_size, cfg.model.image_size)
@@ -170,14 +175,78 @@ def _map_range(maps: np.ndarray) -> tuple[float, float]:
 
 
 def load_calibration(run: Path, cfg: GlcfConfig) -> dict:
+    """The run's calibration, checked (:func:`read_calibration`) and matched to ``cfg``.
+
+    Raises:
+        NotCalibrated: no calibration, or one of another training config.
+        DataError: a calibration file that cannot be used.
+    """
     path = Path(run) / CALIBRATION_NAME
+    again = shlex.join(["glcf", "calibrate", str(run)])
     if not path.is_file():
-        raise NotCalibrated(f"{run} has no {CALIBRATION_NAME}; run `glcf calibrate {run}` first")
-    data = json.loads(path.read_text())
+        raise NotCalibrated(f"{run} has no {CALIBRATION_NAME}; run {again} first")
+    data = read_calibration(path)
     if data.get("format") != CALIBRATION_FORMAT or data.get("config_hash") != cfg.hash():
         raise NotCalibrated(f"{path} does not belong to this checkpoint (retrained since?); "
-                            f"run `glcf calibrate {run}` again")
+                            f"run {again} again")
     return data
+
+
+def read_calibration(path: Path) -> dict:
+    """``calibration.json`` as written by ``glcf calibrate``: JSON, every number finite, and a
+    threshold and a heat-map range that are numbers. Every reader of the file goes through here.
+
+    Raises:
+        DataError: naming the file, the key and the fix (run ``glcf calibrate`` again).
+    """
+    path = Path(path)
+    again = f"run {shlex.join(['glcf', 'calibrate', str(path.parent)])} again"
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:  # not UTF-8, not JSON, an integer of thousands of digits
+        raise DataError(f"{path} is not valid JSON ({exc}); {again}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path} holds {type(data).__name__}, not a calibration; {again}")
+    bad = _non_finite(data)
+    if bad is not None:
+        key, value = bad
+        raise DataError(f"{path}: {key} is {value}, not a finite number (a threshold, statistic "
+                        f"or score must be finite, or detection is silently off); {again}")
+    threshold = data.get("threshold")
+    if not isinstance(threshold, dict) or "threshold" not in threshold:
+        raise DataError(f"{path}: threshold.threshold is missing; {again}")
+    if not _is_number(threshold["threshold"]):
+        raise DataError(f"{path}: threshold.threshold is {threshold['threshold']!r}, not a number; "
+                        f"{again}")
+    pair = data.get("map_range")
+    if not (isinstance(pair, list) and len(pair) == 2 and all(map(_is_number, pair))):
+        raise DataError(f"{path}: map_range is {pair!r}, not two numbers; {again}")
+    if not isinstance(data.get("scoring", {}), dict):
+        raise DataError(f"{path}: scoring is {data['scoring']!r}, not a mapping; {again}")
+    scores = data.get("validation_scores", [])
+    if not (isinstance(scores, list) and all(map(_is_number, scores))):
+        raise DataError(f"{path}: validation_scores is not a list of numbers; {again}")
+    return data
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _non_finite(value: object, key: str = "") -> tuple[str, str] | None:
+    """The first key (``stats.local.28.sigma``, ``map_range[1]``) holding NaN, ±inf or an integer
+    too large for a float, and that value in words; None when every number is finite."""
+    if isinstance(value, dict):
+        items = ((f"{key}.{k}" if key else str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{key}[{i}]", v) for i, v in enumerate(value))
+    elif isinstance(value, float) and not math.isfinite(value):
+        return key, "NaN" if math.isnan(value) else ("+" if value > 0 else "-") + "infinity"
+    elif _is_number(value) and abs(value) > sys.float_info.max:
+        return key, f"an integer of {len(str(abs(value)))} digits"
+    else:
+        return None
+    return next((bad for k, v in items if (bad := _non_finite(v, k)) is not None), None)
 
 
 def scorer_for(run: Path, cfg: GlcfConfig, branch_mode: BranchMode | None = None,
@@ -192,4 +261,10 @@ def scorer_for(run: Path, cfg: GlcfConfig, branch_mode: BranchMode | None = None
         scoring = _scoring_with(cfg.scoring, calib["scoring"]) if "scoring" in calib else cfg.scoring
     if branch_mode is not None:
         scoring = replace(scoring, branch_mode=branch_mode)
-    return TorchScorer(scoring, cfg.model.image_size, FusionStats.from_dict(calib["stats"])), calib
+    try:
+        stats = FusionStats.from_dict(calib["stats"])
+    except (KeyError, TypeError, ValueError) as exc:
+        path = Path(run) / CALIBRATION_NAME
+        raise DataError(f"{path}: its fusion statistics are incomplete or malformed ({exc!r}); "
+                        f"run {shlex.join(['glcf', 'calibrate', str(run)])} again") from None
+    return TorchScorer(scoring, cfg.model.image_size, stats), calib

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import shlex
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ import torch
 
 from glcf_runtime.errors import GlcfError
 from glcf_runtime.files import atomic_write
+from glcf_runtime.sinks import check_writable
 
 CHECKPOINT_FORMAT = "glcf-checkpoint/1"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -37,7 +39,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if path.name != CHECKPOINT_NAME:
         path = path / CHECKPOINT_NAME  # a run folder
     if not path.is_file():
-        raise RunError(f"no checkpoint at {path}; train first with `glcf train ... --out {path.parent}`")
+        raise RunError(f"no checkpoint at {path}; train first with "
+                       f"glcf train ... --out {shlex.quote(str(path.parent))}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated file, foreign pickle, ...: all unusable
@@ -74,6 +77,7 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     if resume:
         if not (out / CHECKPOINT_NAME).is_file():
             raise RunError(f"cannot resume: {out / CHECKPOINT_NAME} does not exist")
+        check_writable(out, "--out", folder=True)
         return
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out} is a file; give a folder for the run")
@@ -88,6 +92,7 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
             f"run folder {out} already holds {len(existing)} file(s); continue it with --resume, "
             "start it again with --overwrite, or choose another --out"
         )
+    check_writable(out, "--out", folder=True)  # a read-only or full disk: before any training
 
 
 @contextmanager

@@ -9,6 +9,7 @@ kind, and the operating point at that threshold. Nothing is written to the run.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from calibration.threshold import select_threshold
 from glcf_runtime.errors import DataError
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.builder import load_run, resolve_device
-from glcf_train.calibrate import CALIBRATION_NAME, StatsAccumulator
+from glcf_train.calibrate import CALIBRATION_NAME, StatsAccumulator, read_calibration
 from glcf_train.config import BranchMode, Normalisation, ScoreRule
 from glcf_train.data.datasets import load_images, read_split
 from glcf_train.progress import counting_progress
@@ -46,8 +47,9 @@ class ScoringRow:
         return float(np.mean(list(self.auroc.values())))
 
     def command(self, run: Path) -> str:
-        return (f"glcf calibrate {run} --score-rule {self.score_rule} "
-                f"--normalisation {self.normalisation}")
+        """The calibrate command that chooses this scoring, shell-quoted."""
+        return shlex.join(["glcf", "calibrate", str(run), "--score-rule", self.score_rule,
+                           "--normalisation", self.normalisation])
 
 
 @torch.no_grad()
@@ -119,12 +121,10 @@ def compare_scoring(run: Path, data: Path | None = None, category: str | None = 
 
 def threshold_rule_of(run: Path) -> dict:
     """The threshold rule of the run's calibration (so the comparison uses the same), or {}."""
-    import json
-
     path = Path(run) / CALIBRATION_NAME
     if not path.is_file():
         return {}
-    t = json.loads(path.read_text()).get("threshold", {})
+    t = read_calibration(path)["threshold"]
     if t.get("rule") == "target_fpr":
         return {"target_fpr": t.get("target_fpr")}
     if t.get("rule") == "normal_quantile":

@@ -56,11 +56,35 @@ class Normalisation(str, Enum):
     POSITION = "position"  # a μ and σ per map position over the images: fixed layouts (blisters, trays)
 
 
+class BackboneKind(str, Enum):
+    """Which frozen ImageNet network Φ_L is (DESIGN §2: four taps at strides 4/8/16/32)."""
+
+    SWIN = "swin"  # timm Swin transformer with this config's sizes (paper: Swin-T)
+    EFFICIENTNET_LITE0 = "efficientnet_lite0"  # timm tf_efficientnet_lite0 (TF "same" padding)
+    EFFICIENTNET_LITE1 = "efficientnet_lite1"
+    EFFICIENTNET_LITE2 = "efficientnet_lite2"
+    WIDE_RESNET50_2 = "wide_resnet50_2"  # torchvision / timm layout (the authors' later code)
+
+
+# Channels of the taps t0..t3 of the CNN backbones (timm feature_info at strides 4, 8, 16, 32).
+CNN_TAP_CHANNELS: dict[BackboneKind, tuple[int, int, int, int]] = {
+    BackboneKind.EFFICIENTNET_LITE0: (24, 40, 112, 320),
+    BackboneKind.EFFICIENTNET_LITE1: (24, 40, 112, 320),
+    BackboneKind.EFFICIENTNET_LITE2: (24, 48, 120, 352),
+    BackboneKind.WIDE_RESNET50_2: (256, 512, 1024, 2048),
+}
+
+
 @dataclass(frozen=True)
 class BackboneConfig:
-    """Φ_L: a timm Swin transformer cut after stage 4's patch merging."""
+    """Φ_L: a timm Swin transformer cut after stage 4's patch merging, or a CNN's four taps."""
 
-    embed_dim: int = 96  # channels of t0; t1, t2, t3 have 2x, 4x, 8x
+    kind: BackboneKind = BackboneKind.SWIN
+    # Standardise each tap per channel with its mean and std over the training images (fixed
+    # before the first step, stored with the model). CNN taps' scales differ per channel and per
+    # layer by orders of magnitude; unstandardised, their MSE is ruled by a few channels.
+    standardize: bool = False
+    embed_dim: int = 96  # Swin: channels of t0; t1, t2, t3 have 2x, 4x, 8x
     depths: tuple[int, int, int] = (2, 2, 6)  # blocks of stages 1-3; stage 4's blocks are cut off
     num_heads: tuple[int, int, int] = (3, 6, 12)
     window_size: int = 7
@@ -101,8 +125,26 @@ class ModelConfig:
     @property
     def channels(self) -> tuple[int, int, int, int]:
         """Channels of the taps t0..t3."""
+        if self.backbone.kind is not BackboneKind.SWIN:
+            return CNN_TAP_CHANNELS[self.backbone.kind]
         c = self.backbone.embed_dim
         return (c, 2 * c, 4 * c, 8 * c)
+
+    def check(self) -> None:
+        """Refuse sizes the layers cannot take, naming the field to change.
+
+        Raises:
+            ConfigError: a decoder's heads do not divide the width of the taps it predicts.
+        """
+        _, c1, c2, _ = self.channels
+        for width, heads, where in ((c2, self.decoder.num_heads[0], "at 14x14"),
+                                    (c1, self.decoder.num_heads[1], "at 28x28")):
+            if width % heads:
+                raise ConfigError(
+                    f"decoder.num_heads {list(self.decoder.num_heads)}: {heads} heads {where} do "
+                    f"not divide the {self.backbone.kind.value} taps' {width} channels; set "
+                    "decoder.num_heads in a --config file so that each divides its width, "
+                    "e.g. [4, 2]")
 
     @property
     def grids(self) -> tuple[int, int, int, int]:
@@ -155,14 +197,27 @@ class GlcfConfig:
     def hash(self) -> str:
         """Short sha256 of the model and training configuration (recorded in artifacts).
 
-        ``scoring.normalisation`` enters only when it is not the paper's ``image``, so runs
-        trained before the option existed keep their hash (and their calibration).
+        Fields added later (``_LATER_FIELDS``) enter only when they differ from the value every
+        earlier run had, so those runs keep their hash (and their calibration).
         """
         data = to_dict(self)
-        if data["scoring"]["normalisation"] == Normalisation.IMAGE.value:
-            del data["scoring"]["normalisation"]
+        for *path, key, old_default in _LATER_FIELDS:
+            section = data
+            for name in path:
+                section = section[name]
+            if section[key] == old_default:
+                del section[key]
         payload = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
+
+
+# Fields added after runs existed: left out of the hash while they hold the value every earlier
+# run had, so those runs keep their hash (and their calibration): (*path, key, default).
+_LATER_FIELDS = (
+    ("scoring", "normalisation", Normalisation.IMAGE.value),
+    ("model", "backbone", "kind", BackboneKind.SWIN.value),
+    ("model", "backbone", "standardize", False),
+)
 
 
 def _tiny() -> GlcfConfig:
@@ -189,14 +244,46 @@ def _small() -> GlcfConfig:
     return GlcfConfig(preset="small", model=model, train=TrainConfig(lr=3e-4, epochs=100))
 
 
-PRESETS = {"paper": GlcfConfig, "small": _small, "tiny": _tiny}
+def _edge() -> GlcfConfig:
+    """ImageNet-pretrained EfficientNet-Lite0 Φ_L (weights install offline) with a bottleneck and
+    decoders small enough to train one category in minutes on 2 CPU cores."""
+    model = ModelConfig(
+        backbone=BackboneConfig(kind=BackboneKind.EFFICIENTNET_LITE0, standardize=True, timm_name=None),
+        bottleneck=BottleneckConfig(
+            dim=64, encoder_depth=2, encoder_heads=4, decoder_depth=2, decoder_heads=4
+        ),
+        # Swin blocks at the taps' own widths (112 at 14², 40 at 28² for Lite0): heads divide them.
+        decoder=DecoderConfig(depths=(1, 1), num_heads=(4, 2)),
+    )
+    train = TrainConfig(lr=1e-3, epochs=None, steps=800, weight_decay=0.0)
+    return GlcfConfig(preset="edge", model=model, train=train)
+
+
+PRESETS = {"paper": GlcfConfig, "small": _small, "tiny": _tiny, "edge": _edge}
 
 
 def preset(name: str) -> GlcfConfig:
-    """The named preset (`paper`, `small`, `tiny`)."""
+    """The named preset (`paper`, `small`, `tiny`, `edge`)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]()
+
+
+def with_backbone(cfg: GlcfConfig, kind: BackboneKind | str) -> GlcfConfig:
+    """``cfg`` with Φ_L replaced by ``kind``; CNN taps are standardised per channel (DESIGN §2)."""
+    try:
+        kind = BackboneKind(kind)
+    except ValueError:
+        raise ConfigError(f"--backbone {kind!r}: choose one of "
+                          f"{', '.join(k.value for k in BackboneKind)}") from None
+    if kind is BackboneKind.SWIN:  # Swin-T as in the paper unless the config already sizes a Swin
+        swin = cfg.model.backbone.kind is BackboneKind.SWIN
+        backbone = cfg.model.backbone if swin else BackboneConfig()
+    else:
+        backbone = replace(cfg.model.backbone, kind=kind, standardize=True)
+    model = replace(cfg.model, backbone=backbone)
+    model.check()
+    return replace(cfg, model=model)
 
 
 def with_train(cfg: GlcfConfig, **changes: Any) -> GlcfConfig:

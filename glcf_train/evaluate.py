@@ -78,6 +78,7 @@ def evaluate_run(run: Path, data: Path | None = None, category: str | None = Non
     """Score a run on the test split of its data set (or of ``data``/``category``); with
     ``baseline``, score a reference baseline on the same images; with ``report``, write the
     HTML report there."""
+    check_outputs(json_out, save_maps, overlays, report)
     dev = resolve_device(device)
     model, cfg, ckpt = load_run(run, dev)
     scorer, calib = scorer_for(run, cfg, branch_mode)
@@ -89,10 +90,6 @@ def evaluate_run(run: Path, data: Path | None = None, category: str | None = Non
     if not samples:
         raise DataError(f"{root}: a plain folder of good images has no test split; evaluate on an "
                         "MVTec AD / LOCO layout (try `glcf data synth`)")
-    if report is not None:
-        from glcf_train.report.build import check_report_folder
-
-        check_report_folder(report)
     spec = PreprocessSpec(cfg.model.image_size, cfg.model.image_size)
     images = load_images(samples, spec)
     maps, scores = score_images(model, scorer, images, batch_size, dev, progress, label="test images")
@@ -129,6 +126,24 @@ def evaluate_run(run: Path, data: Path | None = None, category: str | None = Non
     if json_out is not None:
         atomic_write_text(Path(json_out), json.dumps(result.to_dict(), indent=2))
     return result
+
+
+def check_outputs(json_out: Path | None, save_maps: Path | None, overlays: Path | None,
+                  report: Path | None) -> None:
+    """Refuse, before the run loads, an output that cannot be written (a folder where a file
+    goes, a read-only or full disk, a report folder that is not new): ConfigError / DataError."""
+    from glcf_runtime.sinks import check_writable
+
+    if json_out is not None:
+        check_writable(Path(json_out), "--json")
+    for folder, option in ((save_maps, "--save-maps"), (overlays, "--overlays")):
+        if folder is not None:
+            check_writable(Path(folder), option, folder=True)
+    if report is not None:
+        from glcf_train.report.build import check_report_folder
+
+        check_report_folder(report)
+        check_writable(Path(report), "--report", folder=True)
 
 
 def _with(result: EvalResult, **changes: object) -> EvalResult:

@@ -21,7 +21,7 @@ def model_summary(cfg: GlcfConfig) -> list[Table]:
     params = Table(title=f"GLCF parameters — preset {cfg.preset}")
     for col in ("part", "trainable", "frozen"):
         params.add_column(col, justify="left" if col == "part" else "right")
-    parts = {"Φ_L (Swin, frozen)": model.phi_l, **{
+    parts = {f"Φ_L ({cfg.model.backbone.kind.value}, frozen)": model.phi_l, **{
         {"bottleneck": "semantic bottleneck", "phi_g": "Φ_G decoder", "psi_l": "Ψ_L decoder",
          "psi_g": "Ψ_G decoder"}[k]: v for k, v in model.trainable_parts().items()}}
     totals = [0, 0]

@@ -18,9 +18,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.files import atomic_write
+from glcf_runtime.preprocess import MAX_PIXELS
 from glcf_train import checkpoint as ck
 from glcf_train.builder import build_model, resolve_device
-from glcf_train.config import GlcfConfig, from_dict, save_yaml, to_dict, with_train
+from glcf_train.config import BackboneKind, GlcfConfig, from_dict, save_yaml, to_dict, with_train
 from glcf_train.distributed import (
     DistInfo,
     all_mean,
@@ -31,8 +32,10 @@ from glcf_train.distributed import (
     shutdown,
 )
 from glcf_train.losses import glcf_losses
-from glcf_train.progress import TrainProgress
+from glcf_train.progress import TrainProgress, counting_progress
 from glcf_train.training_data import TrainingData, load_training_data
+
+TAP_CACHE_BYTES = 4 << 30  # the largest tap cache kept in memory (or GPU memory) per process
 
 
 class TrainingDiverged(GlcfError):
@@ -52,6 +55,7 @@ class TrainOptions:
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
+    max_pixels: int = MAX_PIXELS  # the largest image read (--max-pixels), width × height
     # Called after every step with (step, losses); returning True stops the run cleanly.
     on_step: Callable[[int, dict[str, float]], bool] | None = None
 
@@ -64,6 +68,7 @@ class TrainResult:
     completed: bool
     first_losses: dict[str, float] | None
     last_losses: dict[str, float] | None
+    weights: str = ""  # where Φ_L's weights came from, with their sha256
 
 
 @dataclass
@@ -74,10 +79,12 @@ class _State:
     data: TrainingData
     step: int
     total_steps: int
-    backbone: str
+    backbone: str  # where Φ_L's weights came from (WeightsInfo.source)
     out: Path
+    backbone_sha256: str | None = None
     scaler_state: dict | None = None  # GradScaler of a resumed FP16 run
     scaler: Any = None  # the run's torch.amp.GradScaler (FP16 autocast on CUDA), else None
+    taps: list[torch.Tensor] | None = None  # a frozen CNN Φ_L's taps of every training image
 
 
 def train(opts: TrainOptions) -> TrainResult:
@@ -128,11 +135,15 @@ def _fresh(opts: TrainOptions, device: torch.device, info: DistInfo) -> _State:
     if opts.config is None or opts.data is None:
         raise ConfigError("a new run needs --data and a preset or --config")
     cfg = with_train(opts.config, **(opts.train_overrides or {}))
-    data = load_training_data(opts.data, opts.category, cfg, info, progress=opts.progress)
-    model, backbone = build_model(cfg, opts.backbone_weights, opts.random_init)
+    data = load_training_data(opts.data, opts.category, cfg, info, progress=opts.progress,
+                              max_pixels=opts.max_pixels)
+    model, weights = build_model(cfg, opts.backbone_weights, opts.random_init)
+    model.fit_standardization(torch.from_numpy(data.images))  # a CNN Φ_L's tap statistics
     model.to(device)
     total = _total_steps(cfg, data.steps_per_epoch)
-    return _State(model, _optimizer(model, cfg), cfg, data, 0, total, backbone, opts.out)
+    return _State(model, _optimizer(model, cfg), cfg, data, 0, total, weights.source, opts.out,
+                  backbone_sha256=weights.sha256,
+                  taps=_cached_taps(model, cfg, data, device, opts.progress and info.is_main))
 
 
 def _restore(opts: TrainOptions, device: torch.device, info: DistInfo) -> _State:
@@ -141,7 +152,8 @@ def _restore(opts: TrainOptions, device: torch.device, info: DistInfo) -> _State
     cfg = with_train(cfg, **(opts.train_overrides or {}))
     data_root = Path(ckpt["data"]["root"]) if opts.data is None else opts.data
     category = ckpt["data"]["category"] if opts.category is None else opts.category
-    data = load_training_data(data_root, category, cfg, info, progress=opts.progress)
+    data = load_training_data(data_root, category, cfg, info, progress=opts.progress,
+                              max_pixels=opts.max_pixels)
     if data.count != ckpt["data"]["count"]:
         raise ConfigError(
             f"resume: the training set now has {data.count} images, the run started with "
@@ -157,7 +169,28 @@ def _restore(opts: TrainOptions, device: torch.device, info: DistInfo) -> _State
         raise ConfigError(f"{opts.out} already finished its {total} steps; pass a larger "
                           "--steps or --epochs with --resume to train further")
     return _State(model, optimizer, cfg, data, ckpt["step"], total, ckpt["backbone"], opts.out,
-                  scaler_state=ckpt.get("scaler"))
+                  backbone_sha256=ckpt.get("backbone_sha256"), scaler_state=ckpt.get("scaler"),
+                  taps=_cached_taps(model, cfg, data, device, opts.progress and info.is_main))
+
+
+def _cached_taps(model: torch.nn.Module, cfg: GlcfConfig, data: TrainingData,
+                 device: torch.device, progress: bool) -> list[torch.Tensor] | None:
+    """A frozen CNN Φ_L's taps of every training image, computed once (no augmentation: each
+    step would compute the same ones again; on a CPU they cost more than the rest of a step).
+    None for Swin, whose taps each step computes as before."""
+    if cfg.model.backbone.kind is BackboneKind.SWIN:
+        return None
+    per_image = sum(c * g * g for c, g in zip(cfg.model.channels, cfg.model.grids, strict=True)) * 4
+    if per_image * data.count > TAP_CACHE_BYTES:
+        return None
+    parts: list[list[torch.Tensor]] = [[], [], [], []]
+    with counting_progress("Φ_L features of the training images", data.count, progress) as advance:
+        for i in range(0, data.count, 16):
+            batch = torch.from_numpy(data.images[i : i + 16]).to(device)
+            for part, tap in zip(parts, model.local_features(batch), strict=True):
+                part.append(tap)
+            advance(min(i + 16, data.count), data.count)
+    return [torch.cat(part) for part in parts]
 
 
 def _lr_at(cfg: GlcfConfig, step: int, total: int) -> float:
@@ -205,7 +238,9 @@ def _loop(s: _State, opts: TrainOptions, device: torch.device, info: DistInfo) -
             _save(s, opts, info, last)
     if log is not None:
         log.close()
-    return TrainResult(opts.out, s.step, s.total_steps, s.step >= s.total_steps, first, last)
+    weights = s.backbone + (f" (sha256 {s.backbone_sha256})" if s.backbone_sha256 else "")
+    return TrainResult(opts.out, s.step, s.total_steps, s.step >= s.total_steps, first, last,
+                       f"{s.cfg.model.backbone.kind.value}, {weights}")
 
 
 def _step(s: _State, net: torch.nn.Module, index: np.ndarray, device: torch.device,
@@ -213,10 +248,14 @@ def _step(s: _State, net: torch.nn.Module, index: np.ndarray, device: torch.devi
     lr = _lr_at(s.cfg, s.step, s.total_steps)
     for group in s.optimizer.param_groups:
         group["lr"] = lr
-    batch = torch.from_numpy(s.data.images[index]).to(device, non_blocking=True)
     s.optimizer.zero_grad(set_to_none=True)
     with amp_ctx:
-        losses = glcf_losses(net(batch), s.cfg.train)
+        if s.taps is not None:
+            taps = [t[torch.from_numpy(index).to(t.device)] for t in s.taps]
+            losses = glcf_losses(net(None, taps=taps), s.cfg.train)
+        else:
+            batch = torch.from_numpy(s.data.images[index]).to(device, non_blocking=True)
+            losses = glcf_losses(net(batch), s.cfg.train)
     values = all_mean(torch.stack([losses.total, losses.consistency, losses.local,
                                    losses.global_]).detach().float(), info)
     if not bool(torch.isfinite(values).all()):
@@ -247,6 +286,7 @@ def _save(s: _State, opts: TrainOptions, info: DistInfo, last: dict | None) -> N
             "total_steps": s.total_steps,
             "data": s.data.describe(),
             "backbone": s.backbone,
+            "backbone_sha256": s.backbone_sha256,
             "last_losses": last or {},
             "scaler": None if s.scaler is None else s.scaler.state_dict(),
             "versions": {"torch": str(torch.__version__)},

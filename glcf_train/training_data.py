@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from glcf_runtime.errors import DataError
-from glcf_runtime.preprocess import PreprocessSpec
+from glcf_runtime.health import FLAT_STD, pixel_std
+from glcf_runtime.preprocess import MAX_PIXELS, PreprocessSpec, checked_max_pixels
 from glcf_train.config import GlcfConfig
 from glcf_train.data.datasets import detect_layout, load_images, read_split
 from glcf_train.distributed import DistInfo
@@ -53,8 +54,17 @@ class TrainingData:
 
 
 def load_training_data(root: Path, category: str | None, cfg: GlcfConfig, info: DistInfo,
-                       progress: bool = True) -> TrainingData:
-    """Read every training image through the runtime's pre-processing (a bad file stops here)."""
+                       progress: bool = True, max_pixels: int = MAX_PIXELS) -> TrainingData:
+    """Read every training image through the runtime's pre-processing (a bad file stops here).
+
+    Args:
+        max_pixels: refuse a larger image (``--max-pixels``), before decoding it.
+
+    Raises:
+        ImageReadError: an image that cannot be read, or is too large.
+        DataError: no training images, too few held out, or a flat training image.
+    """
+    checked_max_pixels(max_pixels)
     root = Path(root)
     layout = detect_layout(root, category)
     samples = read_split(root, category, "train")
@@ -71,6 +81,24 @@ def load_training_data(root: Path, category: str | None, cfg: GlcfConfig, info: 
     spec = PreprocessSpec(cfg.model.image_size, cfg.model.image_size)
     with counting_progress("reading training images", len(samples),
                            enabled=progress and info.is_main) as advance:
-        images = load_images(samples, spec, progress=advance)
+        images = load_images(samples, spec, progress=advance, max_pixels=max_pixels)
+    _refuse_flat(images, [s.path for s in samples])
     return TrainingData(images, [s.path for s in samples], root, category, layout.value,
                         cfg.train.batch_size, cfg.train.seed, info)
+
+
+def _refuse_flat(images: np.ndarray, paths: list[Path]) -> None:
+    """DataError naming the flat training images (near-constant pixels at the model's input
+    size, as ``glcf inspect``'s health check measures them): a blank capture or a black
+    placeholder would teach the model that a blank frame is good."""
+    flat = [(path, std) for path, image in zip(paths, images, strict=True)
+            if (std := pixel_std(image)) < FLAT_STD]
+    if not flat:
+        return
+    path, std = flat[0]
+    more = f" (and {len(flat) - 1} more)" if len(flat) > 1 else ""
+    raise DataError(
+        f"training image {path}{more} is flat: its pixels are nearly constant (std {std:.2f} < "
+        f"{FLAT_STD:g} levels at the model's input size), a blank or failed capture that would "
+        "teach the model a blank frame is good; remove it from the training images"
+    )

@@ -20,6 +20,7 @@ from glcf_runtime.errors import ConfigError, GlcfError
 
 GATES_FILE = "gates.json"  # {"openvino-int8": {"passed": bool, ...}, "openvino-bf16": {...}, …}
 FP32_FILE, INT8_FILE, ENGINE_FILE = "model.onnx", "model.int8.onnx", "model.engine"
+EXPORT_REPORT = "export_report.json"  # {"batch": the largest batch the export checked, figures, …}
 
 
 @dataclass(frozen=True)

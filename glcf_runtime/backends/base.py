@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shlex
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
@@ -24,7 +25,7 @@ import numpy as np
 
 from glcf_runtime.errors import ConfigError
 from glcf_runtime.files import atomic_write_json, file_sha256
-from glcf_runtime.metadata import ArtifactMetadata, threshold_problem
+from glcf_runtime.metadata import ArtifactMetadata, is_roi, shown, threshold_problem
 
 THRESHOLD_FILE = "threshold.json"
 log = logging.getLogger(__name__)
@@ -160,21 +161,26 @@ def load_threshold(artifact: Path, metadata: ArtifactMetadata) -> ThresholdChoic
     file = artifact_folder(artifact) / THRESHOLD_FILE
     if not file.is_file():
         return _metadata_choice(metadata)
-    again = f"delete it or write it again with glcf threshold {artifact_folder(artifact)} --good DIR"
+    folder = shlex.quote(str(artifact_folder(artifact)))
+    again = f"delete it or write it again with glcf threshold {folder} --good DIR"
     try:
         data = json.loads(file.read_text())
         value = data["threshold"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise ConfigError(f"{file} cannot be read ({exc}); {again}") from None
     problem = threshold_problem(value, metadata.score_rule)
     if problem is not None:
-        raise ConfigError(f"{file}: threshold {value!r} cannot be used: {problem}; {again}")
+        raise ConfigError(f"{file}: threshold {shown(value)} cannot be used: {problem}; {again}")
     value = float(value)
+    raw_roi = data.get("roi")
+    roi = tuple(raw_roi) if isinstance(raw_roi, list) else raw_roi
+    if not is_roi(roi):
+        raise ConfigError(f"{file}: roi {shown(raw_roi)} is not null or [x, y, w, h] in whole "
+                          f"pixels; {again}")
     measured_on = artifact_folder(artifact) / str(data.get("artifact", ""))
     stale = data.get("config_hash") != metadata.config_hash or (
         measured_on.is_file() and data.get("artifact_sha256") != file_sha256(measured_on)
     )
-    roi = tuple(data["roi"]) if data.get("roi") else None
     if stale or roi != metadata.roi:
         why = ("another export of this model" if stale else
                f"frames cropped to {_roi_text(roi)}, not {_roi_text(metadata.roi)}")

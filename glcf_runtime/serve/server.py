@@ -15,26 +15,34 @@ none writes files or changes the run.
 | ``/flagged/ID.jpg?width=W`` | a flagged frame of the gallery, full size (W: a thumbnail) |
 | ``/metrics`` | Prometheus text format |
 | ``/healthz`` | 200 while the source delivers, 503 otherwise; the only route without the token |
+
+Every route answers GET and HEAD. Who may ask (token, the page's cookie, the ``Host`` header) is
+``access``'s concern. Clients cannot hold the server: a request's line and headers must arrive
+within ``ServeLimits.head_timeout_s`` however slowly they trickle in, a viewer that stops reading
+is dropped after ``write_timeout_s``, and at most ``max_connections`` are open at once (each is a
+thread): the next one gets a 503 at once, from the accepting thread, without a thread of its own.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
+import io
 import json
 import logging
 import re
 import socket
 import threading
+from collections.abc import Iterable
 from concurrent.futures import CancelledError
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from glcf_runtime.backends.base import Runner, ThresholdChoice
 from glcf_runtime.errors import ConfigError
+from glcf_runtime.serve.access import Access, check_exposure, parse_allowed_hosts
+from glcf_runtime.serve.connections import HeadReader, HttpServer, ServeLimits
 from glcf_runtime.serve.state import LiveState, model_card
 from glcf_runtime.sources import FrameSource
 
@@ -68,35 +76,13 @@ def parse_bind(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: treated as reachable from the network
-
-
-def check_exposure(host: str, token: str | None) -> None:
-    """Refuse to bind a non-loopback address without a token.
-
-    Raises:
-        ConfigError: ``host`` is reachable from other machines and ``token`` is empty.
-    """
-    if not token and not is_loopback(host):
-        raise ConfigError(
-            f"--serve {host}: the page would be open to anyone who can reach this machine; give "
-            "--token T (or set GLCF_TOKEN), or bind 127.0.0.1 and open it through an SSH tunnel "
-            "(ssh -L 8080:127.0.0.1:8080 HOST)"
-        )
-
-
 def open_live_page(
     runner: Runner,
     source: FrameSource,
     threshold: float | None,
     bind: str,
     token: str | None = None,
+    allowed_hosts: Iterable[str] = (),
 ) -> LiveServer:
     """A bound (not yet serving) server for ``glcf inspect --serve``; its ``state`` is the sink.
 
@@ -106,15 +92,12 @@ def open_live_page(
         threshold: the ``--threshold`` override, or None for the runner's.
         bind: ``PORT`` or ``HOST:PORT`` (see ``parse_bind``).
         token: required on every route but ``/healthz`` when given.
+        allowed_hosts: ``--allow-host`` names, accepted in the ``Host`` header.
     """
     choice = runner.threshold if threshold is None else ThresholdChoice(threshold, "--threshold")
     host, port = parse_bind(bind)
-    return LiveServer(LiveState(model_card(runner, choice), source), host, port, token)
-
-
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True  # a viewer's open stream never keeps the process alive
-    live: LiveServer
+    state = LiveState(model_card(runner, choice), source)
+    return LiveServer(state, host, port, token, allowed_hosts=allowed_hosts)
 
 
 class LiveServer:
@@ -125,7 +108,8 @@ class LiveServer:
     second.
 
     Raises:
-        ConfigError: a non-loopback host without a token, or an address that cannot be bound.
+        ConfigError: a non-loopback host without a token, a bad ``allowed_hosts`` name, or an
+            address that cannot be bound.
     """
 
     def __init__(
@@ -135,8 +119,11 @@ class LiveServer:
         port: int = 0,
         token: str | None = None,
         max_fps: float = 10.0,
+        allowed_hosts: Iterable[str] = (),
+        limits: ServeLimits = ServeLimits(),
     ) -> None:
         check_exposure(host, token)
+        allowed_hosts = parse_allowed_hosts(allowed_hosts)  # before the socket is bound
         try:
             from glcf_runtime.serve import metrics
         except ModuleNotFoundError as exc:
@@ -144,10 +131,10 @@ class LiveServer:
                 f"--serve needs {exc.name} for /metrics, which is not installed: "
                 "pip install 'glcf[runtime]'"
             ) from None
-        self.state, self.token, self.max_fps = state, token or None, max_fps
+        self.state, self.max_fps, self.limits = state, max_fps, limits
         self.metrics, self.registry = metrics, metrics.registry(state)
         self.stopping = threading.Event()
-        server_class = type("_Server", (_HttpServer,), {})
+        server_class = type("_Server", (HttpServer,), {})
         if ":" in host:
             server_class.address_family = socket.AF_INET6
         try:
@@ -158,6 +145,8 @@ class LiveServer:
                 "another port (0 picks a free one) or an address of this machine"
             ) from None
         self._httpd.live = self
+        self._httpd.slots = threading.BoundedSemaphore(limits.max_connections)
+        self.access = Access(token, host, self.port, allowed_hosts)
         self._thread: threading.Thread | None = None
 
     @property
@@ -195,32 +184,38 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def authorized(self, header: str | None, query_token: list[str] | None) -> bool:
-        """``Authorization: Bearer T`` or ``?token=T`` matches the token (always, without one)."""
-        if self.token is None:
-            return True
-        given = [t for t in query_token or ()]
-        if header and header.lower().startswith("bearer "):
-            given.append(header[7:].strip())
-        expected = self.token.encode()
-        return any(hmac.compare_digest(t.encode(), expected) for t in given)
-
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _HttpServer
+    server: HttpServer
     server_version = "glcf"
+    head_only = False  # HEAD: headers as for GET, no body
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()
+        self.rfile = io.BufferedReader(
+            HeadReader(self.connection, self.server.live.limits.head_timeout_s)
+        )
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
+    def do_HEAD(self) -> None:
+        self.head_only = True
+        self.do_GET()
+
     def do_GET(self) -> None:
         live = self.server.live
+        self.connection.settimeout(live.limits.write_timeout_s)  # the head has arrived
         url = urlsplit(self.path)
-        query = parse_qs(url.query)
+        query = parse_qs(url.query, errors="surrogateescape")  # a token's bytes, whatever they are
         try:
             if url.path == "/healthz":
                 self._healthz()
-            elif not live.authorized(self.headers.get("Authorization"), query.get("token")):
+            elif not live.access.host_allowed(self.headers):
+                self._send_json({"error": live.access.host_refusal(self.headers, live.url)},
+                                HTTPStatus.FORBIDDEN)
+            elif not live.access.authorized(self.headers, query.get("token", [])):
                 self._send_json(
                     {"error": "this page needs its token: add ?token=T to the URL or send the "
                               "header 'Authorization: Bearer T' (T: glcf inspect --token)"},
@@ -237,7 +232,11 @@ class _Handler(BaseHTTPRequestHandler):
         flagged = FLAGGED_ROUTE.match(path)
         if path in FILES:
             name, content_type = FILES[path]
-            self._send(HTTPStatus.OK, (STATIC / name).read_bytes(), content_type)
+            headers = {"Referrer-Policy": "no-referrer"}  # the page's URL may hold the token
+            cookie = self.server.live.access.page_cookie(query.get("token", []))
+            if path == "/" and cookie is not None:  # the page's own loads carry it, not the token
+                headers["Set-Cookie"] = cookie
+            self._send(HTTPStatus.OK, (STATIC / name).read_bytes(), content_type, headers)
         elif path == "/api/status":
             self._send_json(state.status())
         elif path == "/api/results":
@@ -274,7 +273,8 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in {"Cache-Control": "no-store", **(headers or {})}.items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(body)
+        if not self.head_only:
+            self.wfile.write(body)
 
     def _send_json(self, data: Any, status: int = HTTPStatus.OK, headers: dict | None = None) -> None:
         body = json.dumps(data, allow_nan=False).encode()
@@ -302,6 +302,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
+        if self.head_only:
+            return
         seen, records = state.updates(None, -1 if since is None else since)
         while not live.stopping.is_set():
             payload = {"status": state.status(), "records": records[-EVENT_RECORDS:]}
@@ -322,6 +324,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
+        if self.head_only:
+            return
         sent = 0
         while not live.stopping.is_set():
             live.state.wait(sent, 1.0)

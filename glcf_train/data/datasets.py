@@ -1,7 +1,8 @@
 """Readers for the MVTec LOCO, MVTec AD and plain-folder layouts. numpy and OpenCV only.
 
-Every file in an image folder is listed (hidden files aside), so a stray ``notes.txt`` or a
-corrupt PNG stops loading with an error that names it instead of being skipped.
+Every entry of an image folder is listed (hidden ones aside, ``list_images``), so a stray
+``notes.txt``, a corrupt PNG, a dangling link or a link loop stops loading with an error that
+names it instead of being skipped.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import cv2
 import numpy as np
 
 from glcf_runtime.errors import DataError, ImageReadError
-from glcf_runtime.preprocess import IMAGE_SUFFIXES, PreprocessSpec, list_images, load_preprocessed
+from glcf_runtime.preprocess import (
+    IMAGE_SUFFIXES,
+    MAX_PIXELS,
+    PreprocessSpec,
+    check_readable,
+    list_images,
+    load_preprocessed,
+)
 
 SPLITS = ("train", "validation", "test")
 _LOCO_KINDS = {"good": "good", "logical_anomalies": "logical", "structural_anomalies": "structural"}
@@ -85,6 +93,7 @@ def _images(folder: Path) -> list[Path]:
     images = list_images(folder)
     if not images:
         raise DataError(f"{folder} holds no images")
+    check_readable(images)  # a dangling link or a link loop is named, never left out
     return images
 
 
@@ -196,19 +205,23 @@ def load_images(
     samples_or_paths: Sequence[Sample | Path | str],
     spec: PreprocessSpec,
     progress: Callable[[int, int], None] | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
     """Read and pre-process images as the deployed model will see them.
+
+    Args:
+        max_pixels: refuse a larger image (``glcf_runtime.preprocess.read_image``).
 
     Returns:
         uint8 BGR ``[N, spec.height, spec.width, 3]``.
 
     Raises:
-        ImageReadError: naming the first file that is not a readable image.
+        ImageReadError: naming the first file that is not a readable image, or too large.
     """
     paths = [s.path if isinstance(s, Sample) else Path(s) for s in samples_or_paths]
     images = np.empty((len(paths), spec.height, spec.width, 3), np.uint8)
     for i, path in enumerate(paths):
-        images[i] = load_preprocessed(path, spec)
+        images[i] = load_preprocessed(path, spec, max_pixels)
         if progress is not None:
             progress(i + 1, len(paths))
     return images

@@ -11,37 +11,39 @@ from glcf_train.config import ModelConfig, UpsampleKind
 
 
 class PatchExpand(nn.Module):
-    """Swin-Unet patch expanding: ``[B, H, W, C]`` → ``[B, 2H, 2W, C/2]`` (Linear C→2C, 2x2 rearrange, LN)."""
+    """Swin-Unet patch expanding: ``[B, H, W, C]`` → ``[B, 2H, 2W, C']`` (Linear C→4C', 2x2
+    rearrange, LN). Swin's taps halve the width (C' = C/2, Linear C→2C); a CNN's taps set C'."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, out_dim: int | None = None) -> None:
         super().__init__()
-        self.expand = nn.Linear(dim, 2 * dim, bias=False)
-        self.norm = nn.LayerNorm(dim // 2)
+        self.out_dim = dim // 2 if out_dim is None else out_dim
+        self.expand = nn.Linear(dim, 4 * self.out_dim, bias=False)
+        self.norm = nn.LayerNorm(self.out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, h, w, c = x.shape
-        x = self.expand(x).reshape(b, h, w, 2, 2, c // 2)
-        x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, c // 2)
+        b, h, w, _ = x.shape
+        x = self.expand(x).reshape(b, h, w, 2, 2, self.out_dim)
+        x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, self.out_dim)
         return self.norm(x)
 
 
 class DualUpsample(nn.Module):
-    """SUNet dual up-sample: ``[B, H, W, C]`` → ``[B, 2H, 2W, C/2]``.
+    """SUNet dual up-sample: ``[B, H, W, C]`` → ``[B, 2H, 2W, C']`` (C' = C/2 unless given).
 
-    A pixel-shuffle path and a bilinear path, each ending in a 1x1 conv to C/2 channels, are
+    A pixel-shuffle path and a bilinear path, each ending in a 1x1 conv to C' channels, are
     concatenated and fused by a 1x1 conv.
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, out_dim: int | None = None) -> None:
         super().__init__()
-        half = dim // 2
+        half = dim // 2 if out_dim is None else out_dim
         self.shuffle_path = nn.Sequential(
-            nn.Conv2d(dim, 2 * dim, 1, bias=False), nn.PReLU(), nn.PixelShuffle(2),
+            nn.Conv2d(dim, 4 * half, 1, bias=False), nn.PReLU(), nn.PixelShuffle(2),
             nn.Conv2d(half, half, 1, bias=False),
         )
         self.bilinear_in = nn.Sequential(nn.Conv2d(dim, half, 1), nn.PReLU())
         self.bilinear_out = nn.Conv2d(half, half, 1, bias=False)
-        self.fuse = nn.Conv2d(dim, half, 1, bias=False)
+        self.fuse = nn.Conv2d(2 * half, half, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.permute(0, 3, 1, 2)
@@ -74,11 +76,11 @@ class SwinDecoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        _, c1, c2, c3 = cfg.channels
+        c0, c1, c2, c3 = cfg.channels
         _, g1, g2, _ = cfg.grids
         up = UPSAMPLERS[cfg.decoder.upsample]
         d, h, window = cfg.decoder.depths, cfg.decoder.num_heads, cfg.backbone.window_size
-        self.up14, self.up28, self.up56 = up(c3), up(c2), up(c1)
+        self.up14, self.up28, self.up56 = up(c3, c2), up(c2, c1), up(c1, c0)
         self.blocks14 = _swin_blocks(c2, g2, d[0], h[0], window)
         self.blocks28 = _swin_blocks(c1, g1, d[1], h[1], window)
 

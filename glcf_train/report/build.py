@@ -16,7 +16,16 @@ import yaml
 from glcf_runtime.errors import DataError
 from glcf_train.report import figures as fig
 from glcf_train.report.page import data_uri, render_page
-from glcf_train.report.tables import Caught, Row, groups, metric_rows, operating_point
+from glcf_train.report.tables import (
+    GOOD,
+    KINDS,
+    Caught,
+    Group,
+    Row,
+    groups,
+    metric_rows,
+    operating_point,
+)
 
 GALLERY_SIZE = 4  # images per gallery
 
@@ -57,18 +66,18 @@ def _ci(interval: tuple[float, float] | None) -> str:
     return "–" if interval is None else f"{interval[0]:.3f}–{interval[1]:.3f}"
 
 
-def _css(group: str) -> str:
-    return "kind" if group in ("good", "logical", "structural", "all") else "type"
+def _css(group: Group) -> str:
+    return "kind" if group.defect is None else "type"
 
 
-def _tables(data: ReportData, index: dict[str, np.ndarray], n_boot: int, n_boot_loc: int):
+def _tables(data: ReportData, index: dict[Group, np.ndarray], n_boot: int, n_boot_loc: int):
     """Metric rows per detector (localisation intervals for the two kinds only: each resample
     recomputes the whole curve) and the operating point."""
-    kinds = {"logical", "structural"}
+    kinds = {Group(k) for k in KINDS}
     rows: list[list[Row]] = []
     for det in data.detectors:
-        by_kind = {k: v for k, v in index.items() if k in kinds | {"good"}}
-        others = {k: v for k, v in index.items() if k not in kinds}
+        by_kind = {g: v for g, v in index.items() if g in kinds or g == GOOD}
+        others = {g: v for g, v in index.items() if g not in kinds}
         rows.append(metric_rows(det.scores, by_kind, det.localisation, n_boot, n_boot_loc)
                     + metric_rows(det.scores, others, det.localisation, n_boot, 0))
     caught = [operating_point(det.scores, det.threshold, index) for det in data.detectors]
@@ -82,15 +91,20 @@ def _page_rows(rows: list[list[Row]], caught: list[list[Caught]]) -> tuple[list,
         first = same_group[0]
         cells = [c for r in same_group for c in (_fmt(r.image_auroc), _ci(r.image_auroc_ci),
                                                  _fmt(r.localisation), _ci(r.localisation_ci))]
-        metrics.append({"group": first.group, "css": _css(first.group),
+        metrics.append({"group": first.group.label, "css": _css(first.group),
                         "images": f"{first.n_good} + {first.n_anomalous}", "cells": cells})
     operating = []
     for same_group in zip(*caught, strict=True):
         group = same_group[0].group
-        operating.append({"group": "good (false alarms)" if group == "good" else group,
-                          "css": _css(group),
+        operating.append({"group": group.row_label, "css": _css(group),
                           "cells": [f"{c.rate:.0%} ({c.flagged}/{c.total})" for c in same_group]})
     return metrics, operating
+
+
+def _group_of(data: ReportData, i: int) -> Group:
+    """Image ``i``'s group: "good", or its defect type within its kind."""
+    kind = data.kinds[i]
+    return GOOD if kind == "good" else Group(kind, data.defect_types[i])
 
 
 def _gallery(data: ReportData, det: Detector) -> list[dict]:
@@ -120,7 +134,7 @@ def write_report(out: Path, data: ReportData, n_boot: int = 1000,
     check_report_folder(out)
     index = groups(data.kinds, data.defect_types)
     rows, caught = _tables(data, index, n_boot, n_boot_localisation)
-    kinds = [k for k in ("logical", "structural") if k in index]
+    kinds = [k for k in KINDS if Group(k) in index]
     drawn = [fig.Drawn(d.name, d.scores, d.threshold) for d in data.detectors]
     files = {"roc.svg": fig.to_bytes(fig.roc_figure(drawn, index, kinds), "svg"),
              "histograms.svg": fig.to_bytes(fig.histogram_figure(drawn, index, kinds), "svg")}
@@ -132,7 +146,7 @@ def write_report(out: Path, data: ReportData, n_boot: int = 1000,
         idx = g.pop("idx")
         g["file"] = f"gallery-{g['key']}.png" if idx.size else None
         if idx.size:
-            captions = [f"{data.defect_types[i]} · {Path(data.paths[i]).name} · score "
+            captions = [f"{_group_of(data, i).label} · {Path(data.paths[i]).name} · score "
                         f"{data.detectors[0].scores[i]:.4g}" for i in idx]
             picture = fig.gallery_figure(data.images[idx], data.detectors[0].maps[idx],
                                          data.masks[idx], captions, vrange)
@@ -145,8 +159,8 @@ def write_report(out: Path, data: ReportData, n_boot: int = 1000,
         gallery_owner=data.detectors[0].name, about=data.about,
         config=yaml.safe_dump(data.config, sort_keys=False, default_flow_style=None),
         figures={name: data_uri(name, payload) for name, payload in files.items()})
-    tables = {d.name: {"threshold": d.threshold, "metrics": [r.__dict__ for r in rs],
-                       "operating_point": [{**c.__dict__, "rate": c.rate} for c in cs]}
+    tables = {d.name: {"threshold": d.threshold, "metrics": [r.to_dict() for r in rs],
+                       "operating_point": [c.to_dict() for c in cs]}
               for d, rs, cs in zip(data.detectors, rows, caught, strict=True)}
     _publish(out, {**files, "index.html": html.encode(), "tables.json":
                    json.dumps(tables, indent=2).encode()})

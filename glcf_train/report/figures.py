@@ -11,6 +11,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from glcf_train.report.tables import GOOD, Group
+
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")  # one per detector
 KIND_STYLE = {"logical": "-", "structural": "--", "all": ":"}
 
@@ -47,14 +49,14 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     return (np.r_[0.0, fp / max(1, (1 - y).sum())], np.r_[0.0, tp / max(1, y.sum())])
 
 
-def roc_figure(detectors: list[Drawn], index: dict[str, np.ndarray], kinds: list[str]) -> Figure:
+def roc_figure(detectors: list[Drawn], index: dict[Group, np.ndarray], kinds: list[str]) -> Figure:
     """ROC per defect kind: one panel per detector, one curve per kind."""
     fig = _figure(4.2 * len(detectors), 3.8)
     axes = fig.subplots(1, len(detectors), squeeze=False)[0]
-    good = index["good"]
+    good = index[GOOD]
     for ax, det in zip(axes, detectors, strict=True):
         for kind in kinds:
-            anomalous = index[kind]
+            anomalous = index[Group(kind)]
             scores = np.r_[det.scores[good], det.scores[anomalous]]
             labels = np.r_[np.zeros(good.size), np.ones(anomalous.size)]
             fpr, tpr = roc_curve(scores, labels)
@@ -66,15 +68,16 @@ def roc_figure(detectors: list[Drawn], index: dict[str, np.ndarray], kinds: list
     return fig
 
 
-def histogram_figure(detectors: list[Drawn], index: dict[str, np.ndarray], kinds: list[str]) -> Figure:
+def histogram_figure(detectors: list[Drawn], index: dict[Group, np.ndarray],
+                     kinds: list[str]) -> Figure:
     """Score histograms of the good and each kind of anomalous test images, threshold drawn."""
     fig = _figure(4.2 * len(detectors), 3.4)
     axes = fig.subplots(1, len(detectors), squeeze=False)[0]
     for ax, det in zip(axes, detectors, strict=True):
         bins = np.histogram_bin_edges(np.r_[det.scores, det.threshold], bins=30)
-        for colour, group in zip(COLOURS, ["good", *kinds], strict=False):
+        for colour, group in zip(COLOURS, [GOOD, *map(Group, kinds)], strict=False):
             ax.hist(det.scores[index[group]], bins=bins, alpha=0.55, color=colour,
-                    label=f"{group} ({index[group].size})")
+                    label=f"{group.label} ({index[group].size})")
         ax.axvline(det.threshold, color="black", lw=1.5, ls="--",
                    label=f"threshold {det.threshold:.4g}")
         ax.set(title=det.name, xlabel="image score", ylabel="images")

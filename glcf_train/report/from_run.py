@@ -54,7 +54,8 @@ def report_data(run: Path, ckpt: dict, cfg: GlcfConfig, calib: dict, samples: li
         "data": f"{data.get('root')} · category {data.get('category')} · "
                 f"{data.get('count')} good training images",
         "test images": f"{len(samples)} ({sum(s.label for s in samples)} anomalous)",
-        "backbone weights": str(ckpt.get("backbone")),
+        "backbone weights": f"{cfg.model.backbone.kind.value}, {ckpt.get('backbone')}"
+                            + (f" (sha256 {ckpt['backbone_sha256']})" if ckpt.get("backbone_sha256") else ""),
         "training": f"{ckpt.get('step')} optimiser steps, preset {cfg.preset}, config {cfg.hash()}",
         "scoring": _scoring(calib),
         "versions": _versions(),

@@ -11,13 +11,40 @@ import numpy as np
 from calibration import metrics as M
 
 Interval = tuple[float, float]
+KINDS = ("logical", "structural")
+
+
+@dataclass(frozen=True)
+class Group:
+    """A group of test images: a kind ("good", "logical", "structural" or "all" anomalies), or one
+    defect type within a kind. A defect type is keyed and labelled with its kind, so no defect
+    name (defects_config.json may name one "logical") can shadow a kind or another kind's type."""
+
+    kind: str
+    defect: str | None = None  # None: the whole kind
+
+    @property
+    def label(self) -> str:
+        """Unique among groups: a kind by its name, a defect type as "kind · defect"."""
+        return self.kind if self.defect is None else f"{self.kind} · {self.defect}"
+
+    @property
+    def row_label(self) -> str:
+        """The label of an operating-point row (the good images' row is the false-alarm rate)."""
+        return "good (false alarms)" if self == GOOD else self.label
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"group": self.label, "kind": self.kind, "defect": self.defect}
+
+
+GOOD, ALL = Group("good"), Group("all")
 
 
 @dataclass(frozen=True)
 class Row:
     """One line of a metrics table: a group of test images against the good ones."""
 
-    group: str  # "logical", "structural", "all" or a defect type
+    group: Group
     n_good: int
     n_anomalous: int
     image_auroc: float
@@ -25,18 +52,27 @@ class Row:
     localisation: float | None  # AUC-sPRO@0.05 (LOCO) or AU-PRO@0.3; None where not computed
     localisation_ci: Interval | None
 
+    def to_dict(self) -> dict:
+        return {**self.group.to_dict(), "n_good": self.n_good, "n_anomalous": self.n_anomalous,
+                "image_auroc": self.image_auroc, "image_auroc_ci": self.image_auroc_ci,
+                "localisation": self.localisation, "localisation_ci": self.localisation_ci}
+
 
 @dataclass(frozen=True)
 class Caught:
     """At a threshold: how many images of a group are flagged anomalous."""
 
-    group: str
+    group: Group
     flagged: int
     total: int
 
     @property
     def rate(self) -> float:
         return self.flagged / self.total if self.total else float("nan")
+
+    def to_dict(self) -> dict:
+        return {**self.group.to_dict(), "flagged": self.flagged, "total": self.total,
+                "rate": self.rate}
 
 
 def bootstrap_interval(statistic: Callable[[np.ndarray, np.ndarray], float], good: np.ndarray,
@@ -60,34 +96,34 @@ def auroc_interval(scores: np.ndarray, good: np.ndarray, anomalous: np.ndarray,
     return bootstrap_interval(statistic, good, anomalous, n, seed)
 
 
-def groups(kinds: list[str], defect_types: list[str]) -> dict[str, np.ndarray]:
-    """Indices of each anomalous group: per kind ("logical", "structural"), "all" anomalies when
-    both kinds exist, then per defect type; the good images under "good"."""
+def groups(kinds: list[str], defect_types: list[str]) -> dict[Group, np.ndarray]:
+    """Indices of each group: the good images, each kind ("logical", "structural") present, "all"
+    anomalies when both kinds exist, then each defect type within its kind."""
     kinds_a, types_a = np.array(kinds), np.array(defect_types)
-    out = {"good": np.flatnonzero(kinds_a == "good")}
-    present = [k for k in ("logical", "structural") if (kinds_a == k).any()]
+    out = {GOOD: np.flatnonzero(kinds_a == "good")}
+    present = [k for k in KINDS if (kinds_a == k).any()]
     for kind in present:
-        out[kind] = np.flatnonzero(kinds_a == kind)
+        out[Group(kind)] = np.flatnonzero(kinds_a == kind)
     if len(present) == 2:
-        out["all"] = np.flatnonzero(kinds_a != "good")
+        out[ALL] = np.flatnonzero(kinds_a != "good")
     for kind in present:
         for name in sorted(set(types_a[kinds_a == kind])):
-            out[name] = np.flatnonzero((types_a == name) & (kinds_a == kind))
+            out[Group(kind, str(name))] = np.flatnonzero((types_a == name) & (kinds_a == kind))
     return out
 
 
 def operating_point(scores: np.ndarray, threshold: float,
-                    index: dict[str, np.ndarray]) -> list[Caught]:
+                    index: dict[Group, np.ndarray]) -> list[Caught]:
     """Flagged images per group with "anomalous if score >= threshold"; the good images' row is
     the false-alarm rate, every other row the share of anomalies caught."""
     flagged = np.asarray(scores) >= threshold
-    return [Caught(name, int(flagged[idx].sum()), int(idx.size)) for name, idx in index.items()]
+    return [Caught(group, int(flagged[idx].sum()), int(idx.size)) for group, idx in index.items()]
 
 
-def metric_rows(scores: np.ndarray, index: dict[str, np.ndarray],
+def metric_rows(scores: np.ndarray, index: dict[Group, np.ndarray],
                 localisation: Callable[[np.ndarray], float] | None = None,
                 n_boot: int = 1000, n_boot_localisation: int = 0) -> list[Row]:
-    """A row per anomalous group of ``index`` (all keys but "good").
+    """A row per anomalous group of ``index`` (all keys but ``GOOD``).
 
     Args:
         scores: ``[N]`` image scores of all test images.
@@ -96,9 +132,9 @@ def metric_rows(scores: np.ndarray, index: dict[str, np.ndarray],
         n_boot: bootstrap resamples of the image AUROC.
         n_boot_localisation: resamples of ``localisation`` (costly; 0: no interval).
     """
-    good, rows = index["good"], []
-    for name, anomalous in index.items():
-        if name == "good" or not anomalous.size or not good.size:
+    good, rows = index[GOOD], []
+    for group, anomalous in index.items():
+        if group == GOOD or not anomalous.size or not good.size:
             continue
         labels = np.r_[np.zeros(good.size), np.ones(anomalous.size)]
         auroc = M.image_auroc(np.r_[scores[good], scores[anomalous]], labels)
@@ -108,6 +144,6 @@ def metric_rows(scores: np.ndarray, index: dict[str, np.ndarray],
             if n_boot_localisation:
                 loc_ci = bootstrap_interval(lambda g, a: localisation(np.r_[g, a]), good,
                                             anomalous, n_boot_localisation)
-        rows.append(Row(name, good.size, anomalous.size, auroc,
+        rows.append(Row(group, good.size, anomalous.size, auroc,
                         auroc_interval(scores, good, anomalous, n_boot), loc, loc_ci))
     return rows

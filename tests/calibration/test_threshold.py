@@ -10,6 +10,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from calibration.threshold import (
+    MAX_MARGIN,
     ThresholdResult,
     ThresholdRule,
     f1_optimal_threshold,
@@ -33,6 +34,8 @@ def test_threshold_from_normal_known_values() -> None:
         ([1.0, 2.0], {"margin": -0.1}, "margin"),
         ([1.0], {}, "at least 2"),
         ([1.0, np.inf], {}, "NaN or infinite"),
+        ([1.0, 2.0], {"margin": MAX_MARGIN + 0.5}, "margin"),
+        ([1.0, 2.0], {"quantile": 0.3}, "quantile"),  # below the median: most normal images flagged
     ],
 )
 def test_threshold_from_normal_errors(scores: list, kwargs: dict, message: str) -> None:
@@ -98,3 +101,29 @@ def test_threshold_result_and_selection() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         labelled.threshold = 1.0  # type: ignore[misc]
     assert isinstance(labelled, ThresholdResult)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, -3.4028234663852886e38])
+def test_unusable_scores_are_refused_by_every_rule_naming_their_positions(bad: float) -> None:
+    """NaN, ±inf and the float32 limit (OpenVINO's NaN) never become a threshold."""
+    scores = np.array([0.1, bad, 0.3, 0.2, bad])
+    labels = np.array([0, 0, 1, 0, 1])
+    for kwargs in ({}, {"labels": labels}, {"target_fpr": 0.1}):
+        with pytest.raises(ValueError, match=r"at positions? 1, 4") as err:
+            select_threshold(scores, **kwargs)
+        assert "NaN or infinite" in str(err.value) or "float32" in str(err.value)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_normal_rules_stay_in_the_range_the_runtime_accepts(seed: int) -> None:
+    """Every threshold from normal scores lies in [lowest, highest + MAX_MARGIN × spread]: the
+    range an artifact's metadata threshold is checked against (glcf_runtime.metadata)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.gamma(2.0, size=int(rng.integers(2, 60))) * 10.0 ** rng.integers(-3, 3)
+    if seed % 5 == 0:
+        scores[:] = scores[0]  # all equal: no spread at all
+    low, high = scores.min(), scores.max()
+    for kwargs in ({"quantile": rng.uniform(0.5, 1.0), "margin": rng.uniform(0, MAX_MARGIN)},
+                   {"quantile": 0.999, "margin": MAX_MARGIN}, {"target_fpr": rng.uniform(0, 1)}):
+        t = select_threshold(scores, **kwargs).threshold
+        assert low <= t <= np.nextafter(high + MAX_MARGIN * (high - low), np.inf) * (1 + 1e-12)

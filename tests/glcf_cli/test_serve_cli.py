@@ -31,6 +31,7 @@ from tests.glcf_runtime.test_serve import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FRAMES = 400  # 1280x720 MJPG: the loop runs for seconds on 2 cores, long enough to be watched
 TOKEN = "line-7-token"
+ALLOWED = "line-7.plant.example"  # --allow-host: a name the box answers to besides its address
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,8 @@ def _start(model: Path, video: Path, out: Path) -> tuple[subprocess.Popen, str]:
     annotated video it also writes doubles the loop's time, so the checks run while it runs."""
     command = [sys.executable, "-m", "glcf_cli", "inspect", str(model), "--source", str(video),
                "--serve", "127.0.0.1:0", "--jsonl", str(out / "run.jsonl"), "--save-video",
-               str(out / "annotated.avi"), "--provider", "cpu", "--threads", "1"]
+               str(out / "annotated.avi"), "--provider", "cpu", "--threads", "1",
+               "--allow-host", ALLOWED]
     env = {**os.environ, "GLCF_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
@@ -59,6 +61,30 @@ def _start(model: Path, video: Path, out: Path) -> tuple[subprocess.Popen, str]:
             return process, found.group(1)
     process.wait(timeout=10)
     raise AssertionError("glcf inspect printed no live page URL:\n" + "".join(lines))
+
+
+def _status(url: str, headers: dict[str, str]) -> int:
+    """The status code of a GET with these headers (``Host`` and ``Cookie`` included)."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _check_page_cookie_and_host(url: str) -> None:
+    """The page opened once with its token lets its own loads in by cookie; the Host header
+    must name the box (its address, localhost or --allow-host)."""
+    cookie = get(url + f"?token={TOKEN}")[1]["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
+    jar = {"Cookie": cookie.split(";")[0]}
+    for route in ("", "static/app.js", "static/style.css", "api/status", "frame.jpg"):
+        assert _status(url + route, jar) == 200, route
+    assert _status(url + "api/status", {**jar, "Host": f"{ALLOWED}:8080"}) == 200
+    assert _status(url + "api/status", {**jar, "Host": "rebound.attacker.example"}) == 403
+    head = urllib.request.Request(url + "api/status", headers=jar, method="HEAD")
+    with urllib.request.urlopen(head, timeout=10) as response:
+        assert response.status == 200 and response.read() == b""
 
 
 def _first_flagged(url: str, timeout: float = 60.0) -> dict:
@@ -87,6 +113,7 @@ def test_serve_on_a_video_file_every_route_then_sigterm(clip, tmp_path: Path) ->
         events = read_events(url + f"api/events?token={TOKEN}", 3)
         status = events[-1]["status"]
         assert status["running"] and status["frames"] > 0, "the loop ended before the checks"
+        _check_page_cookie_and_host(url)
         assert status["model"]["threshold_origin"] == "the model's metadata"
         assert status["source"] == {"name": str(video), "up": True, "reconnects": 0, "failed": None}
         results = json.loads(get(url + "api/results", TOKEN, bearer=True)[2])
@@ -126,3 +153,7 @@ def test_serve_beyond_localhost_without_token_is_refused(clip) -> None:
         app, ["inspect", str(model), "--source", str(video), "--serve", "localhost:x"], env=env
     )
     assert isinstance(result.exception, ConfigError) and "HOST:PORT" in str(result.exception)
+    for extra in (["--serve", "0", "--allow-host", "box:8080"], ["--allow-host", "box"]):
+        result = CliRunner().invoke(app, ["inspect", str(model), "--source", str(video), *extra])
+        assert isinstance(result.exception, ConfigError), result.output
+        assert "--allow-host" in str(result.exception)

@@ -53,6 +53,8 @@ def test_contract(exported: Path, run: Path) -> None:
         calib = json.loads((run / "calibration.json").read_text())
         assert meta.precision == precision and meta.branch_mode == "both" and meta.preset == "tiny"
         assert meta.threshold == pytest.approx(calib["threshold"]["threshold"])
+        normal = calib["validation_scores"]  # the range the runtime checks the threshold against
+        assert meta.score_range == (min(normal), max(normal)) and min(normal) <= meta.threshold
         assert meta.fusion["stats"] == calib["stats"] and meta.category == "breakfast_tray"
         assert op_report(model).ok
 
@@ -187,3 +189,14 @@ def test_position_normalisation_exports_its_maps(trained_run: Path, synth_root: 
     span = ref_maps.max() - ref_maps.min()
     assert np.abs(maps - ref_maps).max() <= 1e-4 * span
     assert np.abs(scores - ref_scores).max() <= 1e-4 * span  # a max score is a map value
+
+
+def test_published_files_say_their_checks_passed(exported: Path) -> None:
+    """Staged files carry ``checks: pending`` (test_export_signals.py); only published ones, after
+    every check, say "passed". The report records the batch the checks ran at, the largest that
+    inspect, threshold and bench accept."""
+    from glcf_export.onnx_export import CHECKS_PASSED
+
+    for name in ("model.onnx", "model.fp16.onnx"):
+        assert read_metadata(onnx.load(str(exported / name)), name).extra["checks"] == CHECKS_PASSED
+    assert json.loads((exported / "export_report.json").read_text())["batch"] == 4

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -142,13 +143,13 @@ def finished(runner, video: Path, tmp_path_factory: pytest.TempPathFactory):
             yield server, summary, [json.loads(line) for line in jsonl.read_text().splitlines()]
 
 
-@pytest.fixture
-def running(runner, video: Path):
-    """A loop over a replayed video (20 fps) on a thread, served without a token."""
+@contextlib.contextmanager
+def replay_served(runner, video: Path, token: str | None) -> Iterator[LiveServer]:
+    """A loop over a replayed video (20 fps) on a thread, served with ``token``."""
     stop = threading.Event()
     source = ReplaySource(video, fps=20.0)
     state = LiveState(model_card(runner, runner.threshold), source)
-    with LiveServer(state) as server:
+    with LiveServer(state, token=token) as server:
         loop = threading.Thread(target=inspect, args=(runner, source), daemon=True,
                                 kwargs={"sinks": [state], "stop_event": stop})
         loop.start()
@@ -158,6 +159,20 @@ def running(runner, video: Path):
             stop.set()
             loop.join(timeout=10)
     assert not loop.is_alive()
+
+
+@pytest.fixture
+def running(runner, video: Path) -> Iterator[LiveServer]:
+    """The replayed loop served without a token."""
+    with replay_served(runner, video, None) as server:
+        yield server
+
+
+@pytest.fixture
+def running_with_token(runner, video: Path) -> Iterator[LiveServer]:
+    """The replayed loop served with ``TOKEN``: the page is opened once as ``/?token=T``."""
+    with replay_served(runner, video, TOKEN) as server:
+        yield server
 
 
 def test_status_and_results_match_the_jsonl_records(finished) -> None:
@@ -372,11 +387,15 @@ def test_reconnects_and_error_kinds_are_counted(runner, video: Path) -> None:
     assert values[("glcf_frames_total", ())] > 0
 
 
-def test_page_in_headless_chromium(running, tmp_path: Path) -> None:
-    """The page opens while the loop runs, updates live, and logs no console error."""
-    server = running
+def test_page_in_headless_chromium(running_with_token, tmp_path: Path) -> None:
+    """The page, opened once as ``/?token=T``, loads its style and script, updates live while
+    the loop runs (its own requests carry no token: the cookie does), and logs no console
+    error (a 401 would be one)."""
+    server = running_with_token
     with open_browser(1280, 900) as browser:
-        browser.open(server.url, wait_for="#card tr")
+        browser.open(f"{server.url}?token={TOKEN}", wait_for="#card tr")
+        style = "return getComputedStyle(document.querySelector('main')).display"
+        assert browser.run(style) == "grid"  # style.css loaded (by cookie, not the token)
         browser.wait_until(lambda: browser.run("return document.getElementById('frame').dataset.seq"),
                            15, "the first frame on the page")
         browser.wait_until(lambda: browser.run("return document.querySelectorAll('#gallery img').length"),

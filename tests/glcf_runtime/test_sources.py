@@ -5,15 +5,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import struct
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from glcf_runtime.errors import ConfigError
+from glcf_runtime.frames import Frame
 from glcf_runtime.sources import (
     FolderSource,
     LiveSource,
@@ -24,7 +27,8 @@ from glcf_runtime.sources import (
     parse_reconnect,
     redact,
 )
-from tests.glcf_runtime.contract_model import SIZE, write_images, write_video
+from tests.glcf_runtime.contract_model import SIZE, frame, write_images, write_video
+from tests.glcf_runtime.crafted_images import black_png
 
 
 def test_csi_pipeline() -> None:
@@ -164,45 +168,165 @@ def test_live_source_error_on_reconnect_marks_it_failed() -> None:
     assert frames[-1].index == 1 and s.failed == "camera 5 failed: driver gone"
 
 
-def _damaged(tmp_path: Path, how: str) -> Path:
-    """A 40-frame MJPG AVI written by OpenCV, then damaged with plain file operations."""
-    data = write_video(tmp_path / "clip.avi", [False] * 40).read_bytes()
-    middle = len(data) // 2
+CELL = 8  # one 8×8 JPEG block per bit: MJPG keeps each cell plainly black or white
+
+
+def _numbered_frame(number: int) -> np.ndarray:
+    """``frame``'s grey noise with ``number`` spelled in its top two rows of 8×8 cells: bit k
+    of the number in row 0, its complement in row 1 (so a garbled code reads as no number)."""
+    image = frame(False, SIZE, seed=number)
+    for bit in range(SIZE // CELL):
+        one = number >> bit & 1
+        image[:CELL, bit * CELL : (bit + 1) * CELL] = 255 * one
+        image[CELL : 2 * CELL, bit * CELL : (bit + 1) * CELL] = 255 * (1 - one)
+    return image
+
+
+def _number_of(image: np.ndarray) -> int | None:
+    """The number ``_numbered_frame`` spelled into ``image``; None where the code is garbled."""
+    cells = image[: 2 * CELL].reshape(2, CELL, SIZE // CELL, CELL, 3).mean(axis=(1, 3, 4)) > 128
+    if (cells[0] == cells[1]).any():
+        return None
+    return sum(1 << bit for bit, one in enumerate(cells[0]) if one)
+
+
+def _video_chunks(data: bytes) -> list[tuple[int, int]]:
+    """(offset, size) of each frame chunk (``00dc``) in the ``movi`` list of an intact AVI."""
+    offset, chunks = data.index(b"movi") + 4, []
+    while data[offset : offset + 4] == b"00dc":
+        size = struct.unpack_from("<I", data, offset + 4)[0]
+        chunks.append((offset, 8 + size + (size & 1)))
+        offset += 8 + size + (size & 1)
+    return chunks
+
+
+def _damaged(tmp_path: Path, how: str) -> tuple[Path, range]:
+    """A 40-frame MJPG AVI written by OpenCV, each frame spelling its number, then damaged with
+    plain file operations; also the byte range the damage hit."""
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0,
+                             (SIZE, SIZE))
+    for number in range(40):
+        writer.write(_numbered_frame(number))
+    writer.release()
+    data = bytearray((tmp_path / "clip.avi").read_bytes())
+    middle, chunks = len(data) // 2, _video_chunks(data)
+    hit = range(middle, middle + 3000)
     if how == "truncated":
-        data = data[:middle]
-    else:  # a run of zeroed bytes in the middle (a bad sector)
-        data = data[:middle] + bytes(3000) + data[middle + 3000 :]
+        data, hit = data[:middle], range(middle, len(data))
+    elif how == "zeroed":  # a run of zeroed bytes in the middle (a bad sector)
+        data[hit.start : hit.stop] = bytes(len(hit))
+    elif how == "garbage":  # a run of random bytes in the middle
+        data[hit.start : hit.stop] = np.random.default_rng(7).bytes(len(hit))
+    elif how == "movi":  # the movi list's header and frames 0-2: no chunk chain to follow
+        hit = range(data.index(b"movi") - 8, chunks[3][0])
+        data[hit.start : hit.stop] = bytes(len(hit))
+    elif how == "payload":  # frames 14-17: JPEG data zeroed, chunk headers intact
+        hit = range(chunks[14][0], chunks[18][0])
+        for offset, size in chunks[14:18]:
+            data[offset + 8 : offset + size] = bytes(size - 8)
     path = tmp_path / f"{how}.avi"
-    path.write_bytes(data)
-    return path
+    path.write_bytes(bytes(data))
+    return path, hit
+
+
+def _check_numbers(frames: list[Frame], chunks: list[tuple[int, int]], hit: range) -> None:
+    """Every one of the 40 frames is scored under its true number or counted in one gap record,
+    never both; no frame is scored under another's number."""
+    scored = {f.index: f.image for f in frames if f.error is None}
+    gaps = [f for f in frames if f.error is not None]
+    lost = [i for g in gaps for i in range(g.index, g.index + g.lost)]
+    assert sorted(lost + list(scored)) == list(range(40)), (sorted(scored), lost)
+    for index, image in scored.items():
+        offset, size = chunks[index]
+        touched = offset < hit.stop and hit.start < offset + size
+        number = _number_of(image)  # a frame the damage touched may be garbled, never another
+        assert number == index or (touched and number is None), f"frame {number} scored as {index}"
+    assert [f.index for f in frames] == sorted({f.index for f in frames})
 
 
 def test_truncated_video_reports_the_frames_it_lost(tmp_path: Path) -> None:
-    with open_source(str(_damaged(tmp_path, "truncated"))) as source:
+    path, hit = _damaged(tmp_path, "truncated")
+    with open_source(str(path)) as source:
         frames = list(source)
     good = [f.index for f in frames if f.error is None]
     gap = frames[-1]
     assert good == list(range(len(good))) and 0 < len(good) < 40
     assert (gap.index, gap.lost, gap.image) == (len(good), 40 - len(good), None)
     assert f"ends after {len(good)} of its 40 frames" in gap.error and source.lost == gap.lost
+    _check_numbers(frames, _video_chunks((tmp_path / "clip.avi").read_bytes()), hit)
 
 
-def test_damaged_middle_keeps_true_frame_numbers(tmp_path: Path) -> None:
-    with open_source(str(_damaged(tmp_path, "zeroed"))) as source:
+@pytest.mark.parametrize("how", ["zeroed", "garbage", "movi", "payload"])
+def test_damaged_middle_keeps_true_frame_numbers(tmp_path: Path, how: str) -> None:
+    path, hit = _damaged(tmp_path, how)
+    with open_source(str(path)) as source:
         frames = list(source)
+    chunks = _video_chunks((tmp_path / "clip.avi").read_bytes())
+    _check_numbers(frames, chunks, hit)
+    untouched = [i for i, (offset, size) in enumerate(chunks)
+                 if offset + size <= hit.start or hit.stop <= offset]
+    scored = {f.index for f in frames if f.error is None}
+    assert set(untouched) <= scored  # the frames after the damage are read, not given up
+    assert source.lost == 40 - len(scored) and all("damaged" in f.error for f in frames if f.error)
+
+
+def test_damaged_middle_of_another_codec_is_lost_to_the_end(tmp_path: Path) -> None:
+    """MPEG-4 frames depend on earlier ones: past the first damaged chunk none can be placed."""
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"XVID"), 10.0,
+                             (SIZE, SIZE))
+    for number in range(40):
+        writer.write(_numbered_frame(number))
+    writer.release()
+    data = bytearray((tmp_path / "clip.avi").read_bytes())
+    chunks = _video_chunks(data)
+    hit = range(chunks[20][0], chunks[25][0])  # frames 20-24, chunk headers and all
+    data[hit.start : hit.stop] = bytes(len(hit))
+    (tmp_path / "damaged.avi").write_bytes(bytes(data))
+    with open_source(str(tmp_path / "damaged.avi")) as source:
+        frames = list(source)
+    _check_numbers(frames, chunks, hit)
+    assert [f.index for f in frames if f.error is None] == list(range(20))
+    assert frames[-1].lost == 20 and "cannot be read past it" in frames[-1].error
+
+
+def _dropped(tmp_path: Path, frames: range) -> Path:
+    """The numbered clip with ``frames`` dropped the way AVI records a dropped frame: each one's
+    chunk stays in place and in the index with length 0, its old bytes become a JUNK chunk."""
+    _damaged(tmp_path, "none")
+    data = bytearray((tmp_path / "clip.avi").read_bytes())
+    index = data.index(b"idx1") + 8
+    for number, (offset, size) in enumerate(_video_chunks(data)):
+        if number in frames:
+            data[offset + 4 : offset + 16] = struct.pack("<I4sI", 0, b"JUNK", size - 16)
+            data[offset + 16 : offset + size] = bytes(size - 16)
+            data[index + 16 * number + 12 : index + 16 * number + 16] = bytes(4)
+    path = tmp_path / "dropped.avi"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_dropped_frames_keep_true_frame_numbers(tmp_path: Path) -> None:
+    path = _dropped(tmp_path, range(14, 18))
+    with open_source(str(path)) as source:
+        frames = list(source)
+    _check_numbers(frames, _video_chunks((tmp_path / "clip.avi").read_bytes()), range(0))
     gaps = [f for f in frames if f.error is not None]
-    assert gaps and "timestamps jump" in gaps[0].error
-    first = gaps[0].index
-    after = next(f for f in frames if f.error is None and f.index > first)
-    assert after.index == first + gaps[0].lost  # the frames after the gap keep their numbers
-    assert sum(g.lost for g in gaps) + sum(f.error is None for f in frames) == 40
-    assert [f.index for f in frames] == sorted(f.index for f in frames)
+    assert [(g.index, g.lost) for g in gaps] == [(14, 4)] and source.lost == 4
+    assert "frames 14–17 lost" in gaps[0].error
+
+
+def test_demuxer_timestamps_place_dropped_frames(tmp_path: Path) -> None:
+    """Over HTTP the demuxer alone reads the file: its timestamps jump over the empty chunks."""
+    _dropped(tmp_path, range(14, 18))
+    with _http_server(tmp_path) as base, open_source(f"{base}/dropped.avi") as source:
+        frames = list(source.iterate())
+    gaps = [f for f in frames if f.error is not None]
+    assert [(g.index, g.lost) for g in gaps] == [(14, 4)] and "timestamps jump" in gaps[0].error
+    assert all(_number_of(f.image) == f.index for f in frames if f.error is None)
 
 
 @pytest.mark.parametrize("suffix", [".avi", ".mp4"])
 def test_intact_videos_lose_nothing(tmp_path: Path, suffix: str) -> None:
-    import cv2
-
     path = tmp_path / f"clip{suffix}"
     codec = {".avi": "MJPG", ".mp4": "mp4v"}[suffix]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), 25.0, (SIZE, SIZE))
@@ -260,3 +384,17 @@ def test_reconnect_option_parsing() -> None:
     for bad in ("-1", "many", ""):
         with pytest.raises(ConfigError, match="--reconnect"):
             parse_reconnect(bad)
+
+
+def test_folder_source_refuses_oversized_images_by_name(tmp_path: Path) -> None:
+    write_images(tmp_path, [False, False])
+    (tmp_path / "000a_huge.png").write_bytes(black_png(20000, 20000))
+    with open_source(str(tmp_path)) as source:
+        frames = list(source)
+    assert [f.path.name for f in frames] == ["000.png", "000a_huge.png", "001.png"]
+    assert [f.error is None for f in frames] == [True, False, True]
+    assert "000a_huge.png: it declares 20000×20000 pixels" in frames[1].error
+    with open_source(str(tmp_path / "000.png"), max_pixels=SIZE * SIZE - 1) as source:
+        assert "--max-pixels" in next(iter(source)).error
+    with pytest.raises(ConfigError, match="--max-pixels 0"):
+        open_source(str(tmp_path), max_pixels=0)

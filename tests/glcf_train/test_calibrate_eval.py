@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -136,3 +137,53 @@ def test_cli_refuses_an_unknown_scoring_choice(trained_run: Path, monkeypatch: p
     assert exit_info.value.code == 2
     assert "scoring.normalisation: 'pixel' is not one of ['image', 'position']" in err, err
     assert sorted(p.name for p in trained_run.iterdir()) == before
+
+
+def _edited_calibration(calibrated_run: Path, where: Path, edit) -> Path:
+    """A copy of the calibrated run whose calibration.json went through ``edit(dict)``."""
+    run = where / "run"
+    shutil.copytree(calibrated_run, run)
+    calib = json.loads((run / "calibration.json").read_text())
+    edit(calib)
+    (run / "calibration.json").write_text(json.dumps(calib))  # writes NaN / Infinity literals
+    return run
+
+
+@pytest.mark.parametrize(("key", "edit"), [
+    ("threshold.threshold", lambda c: c["threshold"].update(threshold=float("nan"))),
+    ("threshold.threshold", lambda c: c["threshold"].update(threshold=float("inf"))),
+    ("map_range[1]", lambda c: c["map_range"].__setitem__(1, float("inf"))),
+    ("stats.local.28.sigma", lambda c: c["stats"]["local"]["28"].update(sigma=float("-inf"))),
+    ("validation_scores[0]", lambda c: c["validation_scores"].__setitem__(0, float("nan"))),
+    ("threshold.threshold", lambda c: c["threshold"].update(threshold=10 ** 400)),
+])
+def test_non_finite_calibration_values_are_refused_where_read(
+        calibrated_run: Path, tmp_path: Path, key: str, edit) -> None:
+    from glcf_runtime.errors import DataError
+    from glcf_train.calibrate import scorer_for
+
+    run = _edited_calibration(calibrated_run, tmp_path, edit)
+    _, cfg, _ = load_run(run)
+    with pytest.raises(DataError, match=rf"calibration\.json: {re.escape(key)} is .*finite.*"
+                                        r"glcf calibrate"):
+        scorer_for(run, cfg)
+
+
+def test_eval_refuses_a_nan_threshold(calibrated_run: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """It printed "GLCF ≥ nan, 0 % caught" and exit 0."""
+    import sys
+
+    from glcf_cli import main
+
+    run = _edited_calibration(calibrated_run, tmp_path,
+                              lambda c: c["threshold"].update(threshold=float("nan")))
+    monkeypatch.setattr(sys, "argv", ["glcf", "eval", str(run), "--device", "cpu"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    err = " ".join(err.split())
+    assert exit_info.value.code == 2 and "nan" not in out, out
+    assert f"{run / 'calibration.json'}: threshold.threshold is NaN" in err, err
+    assert f"run glcf calibrate {run} again" in err, err

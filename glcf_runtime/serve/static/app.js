@@ -1,6 +1,8 @@
 // The live page of `glcf inspect --serve`: server-sent events for counters and records, the
 // latest annotated frame fetched at most 10 times a second (one request in flight, frames in
 // between are dropped), and a score timeline drawn on a <canvas>. No libraries, no CDN.
+// With a token, the page was opened as /?token=T and the server set an HttpOnly cookie: every
+// request below carries it, none carries the token.
 "use strict";
 
 (() => {
@@ -9,10 +11,8 @@
   const MAX_POINTS = 6000; // points kept for the timeline
   const THUMB_WIDTH = 360; // gallery images; a click opens the full-size frame
   const GALLERY_INTERVAL_MS = 2000; // the gallery changes at most this often (each change loads images)
-  const token = new URLSearchParams(location.search).get("token");
+  const RETRY_MS = 2000; // an event stream the browser gave up on (401, 503) is reopened after this
   const $ = (id) => document.getElementById(id);
-  const withToken = (path) =>
-    token ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : path;
 
   const points = []; // {t, score, anomalous, error} in arrival order
   let status = null;
@@ -71,6 +71,8 @@
       ["category", model.category], ["model", model.model], ["backend", model.runtime],
       ["precision", model.precision], ["input", model.input],
       ["score rule", `${model.score_rule} (branches: ${model.branch_mode}, ${model.normalisation} normalisation)`],
+      ["Φ_L", `${model.backbone}, weights ${model.weights}` +
+        (model.weights_sha256 ? ` (sha256 ${model.weights_sha256.slice(0, 12)}…)` : "")],
       ["region of interest", model.roi ? model.roi.join(", ") : "whole frame"],
       ["threshold", model.threshold === null ? "not calibrated" : fmt(model.threshold, 6)],
       ["threshold from", model.threshold_origin],
@@ -96,11 +98,11 @@
     if (!flagged.length) return;
     box.replaceChildren(...flagged.map((f) => {
       const link = document.createElement("a");
-      link.href = withToken(`flagged/${f.id}.jpg`);
+      link.href = `flagged/${f.id}.jpg`;
       link.target = "_blank";
       link.title = "open full size";
       const img = document.createElement("img");
-      img.src = withToken(`flagged/${f.id}.jpg?width=${THUMB_WIDTH}`);
+      img.src = `flagged/${f.id}.jpg?width=${THUMB_WIDTH}`;
       img.alt = `flagged frame ${f.frame}`;
       const caption = document.createElement("span");
       caption.textContent = `frame ${f.frame} · score ${fmt(f.score)}`;
@@ -183,7 +185,7 @@
       const started = performance.now();
       if (status && status.latest_seq !== null && status.latest_seq !== shownSeq) {
         try {
-          const response = await fetch(withToken("frame.jpg"), { cache: "no-store" });
+          const response = await fetch("frame.jpg", { cache: "no-store" });
           if (response.ok) {
             const seq = Number(response.headers.get("X-Frame-Seq"));
             const shown = JSON.parse(response.headers.get("X-Frame-Record"));
@@ -206,8 +208,19 @@
     }
   }
 
+  async function refused(response) { // the server's one-line reason, on the verdict line
+    const body = await response.json().catch(() => ({}));
+    $("verdict").textContent = body.error ?? `the server answered HTTP ${response.status}`;
+  }
+
+  async function reconnect() { // reopen the stream, unless the token (cookie) or Host is refused
+    const response = await fetch("api/status", { cache: "no-store" }).catch(() => null);
+    if (response && (response.status === 401 || response.status === 403)) return refused(response);
+    connect();
+  }
+
   function connect() {
-    events = new EventSource(withToken(`api/events?since=${lastFrame}`));
+    events = new EventSource(`api/events?since=${lastFrame}`);
     events.onmessage = (message) => {
       const data = JSON.parse(message.data);
       addRecords(data.records);
@@ -219,15 +232,13 @@
       const state = $("state");
       state.textContent = "reconnecting";
       state.className = "pill down";
+      if (events.readyState === EventSource.CLOSED) setTimeout(reconnect, RETRY_MS);
     };
   }
 
   async function start() {
-    const response = await fetch(withToken(`api/results?since=-1&limit=3000`));
-    if (response.status === 401) {
-      $("verdict").textContent = "this page needs its token: open it as …/?token=T";
-      return;
-    }
+    const response = await fetch("api/results?since=-1&limit=3000", { cache: "no-store" });
+    if (!response.ok) return refused(response);
     addRecords(await response.json());
     connect();
     frameLoop();

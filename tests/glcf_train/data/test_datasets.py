@@ -214,3 +214,20 @@ def test_sample_is_frozen() -> None:
     sample = Sample(Path("a.png"), 0, "good", "good")
     with pytest.raises(AttributeError):
         sample.label = 1  # type: ignore[misc]
+
+
+def test_links_that_cannot_be_read_are_named_in_every_split(loco: Path, tmp_path: Path) -> None:
+    """A dangling link or a link loop in any folder of a data set stops listing it, by name."""
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(loco, root)
+    base = root / "breakfast_tray"
+    (base / "validation" / "good" / "000a.png").symlink_to(tmp_path / "gone.png")
+    (base / "test" / "good" / "000a.png").symlink_to("000a.png")
+    with pytest.raises(ImageReadError, match=r"validation/good/000a\.png: a symbolic link to "
+                       r"nothing \(dangling\)"):
+        read_split(root, "breakfast_tray", "validation")
+    with pytest.raises(ImageReadError, match=r"test/good/000a\.png: a symbolic link that loops"):
+        read_split(root, "breakfast_tray", "test")
+    assert len(read_split(root, "breakfast_tray", "train")) == 4

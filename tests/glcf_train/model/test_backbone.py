@@ -109,6 +109,6 @@ def test_no_weights_names_both_ways(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 def test_random_init_is_explicit_and_seeded() -> None:
     a, source = build_model(preset("tiny"), random_init=True)
     b, _ = build_model(preset("tiny"), random_init=True)
-    assert source == "random-init"
+    assert source.source == "random-init" and source.sha256 is None
     for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(va, vb), ka

@@ -42,9 +42,12 @@ def test_report_tables_agree_with_eval_metrics(reported_run) -> None:
         assert low <= glcf[kind]["image_auroc"] <= high
     base = {row["group"]: row for row in tables["PatchCore (reference)"]["metrics"]}
     assert base["logical"]["image_auroc"] == pytest.approx(result.baseline.metrics["logical_image_auroc"])
-    # per defect type rows, named from defects_config.json
+    # per defect type rows, named from defects_config.json and labelled with their kind
     defect_names = {r.defect for r in result.records if r.label}
-    assert defect_names and defect_names <= set(glcf)
+    assert defect_names and defect_names <= {row["defect"] for row in glcf.values()}
+    for r in result.records:
+        if r.label:
+            assert f"{r.kind} · {r.defect}" in glcf
 
 
 def test_operating_point_uses_the_target_fpr_threshold(reported_run) -> None:

@@ -1,0 +1,102 @@
+"""Checks every command makes on its options before any work: batch sizes and the threshold rule.
+
+(Outputs are checked where they are written, by ``glcf_runtime.sinks.check_writable``.)
+No torch here: ``glcf inspect`` and ``glcf threshold`` run on a runtime-only install.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from glcf_runtime.errors import ConfigError
+
+
+def check_batch(value: int, option: str = "--batch", model: Path | None = None) -> int:
+    """``value`` when it is a usable batch size: >= 1, and no larger than the batch the export
+    of ``model`` (an export folder or a file in one) was checked or built for.
+
+    Raises:
+        ConfigError: naming the option, the value, the limit and the fix.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{option} {value}: give a batch size of 1 or more, e.g. 8")
+    limit = checked_batch(model) if model is not None else None
+    if limit is not None and value > limit[0]:
+        largest, source = limit
+        engine = Path(source).name.endswith(".engine.json")
+        what = "this engine was built" if engine else "this export was checked"
+        again = (f"glcf engine build MODEL_DIR --batch 1,{value} --overwrite" if engine
+                 else f"glcf export RUN --out DIR --batch {value}")
+        raise ConfigError(
+            f"{option} {value}: {what} for batches up to {largest} ({source}); give {option} "
+            f"{largest} or less, or make it for larger batches: {again}")
+    return value
+
+
+def parse_batches(text: str, option: str = "--batch", model: Path | None = None) -> tuple[int, ...]:
+    """Comma-separated batch sizes (``"1,8"``), each checked by :func:`check_batch`."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: give comma-separated batch sizes, e.g. 1,8") from None
+    if not values:
+        raise ConfigError(f"{option} {text!r}: give comma-separated batch sizes, e.g. 1,8")
+    for value in values:
+        check_batch(value, option, model)
+    return values
+
+
+def checked_batch(model: Path) -> tuple[int, str] | None:
+    """The largest batch ``model``'s export was checked for (``export_report.json``'s ``batch``;
+    for an engine, its sidecar's profile) and where that is recorded; None where nothing records
+    one (a bare file, an older export, a preset).
+
+    Raises:
+        ConfigError: the record exists but cannot be read.
+    """
+    from glcf_runtime.backends.auto import EXPORT_REPORT
+
+    path = Path(model)
+    if path.suffix == ".engine":
+        return _engine_batch(path)
+    report = (path if path.is_dir() else path.parent) / EXPORT_REPORT
+    if not report.is_file():
+        return None
+    try:
+        data = json.loads(report.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{report} cannot be read ({exc}); export the run again (glcf export) "
+                          "or delete the file") from None
+    batch = data.get("batch") if isinstance(data, dict) else None
+    if isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1:
+        return batch, str(report)
+    return None
+
+
+def _engine_batch(engine: Path) -> tuple[int, str] | None:
+    """The engine's profile maximum from its sidecar (the runner reports a missing sidecar)."""
+    from glcf_runtime.backends.tensorrt.sidecar import read_sidecar, sidecar_path
+
+    if not sidecar_path(engine).is_file():
+        return None
+    profile = read_sidecar(engine).get("profile")
+    shapes = list(profile.values()) if isinstance(profile, dict) else []
+    largest = shapes[0].get("max") if shapes and isinstance(shapes[0], dict) else None
+    if isinstance(largest, list) and largest and isinstance(largest[0], int):
+        return largest[0], str(sidecar_path(engine))
+    return None
+
+
+def check_threshold_rule(quantile: float, margin: float) -> None:
+    """The normal-quantile rule's options (``calibration.threshold.threshold_from_normal``).
+
+    Raises:
+        ConfigError: a quantile outside (0, 1) or a margin below 0 (NaN included).
+    """
+    if not 0.0 < quantile < 1.0:
+        raise ConfigError(f"--quantile {quantile}: give a quantile in (0, 1), e.g. 0.99")
+    if not (margin >= 0.0 and math.isfinite(margin)):
+        raise ConfigError(f"--margin {margin}: give a margin >= 0, a finite number of "
+                          "(quantile − median) spreads, e.g. 0.1")
