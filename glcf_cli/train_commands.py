@@ -122,7 +122,7 @@ def train(
 def demo(
     out: Annotated[Path, Opt("--out", help="New folder for data, runs, heat maps.")] = Path("glcf-demo"),
     categories: Annotated[str | None, Opt(help="Comma-separated synthetic categories (default: all).")] = None,
-    steps: Annotated[int | None, Opt(help="Training steps per category (default: the preset's).")] = None,
+    steps: Annotated[int | None, Opt(help="Training steps per category (default: 600 for edge, the preset's own otherwise).")] = None,
     device: Annotated[str, Opt(help="cpu or cuda.")] = "cpu",
     preset: Annotated[str, Opt(help="edge (ImageNet EfficientNet-Lite0 Φ_L, weights offline) or "
                                     "tiny.")] = "edge",

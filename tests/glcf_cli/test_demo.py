@@ -1,0 +1,42 @@
+"""`glcf demo`: the main job's chain, end to end on one category (random init and two steps, for
+speed; the README's figures come from the real run), and its refusals before anything is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from glcf_cli.demo import run_demo
+from glcf_runtime.errors import ConfigError, DataError
+
+
+def test_a_swin_preset_without_weights_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    with pytest.raises(ConfigError, match=r"--preset tiny.*--random-init"):
+        run_demo(out, ["breakfast_tray"], preset_name="tiny", log=lambda _: None)
+    assert not out.exists()
+
+
+def test_an_output_folder_in_use_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(DataError, match="not empty"):
+        run_demo(tmp_path, ["breakfast_tray"], log=lambda _: None)
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_the_demo_chain_runs_on_one_category(tmp_path: Path) -> None:
+    lines: list[str] = []
+    (result,) = run_demo(tmp_path / "demo", ["breakfast_tray"], steps=2, preset_name="tiny",
+                         random_init=True, log=lines.append)
+    run = result.run
+    ckpt_log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert ckpt_log[-1]["step"] == 2  # --steps wins over the demo's default
+    assert (result.export / "model.onnx").is_file() and result.report.is_file()
+    assert set(result.inspected) == {"good", "logical_anomalies", "structural_anomalies"}
+    assert all(s.frames == 40 and s.errors == 0 for s in result.inspected.values())
+    metrics = result.result.metrics
+    assert metrics and all(0.0 <= v <= 1.0 for v in metrics.values()), metrics
+    assert any("random Φ_L weights" in line for line in lines)
