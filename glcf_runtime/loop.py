@@ -25,15 +25,9 @@ from glcf_runtime.errors import ConfigError, DataError, GlcfError
 from glcf_runtime.health import HealthCheck, HealthConfig
 from glcf_runtime.metadata import score_problem
 from glcf_runtime.overlay import is_anomalous
-from glcf_runtime.preprocess import (
-    IMAGE_SUFFIXES,
-    check_readable,
-    list_images,
-    load_preprocessed,
-    preprocess,
-)
+from glcf_runtime.preprocess import load_preprocessed, preprocess
 from glcf_runtime.sinks import OutputError, Result, Sink
-from glcf_runtime.sources import Frame, FrameSource
+from glcf_runtime.sources import Frame, FrameSource, image_files
 
 LATENCY_WINDOW = 65_536  # latency percentiles are over the most recent frames
 
@@ -303,18 +297,6 @@ def _close_all(sinks: Sequence[Sink]) -> None:
             failure = failure or exc
     if failure is not None:
         raise failure
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Image files of a folder (by suffix), sorted; DataError if there are none, ImageReadError
-    naming a dangling link, a link loop or a folder among them."""
-    if not folder.is_dir():
-        raise DataError(f"{folder} is not a folder; give a folder of images")
-    files = [p for p in list_images(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
-    check_readable(files)  # dangling links and link loops are named, as inspect names them
-    if not files:
-        raise DataError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    return files
 
 
 def _is_count(value: object) -> bool:

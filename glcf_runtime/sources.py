@@ -19,12 +19,13 @@ import cv2
 import numpy as np
 
 from glcf_runtime.avi import AviIndex, read_avi_index
-from glcf_runtime.errors import ConfigError, ImageReadError
+from glcf_runtime.errors import ConfigError, DataError, ImageReadError
 from glcf_runtime.frames import Frame, FrameSource
 from glcf_runtime.live import LiveSource, parse_reconnect
 from glcf_runtime.preprocess import (
     IMAGE_SUFFIXES,
     MAX_PIXELS,
+    check_readable,
     checked_max_pixels,
     list_images,
     read_image,
@@ -37,6 +38,7 @@ __all__ = [
     "LiveSource",
     "VideoFileSource",
     "csi_pipeline",
+    "image_files",
     "open_source",
     "parse_reconnect",
     "redact",
@@ -298,3 +300,15 @@ def open_source(
         f"--source {spec!r}: no such file or folder; give a camera index (0), a video "
         "file, an image folder, an rtsp:// or http:// URL, or a GStreamer pipeline"
     )
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files of a folder (by suffix), sorted; DataError if there are none, ImageReadError
+    naming a dangling link, a link loop or a folder among them."""
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder; give a folder of images")
+    files = [p for p in list_images(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
+    check_readable(files)  # dangling links and link loops are named, as inspect names them
+    if not files:
+        raise DataError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
