@@ -28,7 +28,8 @@ def _log(message: str) -> None:
 
 
 def _batches(text: str) -> tuple[int, int, int]:
-    """``--batch 1,8`` → the profile (min, opt, max) = (1, 1, 8); ``--batch 4`` → (4, 4, 4)."""
+    """``--batch 1,8`` → the profile (min, opt, max) = (1, 1, 8); ``--batch 4`` (or ``4,4,4``)
+    → (4, 4, 4), the one fixed batch a DLA engine takes."""
     from glcf_cli.preflight import parse_batches
 
     values = sorted(parse_batches(text))
@@ -41,11 +42,14 @@ def build(
         help="model.fp16.onnx (or any exported .onnx) or an export folder.")],
     batch: Annotated[str, Opt(
         help="Batch sizes the engine serves: the optimisation profile spans the smallest to the "
-             "largest, tuned for the smallest.")] = "1,8",
+             "largest, tuned for the smallest. One size (--batch 4) builds a fixed batch, which "
+             "--dla needs.")] = "1,8",
     workspace_mb: Annotated[int | None, Opt(
         help="TensorRT workspace limit in MiB (default: TensorRT's).")] = None,
     dla: Annotated[int | None, Opt(
-        help="Jetson DLA core to run FP16/INT8 layers on (GPU fallback for the rest).")] = None,
+        help="Jetson DLA core to run FP16/INT8 layers on (GPU fallback for the rest). DLA has "
+             "no dynamic shapes: give one fixed batch, e.g. --dla 0 --batch 4 (smaller batches "
+             "are padded to it).")] = None,
     int8: Annotated[bool, Opt(
         "--int8", help="Build model.int8.onnx (QDQ INT8, strongly typed) of the folder.")] = False,
     out: Annotated[Path | None, Opt(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +26,10 @@ def export(
     branch_mode: Annotated[str | None, Opt(help="both, local (drops Φ_G, Ψ_G) or global (drops Ψ_L).")] = None,
     trt: Annotated[bool, Opt("--trt", help="Also build a TensorRT engine (on the target GPU).")] = False,
     workspace_mb: Annotated[int | None, Opt(help="TensorRT builder workspace limit in MiB.")] = None,
-    dla: Annotated[int | None, Opt(help="Jetson DLA core for the engine (GPU fallback).")] = None,
+    dla: Annotated[int | None, Opt(help="Jetson DLA core for the engine (GPU fallback), with --trt. DLA "
+                                   "runs one fixed batch: give --batch 1 here; for a larger one, "
+                                   "export without --trt, then glcf engine build OUT --dla N "
+                                   "--batch 4.")] = None,
     triton: Annotated[Path | None, Opt(help="Also write a Triton model repository here.")] = None,
     triton_device: Annotated[str, Opt(
         help="gpu or cpu: where Triton runs the model (cpu serves model.onnx on ONNX Runtime).")] = "gpu",
@@ -41,6 +45,7 @@ def export(
     from glcf_cli.preflight import check_batch
 
     check_batch(batch, "--batch")  # before torch loads
+    _check_dla(dla, trt, batch, out)
     from glcf_export.export import ExportOptions, export_run
 
     opts = ExportOptions(out, batch, not no_fp16, overwrite, parse_branch_mode(branch_mode), trt,
@@ -69,3 +74,29 @@ def export(
         ("     ", ["bench", str(run), "--batch", "1,8"], "   (latency of every backend side by side)"),
     ):
         console.print(f"{lead} {shell(['glcf', *command])}{note}", highlight=False)
+
+
+def _check_dla(dla: int | None, trt: bool, batch: int, out: Path) -> None:
+    """Refuse a DLA engine that cannot be built, before any work: DLA has no dynamic shapes, and
+    the export builds its engine for batches 1 to ``--batch``, a range unless that is 1.
+
+    Raises:
+        ConfigError: ``--dla`` without ``--trt``, or with ``--batch`` above 1.
+    """
+    if dla is None:
+        return
+    from glcf_runtime.backends.tensorrt.build import BuildOptions
+    from glcf_runtime.errors import ConfigError
+
+    if not trt:
+        raise ConfigError(f"--dla needs --trt: --dla {dla} chooses the DLA core of the TensorRT "
+                          "engine that --trt builds")
+    if batch != 1:
+        later = shlex.join(["glcf", "engine", "build", str(out), "--dla", str(dla), "--batch",
+                            str(batch)])
+        raise ConfigError(
+            f"--dla {dla} with --batch {batch}: DLA has no dynamic shapes and runs one fixed "
+            f"batch, while the export builds its engine for batches 1 to {batch}. Give --batch 1 "
+            f"for a DLA engine of batch 1, or export without --trt and --dla, then build the DLA "
+            f"engine for one fixed batch of {batch}: {later}")
+    BuildOptions(batch=(1, 1, batch), dla_core=dla)  # the engine's other DLA checks, now

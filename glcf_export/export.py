@@ -76,6 +76,9 @@ def export_run(run: Path, opts: ExportOptions, log=print) -> ExportResult:
     if opts.triton is not None:  # a device Triton cannot use fails now, not after the export
         check_triton_device(opts.triton_device, opts.trt)
     if opts.trt:  # fail at once, before minutes of export, where no engine can be built
+        # options that cannot build (a DLA engine over a batch range) fail before TensorRT is sought
+        BuildOptions(batch=(1, 1, opts.batch), workspace_mb=opts.workspace_mb,
+                     dla_core=opts.dla_core)
         require_tensorrt()
     model, cfg, ckpt = load_run(run, "cpu")
     scorer, calib = scorer_for(run, cfg, opts.branch_mode)

@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 FIRST_PARTY = {"glcf_runtime", "glcf_train", "glcf_export", "glcf_bench", "glcf_cli", "calibration", "tests",
                "benchmarks"}
 # Modules of optional GPU seams that are not installed here, and their distributions.
-NOT_INSTALLED = {"tensorrt": "tensorrt", "cuda": "cuda-python", "pycuda": "pycuda"}
+NOT_INSTALLED = {"tensorrt": {"tensorrt-cu12", "tensorrt-cu13"}, "cuda": {"cuda-python"},
+                 "pycuda": {"pycuda"}}
 # The extras each package may rely on (besides the core dependencies).
 EXTRAS = {
     "glcf_runtime": ("runtime", "trt", "openvino"),
@@ -56,7 +57,7 @@ def test_imports_are_declared() -> None:
         declared = core.union(*(extras[e] for e in allowed))
         for module in sorted(_imports(package) - OPTIONAL_SEAMS):
             names = {d.lower().replace("_", "-") for d in dists.get(module, [])}
-            names |= {NOT_INSTALLED[module]} if module in NOT_INSTALLED else set()
+            names |= NOT_INSTALLED.get(module, set())
             assert names, f"{package} imports {module}, which is neither installed nor known"
             if not names & declared:
                 missing.append(f"{package} imports {module} ({', '.join(sorted(names))}), "

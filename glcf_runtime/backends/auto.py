@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from glcf_runtime.errors import ConfigError, GlcfError
+from glcf_runtime.errors import ConfigError
 
 GATES_FILE = "gates.json"  # {"openvino-int8": {"passed": bool, ...}, "openvino-bf16": {...}, …}
 FP32_FILE, INT8_FILE, ENGINE_FILE = "model.onnx", "model.int8.onnx", "model.engine"
@@ -66,17 +66,14 @@ def gate(gates: dict[str, dict], key: str) -> tuple[bool, str]:
 
 
 def tensorrt_here() -> tuple[bool, str]:
-    """Whether TensorRT and an NVIDIA GPU are usable here, and why not."""
-    import importlib.util
-
-    if importlib.util.find_spec("tensorrt") is None:
-        return False, "tensorrt is not installed"
-    from glcf_runtime.backends.tensorrt.build import require_tensorrt
+    """Whether TensorRT (10.3 or newer, loading) and an NVIDIA GPU (seen through cuda-python or
+    pycuda) are usable here, and why not in a few words."""
+    from glcf_runtime.backends.tensorrt.probe import TensorRTUnavailable, require_tensorrt
 
     try:
         require_tensorrt()
-    except GlcfError as exc:
-        return False, str(exc).split(".")[0]
+    except TensorRTUnavailable as exc:
+        return False, exc.reason
     return True, "tensorrt and an NVIDIA GPU are present"
 
 

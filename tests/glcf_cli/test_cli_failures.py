@@ -155,7 +155,7 @@ def test_summary_json_that_cannot_be_written(tmp_path: Path, monkeypatch, capsys
     assert code == 2 and "Read-only file system" in err
 
 
-# --- issue 18, item 8: one clear line, and outputs checked before the work ---------------------
+# --- one clear line, and outputs checked before the work ---------------------
 
 def _calibrated_copy(calibrated_run: Path, where: Path, **threshold: object) -> Path:
     """A copy of the calibrated run; ``threshold`` changes keys of calibration.json's threshold

@@ -119,6 +119,17 @@ def test_trt_without_tensorrt_fails_at_once_and_keeps_onnx(run: Path, exported: 
     onnx.checker.check_model(onnx.load(str(exported / "model.onnx")))
 
 
+def test_dla_over_a_batch_range_is_refused_before_the_export(run: Path, tmp_path: Path) -> None:
+    """DLA takes no dynamic shapes: the library refuses a DLA export over 1..8 before exporting or
+    looking for TensorRT, and names the fixed-batch command."""
+    from glcf_runtime.errors import ConfigError
+
+    out = tmp_path / "m"
+    with pytest.raises(ConfigError, match="--batch"):
+        export_run(run, ExportOptions(out, batch=8, trt=True, dla_core=0), log=lambda _: None)
+    assert not out.exists()
+
+
 def test_triton_repository_from_export(run: Path, tmp_path: Path) -> None:
     export_run(run, ExportOptions(tmp_path / "m", batch=4, fp16=False, triton=tmp_path / "repo"),
                log=lambda _: None)

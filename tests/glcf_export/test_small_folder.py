@@ -1,5 +1,5 @@
-"""The smallest plain folder the README accepts (20 good images: 18 train, 2 held out for
-validation) goes all the way through the CLI: train → calibrate → export (issue 18, item 5)."""
+"""The smallest plain folder the docs accept (docs/workflow.md) (20 good images: 18 train, 2 held out for
+validation) goes all the way through the CLI: train → calibrate → export."""
 
 from __future__ import annotations
 

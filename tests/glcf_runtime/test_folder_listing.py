@@ -1,5 +1,5 @@
 """One listing of an image folder for every command: dangling links, link loops and folders named
-like an image are counted and named by inspect, threshold and training alike (issue 18, item 11).
+like an image are counted and named by inspect, threshold and training alike.
 Real symbolic links on a real file system."""
 
 from __future__ import annotations

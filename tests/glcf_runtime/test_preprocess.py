@@ -165,7 +165,7 @@ def test_a_format_without_a_header_check_is_limited_after_decoding(tmp_path: Pat
 
 
 def test_20000_by_20000_png_is_refused_without_the_memory(tmp_path: Path) -> None:
-    """The 389 KB PNG of issue 18 (it took 2.5 GB to inspect): refused before decoding, in a
+    """A 389 KB PNG of 20000×20000 (it once took 2.5 GB to inspect): refused before decoding, in a
     fresh process whose peak memory barely moves."""
     path = tmp_path / "huge.png"
     path.write_bytes(black_png(20000, 20000))

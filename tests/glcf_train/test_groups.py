@@ -1,6 +1,6 @@
 """Evaluation groups on a LOCO data set whose defects_config.json names every defect "logical":
 the per-kind rows of `glcf eval` and of its report count the images of their own kind, add up to
-"all", and agree with eval's metrics; no defect type shadows a kind (issue 18, item 15)."""
+"all", and agree with eval's metrics; no defect type shadows a kind."""
 
 from __future__ import annotations
 

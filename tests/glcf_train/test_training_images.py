@@ -1,6 +1,5 @@
 """What `glcf train` refuses as a training image, on real files: an image whose header declares
-more pixels than --max-pixels (refused before it is decoded), and a flat image (issue 18,
-item 4)."""
+more pixels than --max-pixels (refused before it is decoded), and a flat image."""
 
 from __future__ import annotations
 

@@ -13,24 +13,38 @@ and Polygraphy's ``CreateConfig`` (timing cache, DLA).
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from glcf_runtime.backends.tensorrt.probe import (
+    GpuInfo,
+    TensorRTUnavailable,
+    TrtVersion,
+    gpu_info,
+    parse_trt_version,
+    require_tensorrt,
+)
 from glcf_runtime.backends.tensorrt.sidecar import sidecar_path
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.files import atomic_write_bytes, atomic_write_json, file_sha256
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+__all__ = ["BuildOptions", "GpuInfo", "TensorRTUnavailable", "build_engine", "gpu_info",
+           "require_tensorrt"]
 
 # DLA with a strongly typed network (TensorRT "Strongly Typed Networks for DLA", "Working with
 # DLA"): the precision builder flags (FP16, INT8, PREFER/OBEY_PRECISION_CONSTRAINTS) are not valid,
 # precision comes from the tensor types alone, and DLA computes only FP16/INT8. So only FP16 tensors
 # of the mixed file can run on DLA; FP32 layers (LayerNorm, Softmax, the scoring tail) go to the GPU
-# through GPU_FALLBACK, and explicit Casts mark the DLA/GPU boundaries. The last TensorRT 10.x with
-# DLA is 10.7 (JetPack 6 ships 10.3); OnnxParserFlag.ADJUST_FOR_DLA only exists from 10.16.
+# through GPU_FALLBACK, and explicit Casts mark the DLA/GPU boundaries. DLA has no dynamic shapes:
+# the profile's min, opt and max must be equal, and the engine runs that one batch size. TensorRT
+# 10.x has DLA up to 10.7 (JetPack 6 ships 10.3); 11.x has it again from 11.4.1 on Orin (JetPack
+# 7.2.2 or later). ``builder.num_DLA_cores`` says whether this device has any.
 DLA_NOTE = (
     "strongly typed: DLA runs only the FP16 tensors of the graph (build from model.fp16.onnx); "
     "FP32 layers fall back to the GPU"
@@ -48,13 +62,10 @@ _BUILD_KEYS = (
 )
 
 
-class TensorRTUnavailable(GlcfError):
-    """TensorRT (or a CUDA GPU for it) is missing where an engine was asked for."""
-
-
 @dataclass(frozen=True)
 class BuildOptions:
     # Optimisation profile over the batch axis (min, opt, max); opt 1 favours one camera's latency.
+    # With DLA all three must be equal: DLA runs one fixed batch size.
     batch: tuple[int, int, int] = (1, 1, 8)
     workspace_mb: int | None = None  # None: TensorRT's default (the device's global memory)
     dla_core: int | None = None  # None: GPU only
@@ -72,63 +83,14 @@ class BuildOptions:
             raise ConfigError(f"workspace_mb must be at least 1, got {self.workspace_mb}")
         if self.dla_core is not None and self.dla_core < 0:
             raise ConfigError(f"dla_core must be 0 or more, got {self.dla_core}")
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    name: str
-    compute_capability: str  # "8.7" on Jetson Orin, "9.0" on H100
-
-
-def require_tensorrt() -> ModuleType:
-    """Import tensorrt and check that a CUDA GPU is visible.
-
-    Raises:
-        TensorRTUnavailable: tensorrt or cuda-python is not installed, or no GPU is visible.
-    """
-    try:
-        import tensorrt as trt
-    except ImportError as err:
-        raise TensorRTUnavailable(
-            f"tensorrt is not installed for this Python ({sys.executable}). TensorRT engines must be "
-            "built on the target device, since an engine runs only on the GPU model and TensorRT "
-            "version that built it: on a Jetson, JetPack ships TensorRT (use the system Python or a "
-            "venv made with --system-site-packages); on x86, pip install 'glcf[trt]' (tensorrt and "
-            "cuda-python from NVIDIA). The ONNX files already exported stay valid and can be served "
-            "with ONNX Runtime meanwhile."
-        ) from err
-    gpu_info()  # raises when no GPU is visible
-    return trt
-
-
-def gpu_info() -> GpuInfo:
-    """Name and compute capability of the current CUDA device, through cuda-python's runtime API.
-
-    Raises:
-        TensorRTUnavailable: cuda-python is missing or no CUDA GPU is visible.
-    """
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python, as in the TensorRT samples
-        except ImportError as err:
-            raise TensorRTUnavailable(
-                "cuda-python is not installed; pip install 'cuda-python>=12' (part of glcf[trt])"
-            ) from err
-    err, count = cudart.cudaGetDeviceCount()
-    if err != cudart.cudaError_t.cudaSuccess or not count:
-        raise TensorRTUnavailable(
-            f"no CUDA GPU is visible ({getattr(err, 'name', err)}): build the engine on the "
-            "target device with its NVIDIA driver loaded (check nvidia-smi and "
-            "CUDA_VISIBLE_DEVICES); the exported ONNX files stay valid and run with ONNX Runtime."
-        )
-    _, device = cudart.cudaGetDevice()
-    err, props = cudart.cudaGetDeviceProperties(device)
-    if err != cudart.cudaError_t.cudaSuccess:
-        raise TensorRTUnavailable(f"cudaGetDeviceProperties({device}) failed: {err}")
-    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    return GpuInfo(name.rstrip("\x00").strip(), f"{props.major}.{props.minor}")
+        if self.dla_core is not None and not lo == opt == hi:
+            raise ConfigError(
+                f"DLA core {self.dla_core} was asked for with the batch range (min, opt, max) = "
+                f"{self.batch}, but DLA has no dynamic shapes: a DLA engine serves one fixed "
+                f"batch. Build it for one batch size, e.g. glcf engine build MODEL_DIR --dla "
+                f"{self.dla_core} --batch 4 (the same as --batch 4,4,4; a smaller batch is padded "
+                "to it), or drop --dla for a GPU engine that serves the range"
+            )
 
 
 def build_engine(
@@ -148,13 +110,13 @@ def build_engine(
         ConfigError: unusable paths or options for this ONNX file or device.
         GlcfError: TensorRT could not parse the file or build the engine.
     """
-    trt = require_tensorrt()
+    version = parse_trt_version(require_tensorrt().__version__)
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     _check_paths(onnx_path, engine_path)
     check_dla(metadata_props, options)
     gpu = gpu_info()
     start = time.perf_counter()
-    engine, cache, profile = _build(trt, onnx_path, options, log)
+    engine, cache, profile = _build(version, onnx_path, options, log)
     seconds = time.perf_counter() - start
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(engine_path, engine)
@@ -163,7 +125,7 @@ def build_engine(
         atomic_write_bytes(options.timing_cache, cache)
     sidecar = make_sidecar(
         metadata_props,
-        trt_version=trt.__version__,
+        trt_version=version.text,
         gpu=gpu,
         profile=profile,
         dla=None if options.dla_core is None else {"core": options.dla_core, "gpu_fallback": True},
@@ -175,7 +137,7 @@ def build_engine(
     atomic_write_json(sidecar_path(engine_path), sidecar)
     log(
         f"engine: {engine_path} ({engine_path.stat().st_size / 2**20:.1f} MiB, {seconds:.0f} s, "
-        f"TensorRT {trt.__version__} on {gpu.name}); metadata: {sidecar_path(engine_path)}"
+        f"TensorRT {version.text} on {gpu.name}); metadata: {sidecar_path(engine_path)}"
     )
     return sidecar
 
@@ -203,18 +165,30 @@ def check_dla(metadata_props: dict[str, str], options: BuildOptions) -> None:
         )
 
 
+def network_flags(version: TrtVersion) -> int:
+    """``create_network`` flags for a strongly typed network: TensorRT 10.x asks for it with
+    STRONGLY_TYPED; 11.x always builds one and ignores that (deprecated) flag."""
+    import tensorrt as trt
+
+    if version.strongly_typed_always:
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
 def _build(
-    trt: ModuleType, onnx_path: Path, options: BuildOptions, log: Callable[[str], None]
+    version: TrtVersion, onnx_path: Path, options: BuildOptions, log: Callable[[str], None]
 ) -> tuple[memoryview, memoryview | None, dict[str, dict[str, list[int]]]]:
     """Parse, configure and build; returns the engine, the timing cache and the profile shapes."""
+    import tensorrt as trt
+
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    network = builder.create_network(network_flags(version))
     parser = trt.OnnxParser(network, logger)  # keeps the weights alive until the build is done
     if not parser.parse_from_file(str(onnx_path)):
         errors = "\n".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise GlcfError(
-            f"TensorRT {trt.__version__} cannot parse {onnx_path}:\n{errors}\n"
+            f"TensorRT {version.text} cannot parse {onnx_path}:\n{errors}\n"
             "check the operators with glcf_export.trt_ops.op_report"
         )
     config = builder.create_builder_config()
@@ -222,7 +196,7 @@ def _build(
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
     shapes = _add_profile(builder, network, config, options.batch)
     if options.dla_core is not None:
-        _use_dla(trt, builder, config, options.dla_core)
+        _use_dla(builder, config, options.dla_core)
     keep_cache = _set_timing_cache(config, options.timing_cache, log)
     engine = builder.build_serialized_network(network, config)
     if engine is None:
@@ -236,31 +210,42 @@ def _build(
 
 
 def _add_profile(
-    builder: Any, network: Any, config: Any, batch: tuple[int, int, int]
+    builder: trt.Builder,
+    network: trt.INetworkDefinition,
+    config: trt.IBuilderConfig,
+    batch: tuple[int, int, int],
 ) -> dict[str, dict[str, list[int]]]:
     """One optimisation profile over the batch axis of every network input."""
+    import tensorrt as trt
+
     profile = builder.create_optimization_profile()
     shapes = {}
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
-        s = shapes[tensor.name] = profile_shapes(tuple(tensor.shape), batch, tensor.name)
-        profile.set_shape(tensor.name, s["min"], s["opt"], s["max"])
+        s = shapes[tensor.name] = profile_shapes(tuple(tensor.shape[:]), batch, tensor.name)
+        profile.set_shape(tensor.name, *(trt.Dims(s[k]) for k in ("min", "opt", "max")))
     config.add_optimization_profile(profile)
     return shapes
 
 
-def _use_dla(trt: ModuleType, builder: Any, config: Any, core: int) -> None:
+def _use_dla(builder: trt.Builder, config: trt.IBuilderConfig, core: int) -> None:
     """Run what DLA can on ``core`` and the rest on the GPU (see DLA_NOTE above)."""
+    import tensorrt as trt
+
     if core >= builder.num_DLA_cores:
         raise ConfigError(
-            f"DLA core {core} was asked for; this device has {builder.num_DLA_cores} DLA core(s)"
+            f"DLA core {core} was asked for; this device has {builder.num_DLA_cores} DLA core(s) "
+            "(Jetson AGX Orin has 2, Orin NX 1 or 2, Orin Nano and Thor none): choose --dla "
+            "below that, or drop --dla"
         )
     config.default_device_type = trt.DeviceType.DLA
     config.DLA_core = core
     config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
 
 
-def _set_timing_cache(config: Any, path: Path | None, log: Callable[[str], None]) -> bool:
+def _set_timing_cache(
+    config: trt.IBuilderConfig, path: Path | None, log: Callable[[str], None]
+) -> bool:
     """Load the timing cache at ``path`` into ``config``; False where it must not be written back."""
     blob = path.read_bytes() if path is not None and path.is_file() else b""
     cache = config.create_timing_cache(blob)

@@ -1,19 +1,33 @@
 """The few CUDA calls the native TensorRT runner needs, behind one small protocol.
 
-Two implementations, chosen by what is importable: NVIDIA's cuda-python (``cuda.bindings.runtime``,
-``cuda.cudart`` before 12.8; the route of TensorRT's own ``samples/python/common_runtime.py``)
-and pycuda (what JetPack users usually have; the route of the older TensorRT samples). Device
-memory is a plain ``int`` pointer, which is what ``IExecutionContext.set_tensor_address`` takes.
+Two implementations, chosen by what is importable and sees a GPU: NVIDIA's cuda-python
+(``cuda.bindings.runtime``, ``cuda.cudart`` before 12.8; the route of TensorRT's own
+``samples/python/common_runtime.py``) and pycuda (what JetPack users often have; the route of the
+older TensorRT samples). Either serves building and running. Device memory is a plain ``int``
+pointer, which is what ``IExecutionContext.set_tensor_address`` takes.
 """
 
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
 
 from glcf_runtime.errors import GlcfError
+
+# What to install, per stack, where no binding imports (README "TensorRT").
+INSTALL = (
+    "pip install 'glcf[trt]' (TensorRT 10, CUDA 12) or 'glcf[trt-cu13]' (TensorRT 11, CUDA 13), "
+    "which bring cuda-python; on a Jetson, JetPack ships TensorRT (python3-libnvinfer): use the "
+    "system Python or a venv made with --system-site-packages, without those extras, with pycuda "
+    "or cuda-python"
+)
+
+
+class CudaUnavailable(GlcfError):
+    """No CUDA binding is installed, or none sees a GPU."""
 
 
 class CudaApi(Protocol):
@@ -23,6 +37,7 @@ class CudaApi(Protocol):
 
     def device(self) -> tuple[str, str]:
         """``(GPU name, compute capability "major.minor")`` of the current device."""
+        ...
 
     def malloc(self, nbytes: int) -> int: ...
 
@@ -74,7 +89,7 @@ class CudaPythonApi:
         nbytes = int(np.prod(shape)) * dtype.itemsize
         pointer = int(self._ok(self.rt.cudaMallocHost(nbytes)))
         raw = (ctypes.c_byte * nbytes).from_address(pointer)
-        return np.frombuffer(raw, dtype=dtype).reshape(shape)
+        return np.frombuffer(memoryview(raw), dtype=dtype).reshape(shape)
 
     def free_pinned(self, array: np.ndarray) -> None:
         self._ok(self.rt.cudaFreeHost(array.ctypes.data))
@@ -126,7 +141,8 @@ class PyCudaApi:
         return self.drv.pagelocked_empty(shape, dtype)
 
     def free_pinned(self, array: np.ndarray) -> None:
-        array.base.free()  # pycuda's HostAllocation behind the array
+        allocation: Any = array.base  # pycuda's HostAllocation behind the array
+        allocation.free()
 
     def stream(self) -> Any:
         return self.drv.Stream()
@@ -147,23 +163,79 @@ class PyCudaApi:
         """pycuda destroys the stream when the object is collected."""
 
 
-def load_cuda_api() -> CudaApi:
-    """cuda-python if importable, else pycuda, else a GlcfError that says what to install."""
+def _cuda_python() -> CudaPythonApi:
+    """cuda-python's runtime API, once it has counted a GPU.
+
+    Raises:
+        ImportError: cuda-python is not installed.
+        CudaUnavailable: it is, and sees no GPU (the words say why: its CUDA error).
+    """
     try:
-        from cuda.bindings import runtime as cudart
+        from cuda.bindings import runtime as cudart  # pyright: ignore[reportAttributeAccessIssue]
     except ImportError:
-        try:
-            from cuda import cudart  # cuda-python < 12.8
-        except ImportError:
-            cudart = None
-    if cudart is not None:
-        return CudaPythonApi(cudart)
+        from cuda import cudart  # pyright: ignore  # cuda-python < 12.8
     try:
-        import pycuda.autoinit  # noqa: F401  (creates and pushes a context on device 0)
-        import pycuda.driver as driver
+        error, count = cudart.cudaGetDeviceCount()
+    except Exception as exc:  # the binding raises its own types where the driver library is absent
+        raise CudaUnavailable(f"{type(exc).__name__}: {exc}") from None
+    if error != cudart.cudaError_t.cudaSuccess:
+        raise CudaUnavailable(getattr(error, "name", str(error)))
+    if not count:
+        raise CudaUnavailable("0 devices")
+    return CudaPythonApi(cudart)
+
+
+def _pycuda() -> PyCudaApi:
+    """pycuda's driver API with a context on device 0 (``pycuda.autoinit``), once it has counted
+    a GPU.
+
+    Raises:
+        ImportError: pycuda is not installed.
+        CudaUnavailable: it is, and sees no GPU.
+    """
+    import pycuda.driver as driver  # pyright: ignore[reportMissingImports]
+
+    try:
+        driver.init()
+        count = driver.Device.count()
+        if count:  # pycuda.autoinit creates a context on device 0 and makes it current
+            import pycuda.autoinit  # noqa: F401  # pyright: ignore[reportMissingImports]
     except ImportError:
-        raise GlcfError(
-            "the TensorRT backend needs a CUDA binding: pip install cuda-python "
-            "(or pycuda, as JetPack ships it)"
-        ) from None
+        raise
+    except Exception as exc:  # pycuda.driver.Error's subclasses (RuntimeError, LogicError, …)
+        raise CudaUnavailable(f"{type(exc).__name__}: {exc}") from None
+    if not count:
+        raise CudaUnavailable("0 devices")
     return PyCudaApi(driver)
+
+
+LOADERS: tuple[tuple[str, Callable[[], CudaApi]], ...] = (
+    ("cuda-python", _cuda_python),
+    ("pycuda", _pycuda),
+)
+
+
+def load_cuda_api() -> CudaApi:
+    """The first binding that imports and sees a GPU: cuda-python, else pycuda.
+
+    Raises:
+        CudaUnavailable: neither is installed, or none sees a GPU (each one's reason is named).
+    """
+    missing, blind = [], []
+    for name, load in LOADERS:
+        try:
+            return load()
+        except ImportError:
+            missing.append(f"{name} is not installed")
+        except CudaUnavailable as exc:
+            blind.append(f"{name}: {exc}")
+    if not blind:
+        raise CudaUnavailable(f"no CUDA binding for TensorRT ({'; '.join(missing)}): {INSTALL}")
+    hint = ""
+    if any("cudaErrorInsufficientDriver" in b for b in blind):
+        hint = ("; cudaErrorInsufficientDriver means no NVIDIA driver, or one older than the CUDA "
+                "of cuda-python (a CUDA 12 driver takes glcf[trt], whose cuda-python is 12.x)")
+    raise CudaUnavailable(
+        f"no CUDA GPU is visible ({'; '.join(blind + missing)}): check nvidia-smi (on a Jetson, "
+        f"that the NVIDIA driver is loaded) and CUDA_VISIBLE_DEVICES{hint}"
+    )

@@ -104,10 +104,10 @@ def test_other_options() -> None:
         BuildOptions(workspace_mb=0)
     with pytest.raises(ConfigError, match="dla_core"):
         BuildOptions(dla_core=-1)
-    check_dla(metadata("fp16-mixed").to_props(), BuildOptions(dla_core=0))
+    check_dla(metadata("fp16-mixed").to_props(), BuildOptions(batch=(1, 1, 1), dla_core=0))
     check_dla(metadata("fp32").to_props(), BuildOptions())
     with pytest.raises(ConfigError, match=r"model\.fp16\.onnx"):
-        check_dla(metadata("fp32").to_props(), BuildOptions(dla_core=1))
+        check_dla(metadata("fp32").to_props(), BuildOptions(batch=(2, 2, 2), dla_core=1))
 
 
 def test_profile_shapes() -> None:
