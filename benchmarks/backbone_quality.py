@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from calibration import metrics as M
+from calibration.settings import CalibrationSettings
 from glcf_bench.machine import machine_info, slug
 from glcf_train.baseline import Baseline
 from glcf_train.calibrate import calibrate_run
@@ -56,7 +57,7 @@ def study(data: Path, category: str, work: Path, preset_name: str, random_init: 
     train(TrainOptions(out=run, data=data, category=category, config=cfg, random_init=random_init,
                        train_overrides={"steps": steps} if steps else None, device="cpu"))
     train_s = time.perf_counter() - start
-    calibrate_run(run, device="cpu")
+    calibrate_run(run, CalibrationSettings(device="cpu"))
     result = evaluate_run(run, device="cpu", baseline=Baseline.PATCHCORE)
     return {"category": category, "train_seconds": round(train_s, 1),
             "glcf": kind_aurocs(result), "patchcore": kind_aurocs(result.baseline)}

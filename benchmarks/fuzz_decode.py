@@ -13,20 +13,17 @@ reported, so a decoder that stalls on a damaged header shows up.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-sys.path.insert(0, str(ROOT))  # the fuzz harness and contract model live beside the tests
+from glcf_bench.fixtures.contract_model import write_model
+from glcf_bench.fixtures.fuzz import run_fuzz
+from glcf_bench.machine import machine_info, slug, versions
+from glcf_runtime.backends import OnnxRuntimeRunner
+from glcf_runtime.files import atomic_write_json
 
-from glcf_bench.machine import machine_info, slug, versions  # noqa: E402
-from glcf_runtime.backends import OnnxRuntimeRunner  # noqa: E402
-from glcf_runtime.files import atomic_write_json  # noqa: E402
-from tests.glcf_runtime.contract_model import write_model  # noqa: E402
-from tests.glcf_runtime.fuzz import run_fuzz  # noqa: E402
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@ Runtime and TensorRT on one NVIDIA GPU → one JSON (default benchmarks/results/
 
 python benchmarks/gpu_acceptance.py            # about 5 min on an H100 without TensorRT, at most --budget
 python benchmarks/gpu_acceptance.py --dry-run  # every part, and why it would skip on this machine
+python -m benchmarks.gpu_acceptance            # from the checkout's root where glcf is not installed
 
 Everything is made here from the working tree: synthetic images (glcf_train.data.synth), runs
 trained with glcf_train.train, the graph exported as `glcf bench` exports a run. A part that cannot
@@ -25,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the working tree, installed or not
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CATEGORY = "breakfast_tray"

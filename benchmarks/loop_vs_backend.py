@@ -13,9 +13,11 @@ from pathlib import Path
 
 from glcf_bench.bench import run_bench
 from glcf_bench.report import render, result_stem, write_report
+from glcf_bench.settings import BenchSettings
 from glcf_cli.common import console
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULTS = BenchSettings()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,25 +26,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", help="random-init preset instead of a folder (default: paper)")
     parser.add_argument("--backends", default="onnxruntime", help="runtime backends to loop")
     parser.add_argument("--batch", type=int, default=1, help="frames per inference in the loop")
-    parser.add_argument("--frames", type=int, default=300, help="frames of the test video")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--min-time", type=float, default=5.0, help="backend-only seconds")
+    parser.add_argument("--frames", type=int, default=DEFAULTS.loop_frames,
+                        help="frames of the test video")
+    parser.add_argument("--warmup", type=int, default=DEFAULTS.warmup)
+    parser.add_argument("--min-time", type=float, default=DEFAULTS.min_time,
+                        help="backend-only seconds")
     parser.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the result files")
     args = parser.parse_args(argv)
-    preset = args.preset or (None if args.target else "paper")
-    report = run_bench(
-        args.target,
-        preset,
+    settings = BenchSettings(
         args.backends,
-        [args.batch],
-        args.warmup,
-        args.min_time,
-        args.threads,
+        (args.batch,),
+        preset=args.preset or (None if args.target else "paper"),
+        warmup=args.warmup,
+        min_time=args.min_time,
+        threads=args.threads,
         loop=True,
         loop_frames=args.frames,
-        log=console.print,
     )
+    report = run_bench(args.target, settings, console.print)
     for item in render(report):
         console.print(item)
     stem = "loop-vs-backend_" + result_stem(report).removeprefix("bench_")

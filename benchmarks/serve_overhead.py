@@ -37,12 +37,12 @@ from glcf_bench.frames import write_video
 from glcf_bench.machine import machine_info, slug, versions
 from glcf_cli.common import console
 from glcf_runtime.backends import OnnxRuntimeRunner
-from glcf_runtime.backends.base import ThresholdChoice
 from glcf_runtime.files import atomic_write_json
 from glcf_runtime.loop import Summary, inspect
 from glcf_runtime.serve import LiveServer, LiveState, model_card
 from glcf_runtime.sinks import JsonlSink
 from glcf_runtime.sources import VideoFileSource
+from glcf_runtime.threshold import ThresholdChoice
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FRAME_INTERVAL_S = 0.1  # the page asks for the latest frame at most this often

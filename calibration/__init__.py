@@ -1,36 +1,57 @@
-"""Calibration: fusion statistics, thresholds and metrics. Pure numpy/scipy; never imports torch.
+"""Calibration: fusion statistics, thresholds, metrics and the settings a run is calibrated
+with. Pure numpy/scipy; never imports torch.
 
-The names below load their submodule on first use, so that ``calibration.threshold`` (numpy only,
-used by the deployment runtime's ``glcf threshold``) does not pull in scipy through the metrics.
+``stats``, ``threshold`` and ``settings`` need numpy at most and are imported here. The metrics
+(and the MVTec LOCO defects, which use them) need scipy: their names load on first use, so that
+``calibration.threshold`` (used by the deployment runtime's ``glcf threshold``) does not pull in
+scipy.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-_SOURCES = {
-    "defects_from_masks": "loco_defects",
-    "parse_defects_config": "loco_defects",
-    "saturation_area": "loco_defects",
-    "image_auroc": "metrics",
-    "pixel_auroc": "metrics",
-    "pro_auc": "metrics",
-    "spro_auc": "metrics",
-    "MapStatistics": "stats",
-    "PositionStatistics": "stats",
-    "fusion_statistics": "stats",
-    "ThresholdResult": "threshold",
-    "ThresholdRule": "threshold",
-    "f1_optimal_threshold": "threshold",
-    "select_threshold": "threshold",
-    "threshold_from_normal": "threshold",
-}
+from calibration.settings import CalibrationSettings
+from calibration.stats import MapStatistics, PositionStatistics, fusion_statistics
+from calibration.threshold import (
+    ThresholdResult,
+    ThresholdRule,
+    f1_optimal_threshold,
+    select_threshold,
+    threshold_from_normal,
+)
 
-__all__ = sorted(_SOURCES)
+_METRICS = ("image_auroc", "pixel_auroc", "pro_auc", "spro_auc")
+_LOCO_DEFECTS = ("defects_from_masks", "parse_defects_config", "saturation_area")
+
+__all__ = [
+    "CalibrationSettings",
+    "MapStatistics",
+    "PositionStatistics",
+    "ThresholdResult",
+    "ThresholdRule",
+    "defects_from_masks",
+    "f1_optimal_threshold",
+    "fusion_statistics",
+    "image_auroc",
+    "parse_defects_config",
+    "pixel_auroc",
+    "pro_auc",
+    "saturation_area",
+    "select_threshold",
+    "spro_auc",
+    "threshold_from_normal",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _SOURCES:
-        raise AttributeError(f"module 'calibration' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"calibration.{_SOURCES[name]}"), name)
+    """The scipy-backed names, imported on first use."""
+    if name in _METRICS:
+        from calibration import metrics
+
+        return getattr(metrics, name)
+    if name in _LOCO_DEFECTS:
+        from calibration import loco_defects
+
+        return getattr(loco_defects, name)
+    raise AttributeError(f"module 'calibration' has no attribute {name!r}")

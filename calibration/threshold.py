@@ -16,6 +16,8 @@ MAX_MARGIN = 10.0  # the quantile rule's largest margin: a threshold from normal
 #                    [lowest, highest + MAX_MARGIN × (highest − lowest)], the range an artifact's
 #                    metadata threshold is checked against (glcf_runtime.metadata)
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # scores are float32: ±this is saturation
+DEFAULT_QUANTILE = 0.99  # the normal-quantile rule's defaults, wherever a threshold is chosen
+DEFAULT_MARGIN = 0.1  # (glcf calibrate, glcf threshold, glcf eval's comparisons and baseline)
 
 
 class ThresholdRule(str, Enum):
@@ -64,12 +66,21 @@ def check_normal_rule(quantile: float, margin: float) -> None:
     """ValueError unless ``quantile`` lies in [0.5, 1) and ``margin`` in [0, MAX_MARGIN]: check
     options with it before scoring anything."""
     if not 0.5 <= quantile < 1.0:
-        raise ValueError(f"quantile must lie in [0.5, 1) (a high one, e.g. 0.99), got {quantile}")
+        raise ValueError(f"quantile must lie in [0.5, 1) (a high one, e.g. {DEFAULT_QUANTILE}), "
+                         f"got {quantile}")
     if not 0.0 <= margin <= MAX_MARGIN:
         raise ValueError(f"margin must lie in [0, {MAX_MARGIN:g}], got {margin}")
 
 
-def threshold_from_normal(scores: np.ndarray, quantile: float = 0.99, margin: float = 0.1) -> float:
+def check_fpr_rule(target_fpr: float) -> None:
+    """ValueError unless ``target_fpr`` lies in [0, 1) (NaN does not): check options with it
+    before scoring anything."""
+    if not 0.0 <= target_fpr < 1.0:
+        raise ValueError(f"target_fpr must lie in [0, 1), got {target_fpr}")
+
+
+def threshold_from_normal(scores: np.ndarray, quantile: float = DEFAULT_QUANTILE,
+                          margin: float = DEFAULT_MARGIN) -> float:
     """Threshold from the scores of normal images alone.
 
     Rule: ``t = q + margin × (q − median)`` with ``q`` the ``quantile`` of the scores
@@ -104,8 +115,7 @@ def threshold_for_fpr(scores: np.ndarray, target_fpr: float) -> tuple[float, flo
     Returns:
         ``(threshold, achieved false-alarm rate on scores)``.
     """
-    if not 0.0 <= target_fpr < 1.0:
-        raise ValueError(f"target_fpr must lie in [0, 1), got {target_fpr}")
+    check_fpr_rule(target_fpr)
     ordered = np.sort(_scores_1d(scores, minimum=1))[::-1]
     allowed = int(np.floor(target_fpr * ordered.size + 1e-9))
     threshold = float(np.nextafter(ordered[allowed], np.inf))  # allowed < N as target_fpr < 1
@@ -147,8 +157,8 @@ def f1_optimal_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float,
 def select_threshold(
     scores: np.ndarray,
     labels: np.ndarray | None = None,
-    quantile: float = 0.99,
-    margin: float = 0.1,
+    quantile: float = DEFAULT_QUANTILE,
+    margin: float = DEFAULT_MARGIN,
     target_fpr: float | None = None,
 ) -> ThresholdResult:
     """F1-optimal threshold where labelled anomalies exist, else a rule on the normal scores:

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ from glcf_bench.machine import (
 from glcf_bench.pairs import bench_pairs
 from glcf_bench.reduced import check_images, fill_accuracy, scores_of
 from glcf_bench.report import BenchReport, BenchRow, LoopRow, add_ratios
-from glcf_bench.settings import BenchSettings, parse_backends, parse_batches
+from glcf_bench.settings import BenchSettings
 from glcf_bench.targets import (
     BenchBackend,
     BenchTarget,
@@ -54,13 +55,13 @@ from glcf_bench.targets import (
     prepare_target,
     runner_precision,
 )
+from glcf_runtime.artifacts import FP32_FILE
 from glcf_runtime.backends import Runner
-from glcf_runtime.errors import ConfigError
 from glcf_runtime.loop import inspect
-from glcf_runtime.overlay import is_anomalous
 from glcf_runtime.preprocess import preprocess
 from glcf_runtime.sinks import JsonlSink, Result
 from glcf_runtime.sources import VideoFileSource
+from glcf_runtime.threshold import is_anomalous, resolve_threshold
 
 MIN_RUNS = 3  # timed batches at least, however short min_time is
 
@@ -72,7 +73,7 @@ def time_backend(
     """Time capture, pre-processing, inference and post-processing of ``batch``-frame batches:
     ``[runs, 4]`` seconds, at least ``min_runs`` batches and ``min_time`` seconds."""
     spec = runner.metadata.preprocess_spec
-    threshold = runner.threshold.value
+    threshold = resolve_threshold(runner).value
     buffer = np.empty((batch, spec.height, spec.width, 3), np.uint8)  # [B, H, W, 3]
     source = MemorySource(frames).iterate()
 
@@ -163,48 +164,22 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def run_bench(
-    target: Path | None,
-    preset: str | None,
-    backends: str | list[str],
-    batches: str | list[int],
-    warmup: int = 2,
-    min_time: float = 5.0,
-    threads: int | None = None,
-    loop: bool = True,
-    loop_frames: int = 300,
-    cuda_graphs: bool = False,
-    log: Log = print,
-    rounds: int = 3,
-    pairs: int = 10,
-) -> BenchReport:
-    """Benchmark ``backends`` × ``batches`` on an export / run folder or a preset.
+def run_bench(target: Path | None, settings: BenchSettings, log: Log = print) -> BenchReport:
+    """Benchmark ``settings.backends`` × ``settings.batches`` on ``target`` (an export or run
+    folder, or a model file in one) or, without a target, on ``settings.preset``.
 
-    The backends take turns: in each of ``rounds`` rounds every backend is opened, timed at every
-    batch size for ``min_time / rounds`` seconds and closed, so a machine whose speed drifts
-    (shared cores, clocks, heat) affects every backend alike and their ratios stay meaningful.
+    The backends take turns: in each of ``settings.rounds`` rounds every backend is opened, timed
+    at every batch size for ``min_time / rounds`` seconds and closed, so a machine whose speed
+    drifts (shared cores, clocks, heat) affects every backend alike and their ratios stay
+    meaningful.
 
     Raises:
-        ConfigError: bad arguments or target; a backend that cannot run is reported, not raised.
+        ConfigError: a bad target (both or neither of a folder and a preset); a backend that
+            cannot run is reported, not raised.
     """
-    if (warmup < 0 or min_time < 0 or pairs < 0 or loop_frames < 1 or rounds < 1
-            or (threads is not None and threads < 1)):
-        raise ConfigError("--warmup, --min-time and --pairs must be >= 0; --threads, --rounds and "
-                          "--loop-frames >= 1")
-    settings = BenchSettings(
-        parse_backends(backends),
-        parse_batches(batches),
-        warmup=warmup,
-        min_time=min_time,
-        rounds=rounds,
-        threads=threads or physical_cores(),
-        loop=loop,
-        loop_frames=loop_frames,
-        cuda_graphs=cuda_graphs,
-        pairs=pairs,
-    )
+    settings = replace(settings, threads=settings.threads or physical_cores())
     with tempfile.TemporaryDirectory(prefix="glcf-bench-") as tmp:
-        bench = prepare_target(target, preset, Path(tmp), log)  # loads torch for torch targets
+        bench = prepare_target(target, settings.preset, Path(tmp), log)  # loads torch if needed
         with torch_threads(settings.threads):
             return _run_rounds(bench, settings, Path(tmp), log)
 
@@ -232,10 +207,10 @@ def _run_rounds(bench: BenchTarget, settings: BenchSettings, tmp: Path, log: Log
 def _new_report(bench: BenchTarget, settings: BenchSettings, log: Log) -> BenchReport:
     """The report's header: machine, versions, target, the graph's FLOPs, the MatMul peak."""
     flops = None
-    if (bench.folder / "model.onnx").is_file():
+    if (bench.folder / FP32_FILE).is_file():
         import onnx
 
-        flops = count_flops(onnx.load(str(bench.folder / "model.onnx")), batch=1).to_dict()
+        flops = count_flops(onnx.load(str(bench.folder / FP32_FILE)), batch=1).to_dict()
     log(f"measuring the FP32 MatMul peak with {settings.threads} threads …")
     peak = {
         "cpu_fp32": matmul_peak_gflops(settings.threads),

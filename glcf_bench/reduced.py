@@ -16,53 +16,44 @@ from pathlib import Path
 
 import numpy as np
 
+from glcf_runtime.artifacts import FP32_FILE, GATES_FILE, INT8_FILE, RUN_MODES, Backend
 from glcf_runtime.backends import OnnxRuntimeRunner, Runner
-from glcf_runtime.backends.auto import GATES_FILE, INT8_FILE
 from glcf_runtime.errors import GlcfError
 
 Log = Callable[[str], None]
-OPENVINO_ROWS = {  # bench row → (file, OpenVINO precision)
-    "openvino": ("model.onnx", "fp32"),
-    "openvino-bf16": ("model.onnx", "bf16"),
-    "openvino-int8": (INT8_FILE, "fp32"),
-    "openvino-int8-bf16": (INT8_FILE, "bf16"),  # the INT8 file's float parts in BF16
-}
-GATE_OF_ROW = {"openvino-bf16": "openvino-bf16", "openvino-int8": "openvino-int8",
-               "openvino-int8-bf16": "openvino-int8-bf16",
-               "onnxruntime-int8": "int8", "tensorrt-int8": "int8"}
 CALIBRATION_FRAMES = 16
 
 
 def open_reduced(name: str, folder: Path, temporary: bool, threads: int, max_batch: int,
                  log: Log) -> Runner:
-    """The runner of row ``name`` on ``folder``.
+    """The runner of row ``name`` (a run mode of ``glcf_runtime.artifacts``) on ``folder``.
 
     Raises:
         GlcfError: the row cannot run here (the bench records the message as the reason).
     """
-    if name in OPENVINO_ROWS:
+    mode = RUN_MODES.get(name)
+    if mode is None or (mode.backend is not Backend.OPENVINO and mode.file != INT8_FILE):
+        raise GlcfError(f"unknown reduced-precision row {name!r}")
+    if mode.backend is Backend.OPENVINO:
         from glcf_runtime.backends.openvino import OpenVinoRunner, openvino_available
 
         if not openvino_available():
             raise GlcfError("openvino is not installed: pip install 'glcf[openvino]'")
-        file, precision = OPENVINO_ROWS[name]
-        path = int8_file(folder, temporary, log) if file == INT8_FILE else folder / file
-        return OpenVinoRunner(path, precision=precision, threads=threads, cache=temporary)
-    if name == "onnxruntime-int8":
+        path = int8_file(folder, temporary, log) if mode.file == INT8_FILE else folder / mode.file
+        return OpenVinoRunner(path, precision=mode.precision.value, threads=threads, cache=temporary)
+    if mode.backend is Backend.ONNXRUNTIME:
         path = int8_file(folder, temporary, log)
         return OnnxRuntimeRunner(path, providers=["cpu"], threads=threads)
-    if name == "tensorrt-int8":
-        from glcf_runtime.backends import open_runner
-        from glcf_runtime.backends.tensorrt.build import BuildOptions, require_tensorrt
-        from glcf_runtime.backends.tensorrt.engines import build_for
+    from glcf_runtime.backends import open_runner
+    from glcf_runtime.backends.tensorrt.build import BuildOptions, require_tensorrt
+    from glcf_runtime.backends.tensorrt.engines import build_for
 
-        require_tensorrt()  # before the INT8 file is made: nothing to do without a GPU
-        engine = folder / "model.int8.engine"
-        if not engine.is_file():
-            build_for(int8_file(folder, temporary, log), engine,
-                      BuildOptions(batch=(1, 1, max_batch)), int8=True, log=log)
-        return open_runner(engine, backend="tensorrt")
-    raise GlcfError(f"unknown reduced-precision row {name!r}")
+    require_tensorrt()  # before the INT8 file is made: nothing to do without a GPU
+    engine = folder / mode.runs
+    if not engine.is_file():
+        build_for(int8_file(folder, temporary, log), engine,
+                  BuildOptions(batch=(1, 1, max_batch)), int8=True, log=log)
+    return open_runner(engine, Backend.TENSORRT)
 
 
 def int8_file(folder: Path, temporary: bool, log: Log) -> Path:
@@ -72,18 +63,16 @@ def int8_file(folder: Path, temporary: bool, log: Log) -> Path:
         return path
     if not temporary:
         raise GlcfError(f"{folder} holds no {INT8_FILE}; export it with glcf export RUN --out DIR --int8")
-    import onnx
-
     from glcf_bench.frames import synthetic_frame
-    from glcf_export.onnx_export import read_metadata
     from glcf_export.quantize import quantize_int8
+    from glcf_runtime.metadata import read_metadata
     from glcf_runtime.preprocess import preprocess
 
-    meta = read_metadata(onnx.load(str(folder / "model.onnx"), load_external_data=False), str(folder))
+    meta = read_metadata(folder / FP32_FILE, str(folder))
     spec = meta.preprocess_spec
     calib = np.stack([preprocess(synthetic_frame(i), spec) for i in range(CALIBRATION_FRAMES)])
-    log(f"quantizing {folder / 'model.onnx'} to INT8 (calibrated on {len(calib)} synthetic frames) …")
-    quantize_int8(folder / "model.onnx", path, calib, meta)
+    log(f"quantizing {folder / FP32_FILE} to INT8 (calibrated on {len(calib)} synthetic frames) …")
+    quantize_int8(folder / FP32_FILE, path, calib, meta)
     return path
 
 
@@ -117,7 +106,8 @@ def fill_accuracy(rows: list, scores: dict[str, np.ndarray], folder: Path) -> No
     for row in rows:
         if row.backend in scores and reference is not None:
             row.spearman_vs_fp32 = spearman(reference, scores[row.backend])
-        figures = gates.get(GATE_OF_ROW.get(row.backend, ""), {}).get("figures", {})
+        mode = RUN_MODES.get(row.backend)
+        figures = gates.get(mode.gate if mode and mode.gate else "", {}).get("figures", {})
         changes = [v for k, v in figures.items() if k.startswith("auroc_") and k.endswith("_change")]
         if changes:
             row.auroc_change = max(changes, key=abs)

@@ -1,5 +1,6 @@
-"""What ``glcf bench`` runs: the backends, batch sizes, timing and rounds (shared by the rounds in
-``bench.py`` and the back-to-back pairs in ``pairs.py``)."""
+"""What ``glcf bench`` runs: the model (a preset when there is no folder), the backends, batch
+sizes, timing and rounds. One frozen dataclass: ``run_bench`` takes it, the ``glcf bench`` options
+and the ``benchmarks/`` scripts build it, and the command's defaults are its field defaults."""
 
 from __future__ import annotations
 
@@ -12,28 +13,39 @@ from glcf_runtime.errors import ConfigError
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """What to run; ``run_bench`` checks the values and fills ``threads``."""
+    """What to run. ``backends`` and ``batches`` also take comma-separated text or lists (parsed
+    here, as the command line gives them); out-of-range values raise ``ConfigError``."""
 
-    backends: tuple[BenchBackend, ...]
-    batches: tuple[int, ...]
-    warmup: int = 2  # untimed batches per backend, batch size and round
+    backends: tuple[BenchBackend, ...] = tuple(BenchBackend)  # torch, then every run mode
+    batches: tuple[int, ...] = (1, 8)
+    preset: str | None = None  # a randomly initialised preset instead of a folder (paper, edge, …)
+    warmup: int = 3  # untimed batches per backend, batch size and round
     min_time: float = 5.0  # seconds of timed batches per backend and batch size (>= MIN_RUNS)
     rounds: int = 3  # the backends take turns this many times; min_time is shared among them
-    threads: int = 1  # CPU threads for torch, ONNX Runtime and the MatMul peak
-    loop: bool = True
-    loop_frames: int = 300
-    cuda_graphs: bool = False
+    threads: int | None = None  # CPU threads for torch, ONNX Runtime and the MatMul peak
+    # (None: one per physical core; run_bench fills it in, and the report records the number)
+    loop: bool = True  # also time the camera loop over a video, on the runtime's backends
+    loop_frames: int = 300  # frames of the 1280x720 test video for the loop
+    cuda_graphs: bool = False  # torch on CUDA: replay CUDA graphs
     pairs: int = 10  # batches alternating with torch, per backend and batch size (0: none)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "backends", parse_backends(self.backends))
+        object.__setattr__(self, "batches", parse_batches(self.batches))
+        if (self.warmup < 0 or self.min_time < 0 or self.pairs < 0 or self.loop_frames < 1
+                or self.rounds < 1 or (self.threads is not None and self.threads < 1)):
+            raise ConfigError("--warmup, --min-time and --pairs must be >= 0; --threads, --rounds "
+                              "and --loop-frames >= 1")
+
     def to_dict(self) -> dict:
-        return {
-            **asdict(self),
-            "backends": [b.value for b in self.backends],
-            "frame_size": list(FRAME_SIZE),
-        }
+        """The report's ``settings`` (the preset is in its ``target``)."""
+        settings = asdict(self)
+        del settings["preset"]
+        return {**settings, "backends": [b.value for b in self.backends],
+                "frame_size": list(FRAME_SIZE)}
 
 
-def parse_backends(text: str | list[str]) -> tuple[BenchBackend, ...]:
+def parse_backends(text: str | list[str] | tuple[str, ...]) -> tuple[BenchBackend, ...]:
     names = text.split(",") if isinstance(text, str) else text
     try:
         return tuple(BenchBackend(n.strip()) for n in names if n.strip())
@@ -42,7 +54,7 @@ def parse_backends(text: str | list[str]) -> tuple[BenchBackend, ...]:
         raise ConfigError(f"--backends {text!r}: choose from {choices}") from None
 
 
-def parse_batches(text: str | list[int]) -> tuple[int, ...]:
+def parse_batches(text: str | list[int] | tuple[int, ...]) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in (text.split(",") if isinstance(text, str) else text))
     except ValueError:

@@ -9,69 +9,30 @@ raises :class:`BackendUnavailable` with the reason, so no backend is ever silent
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from glcf_bench.target import BenchTarget, Log, folder_metadata
+from glcf_runtime.artifacts import ENGINE_FILE, FP16_FILE, FP32_FILE, INT8_FILE, RUN_MODES, Backend
 from glcf_runtime.backends import OnnxRuntimeRunner, Runner, open_runner
-from glcf_runtime.backends.tensorrt.engines import read_onnx_props
-from glcf_runtime.backends.tensorrt.sidecar import read_sidecar
 from glcf_runtime.errors import ConfigError, GlcfError
-from glcf_runtime.metadata import ArtifactMetadata
 
-Log = Callable[[str], None]
-EXPORT_FILES = ("model.onnx", "model.fp16.onnx", "model.engine")
+EXPORT_FILES = (FP32_FILE, FP16_FILE, ENGINE_FILE)
 CHECKPOINT_NAME = "checkpoint.pt"  # what makes a folder a run folder (glcf_train.checkpoint)
 TRAIN_EXTRA = ("the train and export extras (torch, timm, onnx, onnxslim): "
                "pip install 'glcf[train,export]'")
-
-
-class BenchBackend(str, Enum):
-    TORCH = "torch"  # the trained modules + scorer, eager (FP32 on CPU, FP16 autocast on CUDA)
-    ONNXRUNTIME = "onnxruntime"  # model.onnx, CPU provider
-    ONNXRUNTIME_FP16 = "onnxruntime-fp16"  # model.fp16.onnx, CPU provider
-    TENSORRT = "tensorrt"  # model.engine, native TensorRT
-    OPENVINO = "openvino"  # model.onnx, OpenVINO FP32 on the CPU
-    OPENVINO_BF16 = "openvino-bf16"  # model.onnx, OpenVINO's BF16 hint (native BF16 CPUs)
-    OPENVINO_INT8 = "openvino-int8"  # model.int8.onnx (static QDQ), OpenVINO
-    OPENVINO_INT8_BF16 = "openvino-int8-bf16"  # the same, its float parts in BF16
-    ONNXRUNTIME_INT8 = "onnxruntime-int8"  # model.int8.onnx, ONNX Runtime CPU provider
-    TENSORRT_INT8 = "tensorrt-int8"  # engine from model.int8.onnx, strongly typed
-
-
-REDUCED_ROWS = ("openvino", "openvino-bf16", "openvino-int8", "openvino-int8-bf16", "onnxruntime-int8",
-                "tensorrt-int8")
+TORCH = "torch"  # the trained modules + scorer, eager (FP32 on CPU, FP16 autocast on CUDA)
+# The rows glcf bench can run: torch, then the export folder's run modes (glcf_runtime.artifacts).
+BenchBackend = Enum("BenchBackend", [(name.upper().replace("-", "_"), name)
+                                     for name in (TORCH, *RUN_MODES)], type=str)
+# Opened by glcf_bench.reduced: OpenVINO, and the INT8 file on ONNX Runtime or TensorRT.
+REDUCED_ROWS = tuple(name for name, mode in RUN_MODES.items()
+                     if mode.backend is Backend.OPENVINO or mode.file == INT8_FILE)
 
 
 class BackendUnavailable(GlcfError):
     """A backend that cannot run here; the message is the reason recorded in the report."""
-
-
-@dataclass
-class BenchTarget:
-    """The model under test.
-
-    Attributes:
-        folder: export folder holding model.onnx / model.fp16.onnx (/ model.engine).
-        description: what was loaded, for the report.
-        metadata: the artifact contract (input size, threshold, precision).
-        deploy: the torch module the ``torch`` backend runs when a torch model is at hand, else
-            None: the model's own modules as trained (timm's Swin blocks) and the reference
-            scorer, with the same uint8 input as the graph (``torch_targets.torch_module``).
-        no_torch: why ``deploy`` is None.
-        temporary: ``folder`` was made by the benchmark (an engine may be built into it).
-        export_seconds: export stage times when the benchmark exported the model.
-    """
-
-    folder: Path
-    description: str
-    metadata: ArtifactMetadata
-    deploy: Any = None  # a torch nn.Module
-    no_torch: str = ""
-    temporary: bool = False
-    export_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def prepare_target(
@@ -123,15 +84,6 @@ def _torch_targets(what: str) -> Any:
     return torch_targets
 
 
-def folder_metadata(folder: Path) -> ArtifactMetadata:
-    """The contract of an export folder, from its first ONNX file or the engine's sidecar."""
-    for name in ("model.onnx", "model.fp16.onnx"):
-        if (folder / name).is_file():
-            return ArtifactMetadata.from_props(read_onnx_props(folder / name), str(folder / name))
-    engine = folder / "model.engine"
-    return ArtifactMetadata.from_props(read_sidecar(engine), str(engine))
-
-
 def open_backend(
     backend: BenchBackend,
     target: BenchTarget,
@@ -158,7 +110,7 @@ def open_backend(
             return open_reduced(backend.value, target.folder, target.temporary, threads, max_batch, log)
         except GlcfError as exc:
             raise BackendUnavailable(str(exc)) from None
-    name = "model.onnx" if backend is BenchBackend.ONNXRUNTIME else "model.fp16.onnx"
+    name = RUN_MODES[backend.value].file  # onnxruntime, onnxruntime-fp16
     if not (target.folder / name).is_file():
         raise BackendUnavailable(f"{target.folder} holds no {name}; export it with glcf export")
     return OnnxRuntimeRunner(target.folder / name, providers=["cpu"], threads=threads)
@@ -174,12 +126,12 @@ def _open_tensorrt(target: BenchTarget, max_batch: int, log: Log) -> Runner:
         require_tensorrt()
     except GlcfError as exc:
         raise BackendUnavailable(f"tensorrt not installed / no GPU: {exc}") from None
-    engine = target.folder / "model.engine"
+    engine = target.folder / ENGINE_FILE
     if target.temporary and not engine.is_file():
         build_for(target.folder, engine, BuildOptions(batch=(1, 1, max_batch)), log=log)
     elif not target.temporary:
         engine = engine_for_folder(target.folder, log, max_batch)
-    return open_runner(engine, backend="tensorrt")
+    return open_runner(engine, Backend.TENSORRT)
 
 
 def runner_precision(runner: Runner) -> str:

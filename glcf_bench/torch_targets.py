@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from glcf_bench.targets import BenchTarget, Log
+from glcf_bench.target import BenchTarget, Log, folder_metadata
+from glcf_runtime.artifacts import FP32_FILE
 from glcf_runtime.metadata import ArtifactMetadata
 
 if TYPE_CHECKING:
@@ -40,8 +41,8 @@ def bench_metadata(
     return ArtifactMetadata(
         height=size,
         width=size,
-        branch_mode=s.branch_mode.value,
-        score_rule=s.score_rule.value,
+        branch_mode=s.branch_mode,
+        score_rule=s.score_rule,
         threshold=threshold,
         threshold_rule=rule,
         map_range=(0.0, 1.0),
@@ -117,14 +118,13 @@ def run_scorer(run: Path, cfg: GlcfConfig) -> tuple[TorchScorer, dict]:
 
 def run_target(run: Path, workdir: Path, log: Log) -> BenchTarget:
     """A run: the torch model from its checkpoint, ONNX files from an export inside it or fresh."""
-    from glcf_bench.targets import folder_metadata
     from glcf_train.builder import load_run
 
     model, cfg, ckpt = load_run(run, "cpu")
     scorer, calib = run_scorer(run, cfg)
     note = "calibrated" if "map_range" in calib else "uncalibrated: identity fusion stats"
     eager = torch_module(model, scorer)
-    exports = sorted(p.parent for p in run.glob("*/model.onnx"))
+    exports = sorted(p.parent for p in run.glob(f"*/{FP32_FILE}"))
     if exports:
         return BenchTarget(
             exports[0],
@@ -149,5 +149,5 @@ def open_torch(target: BenchTarget, cuda_graphs: bool) -> TorchRunner:
     from glcf_bench.torch_runner import TorchRunner
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return TorchRunner(target.deploy, target.folder / "model.onnx", target.metadata, device,
+    return TorchRunner(target.deploy, target.folder / FP32_FILE, target.metadata, device,
                        cuda_graphs)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from glcf_bench.settings import BenchSettings
 from glcf_cli.common import console
 from glcf_cli.preflight import parse_batches
 
 Opt = typer.Option
-ALL_BACKENDS = ("torch,onnxruntime,onnxruntime-fp16,tensorrt,openvino,openvino-bf16,openvino-int8,"
-                "openvino-int8-bf16,onnxruntime-int8,tensorrt-int8")
+DEFAULTS = BenchSettings()  # the options' defaults are the library's
+ALL_BACKENDS = ",".join(b.value for b in DEFAULTS.backends)  # the trained model, every run mode
 
 
 def register(app: typer.Typer) -> None:
@@ -34,14 +36,21 @@ def bench(
             "preset (paper, edge, small, tiny); no training needed. Several, comma-separated "
             "(edge,paper): each in turn, then each one's fastest path and their ratio."
         ),
-    ] = None,
-    backends: Annotated[str, Opt(help="Comma-separated backends to run.")] = ALL_BACKENDS,
-    batch: Annotated[str, Opt(help="Comma-separated batch sizes.")] = "1,8",
-    warmup: Annotated[int, Opt(help="Untimed batches per backend, batch size and round.")] = 3,
+    ] = DEFAULTS.preset,
+    backends: Annotated[str, Opt(help="Comma-separated backends to run: torch and the export "
+                                 "folder's run modes (glcf inspect --backend takes the same "
+                                 "names).")] = ALL_BACKENDS,
+    batch: Annotated[str, Opt(help="Comma-separated batch sizes.")] = ",".join(
+        map(str, DEFAULTS.batches)),
+    warmup: Annotated[
+        int, Opt(help="Untimed batches per backend, batch size and round.")
+    ] = DEFAULTS.warmup,
     min_time: Annotated[
         float, Opt(help="Seconds of timed batches per backend and batch size.")
-    ] = 5.0,
-    threads: Annotated[int | None, Opt(help="CPU threads (default: the physical cores).")] = None,
+    ] = DEFAULTS.min_time,
+    threads: Annotated[
+        int | None, Opt(help="CPU threads (default: the physical cores).")
+    ] = DEFAULTS.threads,
     json_path: Annotated[
         Path | None,
         Opt("--json", help="JSON result file (default: named by machine, versions and date)."),
@@ -54,44 +63,45 @@ def bench(
     ] = Path("."),
     loop: Annotated[
         bool, Opt("--loop/--no-loop", help="Also time the camera loop over a video.")
-    ] = True,
-    loop_frames: Annotated[int, Opt(help="Frames of the 1280x720 test video for --loop.")] = 300,
-    cuda_graphs: Annotated[bool, Opt(help="torch on CUDA: replay CUDA graphs.")] = False,
+    ] = DEFAULTS.loop,
+    loop_frames: Annotated[
+        int, Opt(help="Frames of the 1280x720 test video for --loop.")
+    ] = DEFAULTS.loop_frames,
+    cuda_graphs: Annotated[
+        bool, Opt(help="torch on CUDA: replay CUDA graphs.")
+    ] = DEFAULTS.cuda_graphs,
     rounds: Annotated[
         int, Opt(help="Rounds in which the backends take turns (--min-time is shared among them).")
-    ] = 3,
+    ] = DEFAULTS.rounds,
     pairs: Annotated[
         int,
         Opt(help="Then time this many batches per backend alternating one by one with torch: "
             "their median ratio holds on a machine whose speed changes (0: skip)."),
-    ] = 10,
+    ] = DEFAULTS.pairs,
 ) -> None:
     """Time every backend side by side: latency, images/s, memory, FLOP/s vs peak, loop overhead."""
     from glcf_bench.bench import run_bench
     from glcf_bench.report import render, write_report
 
-    batches = parse_batches(batch, "--batch", model_or_run)  # before torch or a model loads
+    settings = BenchSettings(
+        backends,
+        parse_batches(batch, "--batch", model_or_run),  # before torch or a model loads
+        warmup=warmup,
+        min_time=min_time,
+        rounds=rounds,
+        threads=threads,
+        loop=loop,
+        loop_frames=loop_frames,
+        cuda_graphs=cuda_graphs,
+        pairs=pairs,
+    )
     presets = [p.strip() for p in preset.split(",")] if preset else [None]
     if len(presets) > 1 and (json_path or csv_path):
         raise typer.BadParameter("with several presets, give --out-dir (one result file each), "
                                  "not --json / --csv")
     reports = {}
     for name in presets:  # one after the other, in one process, on the same machine state
-        report = run_bench(
-            model_or_run,
-            name,
-            backends,
-            list(batches),
-            warmup,
-            min_time,
-            threads,
-            loop,
-            loop_frames,
-            cuda_graphs,
-            log=console.print,
-            rounds=rounds,
-            pairs=pairs,
-        )
+        report = run_bench(model_or_run, replace(settings, preset=name), console.print)
         for item in render(report):
             console.print(item)
         json_file, csv_file = write_report(report, json_path, csv_path, out_dir)

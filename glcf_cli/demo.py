@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from calibration.settings import CalibrationSettings
 from glcf_export.export import ExportOptions, export_run
+from glcf_runtime.artifacts import FP32_FILE
 from glcf_runtime.backends import open_runner
 from glcf_runtime.errors import ConfigError, DataError
 from glcf_runtime.loop import Summary, inspect
@@ -74,7 +76,7 @@ def run_demo(out: Path, categories: Sequence[str] | None = None, steps: int | No
         overrides = {"steps": chosen} if chosen else None
         train(TrainOptions(out=run, data=data, category=name, config=cfg, device=device,
                            random_init=random_init, train_overrides=overrides))
-        calibrate_run(run, device=device)
+        calibrate_run(run, CalibrationSettings(device=device))
         result = evaluate_run(run, json_out=run / "eval.json", overlays=run / "heatmaps",
                               save_maps=run / "anomaly_maps", device=device, report=run / "report")
         log(f"{name}: report {result.report} (open it in a browser)")
@@ -90,7 +92,7 @@ def _inspect_tests(export: Path, tests: Path, out: Path) -> dict[str, Summary]:
     """Run the deployment loop (ONNX Runtime, FP32) over each test folder: JSON lines and a
     heat-map panel for every frame flagged anomalous."""
     summaries = {}
-    with open_runner(export / "model.onnx") as runner:
+    with open_runner(export / FP32_FILE) as runner:
         for folder in sorted(p for p in tests.iterdir() if p.is_dir()):
             sinks = [JsonlSink(out / f"{folder.name}.jsonl"), AnomalySink(out / folder.name)]
             summaries[folder.name] = inspect(runner, open_source(str(folder)), batch=8, sinks=sinks)

@@ -9,10 +9,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from calibration.settings import CalibrationSettings
+from calibration.threshold import DEFAULT_MARGIN, DEFAULT_QUANTILE
 from glcf_cli.common import console, shell
 from glcf_cli.preflight import check_batch, check_threshold_rule
 
 Opt = typer.Option
+CALIBRATE = CalibrationSettings()  # glcf calibrate's defaults are the library's
 Run = Annotated[Path, typer.Argument(help="Run folder written by `glcf train`.")]
 
 
@@ -23,19 +26,19 @@ def register(app: typer.Typer) -> None:
 
 def calibrate(
     run: Run,
-    data: Annotated[Path | None, Opt(help="Data root (default: the one the run trained on).")] = None,
-    category: Annotated[str | None, Opt(help="Category (default: the run's).")] = None,
-    quantile: Annotated[float, Opt(help="Quantile of the validation scores for the threshold.")] = 0.99,
-    margin: Annotated[float, Opt(help="Margin: threshold = q + margin × (q − median).")] = 0.1,
+    data: Annotated[Path | None, Opt(help="Data root (default: the one the run trained on).")] = CALIBRATE.data,
+    category: Annotated[str | None, Opt(help="Category (default: the run's).")] = CALIBRATE.category,
+    quantile: Annotated[float, Opt(help="Quantile of the validation scores for the threshold.")] = CALIBRATE.quantile,
+    margin: Annotated[float, Opt(help="Margin: threshold = q + margin × (q − median).")] = CALIBRATE.margin,
     target_fpr: Annotated[float | None, Opt(help="Instead of --quantile/--margin: the lowest threshold "
-                                            "with at most this false-alarm rate on the validation images, e.g. 0.01.")] = None,
+                                            "with at most this false-alarm rate on the validation images, e.g. 0.01.")] = CALIBRATE.target_fpr,
     score_rule: Annotated[str | None, Opt(help="Image score: std (paper) or max (small defects). "
                                             "Default: the run's config.")] = None,
     normalisation: Annotated[str | None, Opt(help="Fusion statistics: image (paper: one μ, σ per map) "
                                                "or position (a μ, σ per position: fixed layouts). "
                                                "Default: the run's config.")] = None,
-    batch_size: Annotated[int, Opt(help="Images per forward pass.")] = 8,
-    device: Annotated[str, Opt(help="cpu, cuda or auto.")] = "auto",
+    batch_size: Annotated[int, Opt(help="Images per forward pass.")] = CALIBRATE.batch_size,
+    device: Annotated[str, Opt(help="cpu, cuda or auto.")] = CALIBRATE.device,
 ) -> None:
     """Fusion statistics from the good training images and a threshold from the validation images.
 
@@ -43,11 +46,16 @@ def calibrate(
     export then score that way. Compare the choices with `glcf eval RUN --report DIR`."""
     check_batch(batch_size, "--batch-size")  # before torch or the run loads
     check_threshold_rule(quantile, margin)
+    from glcf_runtime.threshold import checked_target_fpr
+
+    checked_target_fpr(target_fpr)
     from glcf_train.calibrate import calibrate_run
 
     scoring = {k: v for k, v in (("score_rule", score_rule), ("normalisation", normalisation)) if v is not None}
-    result = calibrate_run(run, data, category, device, batch_size, quantile, margin,
-                           target_fpr=target_fpr, scoring=scoring)
+    settings = CalibrationSettings(data=data, category=category, device=device,
+                                   batch_size=batch_size, quantile=quantile, margin=margin,
+                                   target_fpr=target_fpr, scoring=scoring)
+    result = calibrate_run(run, settings)
     console.print(f"scoring: {result.scoring.describe()}")
     t = result.threshold
     reached = f", {t.fpr:.1%} false alarms on them" if t.fpr is not None else ""
@@ -126,7 +134,8 @@ def _compare(run: Path, data: Path | None, category: str | None, json_out: Path 
         table.add_row(r.score_rule, r.normalisation, *cells, f"{r.caught['good'][0]}/{r.caught['good'][1]}",
                       *caught)
     console.print(table)
-    how = ", ".join(f"{k} {v}" for k, v in rule.items()) or "quantile 0.99, margin 0.1"
+    how = ", ".join(f"{k} {v}" for k, v in rule.items()) or (
+        f"quantile {DEFAULT_QUANTILE}, margin {DEFAULT_MARGIN}")
     console.print(f"each threshold: the calibration rule ({how}) on the validation images")
     if json_out is not None:
         atomic_write_text(json_out, json.dumps([dataclasses.asdict(r) for r in rows], indent=2))

@@ -43,6 +43,7 @@ def export(
     """Fold the detector and its scoring into one ONNX graph (FP32 + mixed FP16), checked on real images."""
     from glcf_cli.eval_commands import parse_branch_mode
     from glcf_cli.preflight import check_batch
+    from glcf_runtime.artifacts import ENGINE_FILE, FP32_FILE
 
     check_batch(batch, "--batch")  # before torch loads
     _check_dla(dla, trt, batch, out)
@@ -61,12 +62,12 @@ def export(
         console.print(f"  {out / name}  {size / 1e6:.1f} MB")
     for key, value in result.checks.figures.items():
         console.print(f"  {key:32s} {value:.3g}")
-    console.print(f"  operators ({len(result.checks.ops['model.onnx'])}, all parsed by TensorRT 10): "
-                  + ", ".join(result.checks.ops["model.onnx"]))
+    console.print(f"  operators ({len(result.checks.ops[FP32_FILE])}, all parsed by TensorRT 10): "
+                  + ", ".join(result.checks.ops[FP32_FILE]))
     console.print(f"exported in {result.seconds:.0f} s")
     if triton is not None:
         console.print(f"Triton model repository: {triton}/glcf")
-    model = str(out / ("model.engine" if trt else "model.onnx"))
+    model = str(out / (ENGINE_FILE if trt else FP32_FILE))
     for lead, command, note in (
         ("next:", ["inspect", model, "--source", "VIDEO_OR_FOLDER_OR_CAMERA", "--jsonl",
                    "results.jsonl"], ""),

@@ -56,7 +56,7 @@ def checked_batch(model: Path) -> tuple[int, str] | None:
     Raises:
         ConfigError: the record exists but cannot be read.
     """
-    from glcf_runtime.backends.auto import EXPORT_REPORT
+    from glcf_runtime.artifacts import EXPORT_REPORT
 
     path = Path(model)
     if path.suffix == ".engine":
@@ -95,8 +95,10 @@ def check_threshold_rule(quantile: float, margin: float) -> None:
     Raises:
         ConfigError: a quantile outside (0, 1) or a margin below 0 (NaN included).
     """
+    from calibration.threshold import DEFAULT_MARGIN, DEFAULT_QUANTILE
+
     if not 0.0 < quantile < 1.0:
-        raise ConfigError(f"--quantile {quantile}: give a quantile in (0, 1), e.g. 0.99")
+        raise ConfigError(f"--quantile {quantile}: give a quantile in (0, 1), e.g. {DEFAULT_QUANTILE}")
     if not (margin >= 0.0 and math.isfinite(margin)):
         raise ConfigError(f"--margin {margin}: give a margin >= 0, a finite number of "
-                          "(quantile − median) spreads, e.g. 0.1")
+                          f"(quantile − median) spreads, e.g. {DEFAULT_MARGIN}")

@@ -12,9 +12,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from calibration.threshold import DEFAULT_MARGIN, DEFAULT_QUANTILE
 from glcf_cli import inspect_options as iopt
 from glcf_cli.common import console, err_console, shell
 from glcf_cli.preflight import check_batch, check_threshold_rule
+from glcf_runtime.artifacts import MODE_NAMES
 
 if TYPE_CHECKING:
     from glcf_runtime.backends.base import Runner
@@ -35,7 +37,9 @@ BackendOpt = Annotated[
     Opt(
         help="auto: the fastest backend and precision here that the export's checks passed "
         "(TensorRT on an NVIDIA GPU, else OpenVINO INT8 / BF16 / FP32, else ONNX Runtime; the "
-        "choice and why are printed), or onnxruntime, openvino, tensorrt."
+        "choice and why are printed), or onnxruntime, openvino, tensorrt, or a run mode of an "
+        f"export folder as glcf bench names it ({', '.join(MODE_NAMES)}; openvino-bf16 is "
+        "--backend openvino --precision bf16)."
     ),
 ]
 PrecisionOpt = Annotated[
@@ -144,6 +148,7 @@ def inspect_command(
     from glcf_runtime.loop import inspect
     from glcf_runtime.preprocess import MAX_PIXELS, checked_max_pixels, parse_roi
     from glcf_runtime.sources import open_source, parse_reconnect
+    from glcf_runtime.threshold import resolve_threshold
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     check_batch(batch, "--batch", model)
@@ -180,11 +185,11 @@ def inspect_command(
         )
         outputs = _open_sinks(stack, stop, frames.fps, jsonl, save_video, save_anomalies, show)
         runner.warmup()
-        t = runner.threshold.value if threshold is None else threshold
-        origin = runner.threshold.origin if threshold is None else "--threshold"
+        choice = resolve_threshold(runner, threshold)  # the loop and the live page ask it too
         region = "" if runner.metadata.roi is None else f", cropped to {roi or runner.metadata.roi}"
         console.print(
-            f"{runner.describe()}\nthreshold {t} ({origin})\nsource {frames.name}{region}",
+            f"{runner.describe()}\nthreshold {choice.value} ({choice.origin})\n"
+            f"source {frames.name}{region}",
             highlight=False,
             soft_wrap=True,
         )
@@ -277,10 +282,17 @@ def threshold_command(
         Path | None,
         Opt(help="Folder of anomalous images: F1-optimal threshold instead of the quantile rule."),
     ] = None,
-    quantile: Annotated[float, Opt(help="Quantile of the good scores (quantile rule).")] = 0.99,
+    quantile: Annotated[
+        float, Opt(help="Quantile of the good scores (quantile rule).")
+    ] = DEFAULT_QUANTILE,
     margin: Annotated[
         float, Opt(help="threshold = q + margin × (q − median) (quantile rule).")
-    ] = 0.1,
+    ] = DEFAULT_MARGIN,
+    target_fpr: Annotated[
+        float | None,
+        Opt(help="Instead of --quantile/--margin: the lowest threshold with at most this "
+            "false-alarm rate on the good images, e.g. 0.01 (as glcf calibrate --target-fpr)."),
+    ] = None,
     batch: Annotated[int, Opt(help="Images per inference.")] = 8,
     backend: BackendOpt = "auto",
     provider: ProviderOpt = None,
@@ -290,26 +302,28 @@ def threshold_command(
 ) -> None:
     """Re-calibrate the threshold on the deployed backend; writes threshold.json next to the model."""
     from glcf_runtime.backends import open_runner
-    from glcf_runtime.backends.base import THRESHOLD_FILE, artifact_folder
-    from glcf_runtime.loop import calibrate_threshold
     from glcf_runtime.preprocess import parse_roi
     from glcf_runtime.sinks import check_writable
+    from glcf_runtime.threshold import calibrate_threshold, checked_target_fpr, threshold_file
 
     check_batch(batch, "--batch", model)
     check_threshold_rule(quantile, margin)
+    checked_target_fpr(target_fpr)
     crop = parse_roi(roi) if roi is not None else None
-    check_writable(artifact_folder(model) / THRESHOLD_FILE, "the threshold file")
+    check_writable(threshold_file(model), "the threshold file")
     with open_runner(model, backend, log=_progress, providers=provider, threads=threads,
                      precision=precision) as runner:
         if crop is not None:
             runner.set_roi(crop)
-        result, file = calibrate_threshold(runner, good, anomalous, quantile, margin, batch)
+        result, file = calibrate_threshold(runner, good, anomalous, quantile, margin, batch,
+                                           target_fpr)
         err_console.print(f"scored with {runner.describe()}", highlight=False, soft_wrap=True)
-    detail = (
-        f"F1 {result['f1']:.3f}"
-        if result["f1"] is not None
-        else f"quantile {result['quantile']}, margin {result['margin']}"
-    )
+    if result["f1"] is not None:
+        detail = f"F1 {result['f1']:.3f}"
+    elif result["fpr"] is not None:
+        detail = f"target FPR {result['target_fpr']}, {result['fpr']:.1%} false alarms on them"
+    else:
+        detail = f"quantile {result['quantile']}, margin {result['margin']}"
     console.print(
         f"threshold {result['threshold']:.6g} ({result['rule']}, {detail}; "
         f"{result['n_normal']} good, {result['n_anomalous']} anomalous images) → {file}",

@@ -133,6 +133,7 @@ def demo(
     → export → inspect the test images with ONNX Runtime; prints metrics and where the heat maps are."""
     from glcf_cli.demo import run_demo
     from glcf_cli.eval_commands import metrics_table
+    from glcf_runtime.artifacts import FP16_FILE, FP32_FILE
 
     names = [c.strip() for c in categories.split(",")] if categories else None
     results = run_demo(out, names, steps, device, log=console.print, preset_name=preset,
@@ -144,7 +145,7 @@ def demo(
             console.print(f"  ONNX Runtime loop on test/{folder}: {s.frames} frames, {s.anomalies} "
                           f"flagged, {s.fps:.1f} fps, p50 {s.latency_p50_ms:.0f} ms "
                           f"→ {r.run / 'inspect' / folder}.jsonl")
-        console.print(f"  deployable model: {r.export / 'model.onnx'} (+ model.fp16.onnx)")
+        console.print(f"  deployable model: {r.export / FP32_FILE} (+ {FP16_FILE})")
     if len(results) > 1:
         keys = results[0].result.metrics.keys()
         mean = {k: sum(r.result.metrics[k] for r in results) / len(results) for k in keys}

@@ -27,9 +27,18 @@ from glcf_export.onnx_export import ExportError, mark_checked
 from glcf_export.pipeline import check_graphs, write_graphs
 from glcf_export.quantize import CalibrationMethod
 from glcf_export.triton import check_triton_device, write_triton_repository
-from glcf_runtime.backends.auto import EXPORT_REPORT, FP32_FILE, GATES_FILE
+from glcf_runtime.artifacts import (
+    ENGINE_FILE,
+    EXPORT_REPORT,
+    FP16_FILE,
+    FP32_FILE,
+    GATES_FILE,
+    ONNX_FILES,
+    TIMING_CACHE,
+)
 from glcf_runtime.backends.tensorrt.build import BuildOptions, require_tensorrt
-from glcf_runtime.backends.tensorrt.engines import ENGINE_FILE, TIMING_CACHE, build_for
+from glcf_runtime.backends.tensorrt.engines import build_for
+from glcf_runtime.backends.tensorrt.sidecar import sidecar_path
 from glcf_runtime.files import atomic_write_json
 from glcf_runtime.metadata import ArtifactMetadata
 from glcf_runtime.preprocess import PreprocessSpec
@@ -105,10 +114,10 @@ def export_run(run: Path, opts: ExportOptions, log=print) -> ExportResult:
         result.out = out
         if opts.trt:
             _build_engine(out, opts, log)
-            result.files.update({p.name: p.stat().st_size for p in (out / "model.engine",)})
+            result.files.update({p.name: p.stat().st_size for p in (out / ENGINE_FILE,)})
         if opts.triton is not None:
-            engine = out / "model.engine" if opts.trt else None
-            write_triton_repository(opts.triton, out / "model.onnx", engine, opts.batch,
+            engine = out / ENGINE_FILE if opts.trt else None
+            write_triton_repository(opts.triton, out / FP32_FILE, engine, opts.batch,
                                     overwrite=opts.overwrite, device=opts.triton_device)
     result.seconds = time.perf_counter() - start
     atomic_write_json(out / EXPORT_REPORT, {
@@ -211,8 +220,8 @@ def _metadata(s: ScoringConfig, cfg: GlcfConfig, ckpt: dict, calib: dict) -> Art
               "stats": stats}
     normal = [float(v) for v in calib.get("validation_scores", [])]  # the threshold's range check
     return ArtifactMetadata(
-        height=cfg.model.image_size, width=cfg.model.image_size, branch_mode=s.branch_mode.value,
-        score_rule=s.score_rule.value, threshold=float(calib["threshold"]["threshold"]),
+        height=cfg.model.image_size, width=cfg.model.image_size, branch_mode=s.branch_mode,
+        score_rule=s.score_rule, threshold=float(calib["threshold"]["threshold"]),
         threshold_rule=str(calib["threshold"]["rule"]), map_range=tuple(calib["map_range"]),
         fusion=fusion, category=str(ckpt["data"]["category"] or ""), config_hash=cfg.hash(),
         preset=cfg.preset, extra={"torch": str(torch.__version__), "onnx": onnx.__version__,
@@ -257,15 +266,15 @@ def _export_into(folder: Path, model, scorer, meta: ArtifactMetadata, images: np
 def _build_engine(out: Path, opts: ExportOptions, log) -> None:
     """TensorRT engine from the mixed FP16 file (strongly typed), or the FP32 one with --no-fp16:
     the same code as ``glcf engine build``."""
-    source = out / ("model.fp16.onnx" if opts.fp16 else "model.onnx")
+    source = out / (FP16_FILE if opts.fp16 else FP32_FILE)
     build = BuildOptions(batch=(1, 1, opts.batch), workspace_mb=opts.workspace_mb,
                          dla_core=opts.dla_core, timing_cache=out / TIMING_CACHE)
     log(f"building the TensorRT engine from {source.name} (strongly typed) …")
     build_for(source, out / ENGINE_FILE, build, overwrite=True, log=log)
 
 
-ARTIFACTS = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", GATES_FILE, "model.engine",
-             "model.engine.json", EXPORT_REPORT)
+ARTIFACTS = (*ONNX_FILES, GATES_FILE, ENGINE_FILE, sidecar_path(Path(ENGINE_FILE)).name,
+             EXPORT_REPORT)
 
 
 def _publish(staging: Path, out: Path, result: ExportResult) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from glcf_export.checks import run_ort, spearman
 from glcf_export.quantize import CalibrationMethod, evenly
-from glcf_runtime.backends.auto import FP32_FILE, INT8_FILE
+from glcf_runtime.artifacts import FP32_FILE, INT8_FILE, RUN_MODES, Backend
 from glcf_runtime.errors import GlcfError
 from glcf_runtime.metadata import INPUT_NAME, ArtifactMetadata
 from glcf_runtime.preprocess import PreprocessSpec
@@ -132,14 +132,15 @@ def run_gate(name: str, infer: Infer, ref: Reference, checks: CheckSet, batch: i
 
 
 def openvino_gates(folder: Path, ref: Reference, checks: CheckSet, batch: int,
-                   int8_file: str | None) -> list[GateResult]:
-    """OpenVINO on this CPU: BF16 on ``model.onnx``, and the INT8 file (when written) with its float
-    parts in FP32 and in BF16."""
+                   int8: bool) -> list[GateResult]:
+    """OpenVINO on this CPU: the gated run modes (``glcf_runtime.artifacts.RUN_MODES``): BF16 on
+    ``model.onnx``, and, with ``int8`` (the file was written), the INT8 file with its float parts
+    in FP32 and in BF16."""
     from glcf_runtime.backends.openvino import OpenVinoRunner, native_bf16, openvino_available
 
-    wanted = [("openvino-bf16", "model.onnx", "bf16")]
-    if int8_file is not None:  # the INT8 file's float parts in FP32, or in BF16
-        wanted += [("openvino-int8", int8_file, "fp32"), ("openvino-int8-bf16", int8_file, "bf16")]
+    wanted = [(mode.gate, mode.file, mode.precision.value) for mode in RUN_MODES.values()
+              if mode.backend is Backend.OPENVINO and mode.gate is not None
+              and (int8 or mode.file != INT8_FILE)]
     if not openvino_available():
         return [GateResult(n, False, reason="openvino is not installed where the export ran")
                 for n, _, _ in wanted]
@@ -174,7 +175,7 @@ def reduced_precision(folder: Path, fp32_session, checks: CheckSet, batch: int,
         model = quantize_int8(folder / FP32_FILE, folder / INT8_FILE, frames, meta, method)
         log("checking INT8 against FP32 …")
         session = ort_session(folder / INT8_FILE)
-        gate = run_gate("int8", lambda x: tuple(session.run(None, {INPUT_NAME: x})), ref, checks, batch)
+        gate = run_gate(RUN_MODES["onnxruntime-int8"].gate, lambda x: tuple(session.run(None, {INPUT_NAME: x})), ref, checks, batch)
         ops = CheckReport()
         check_ops(ops, INT8_FILE, model)
         gate.failures += ops.failures
@@ -184,7 +185,7 @@ def reduced_precision(folder: Path, fp32_session, checks: CheckSet, batch: int,
         failures += gate.failures
     if not failures:
         log("checking OpenVINO (BF16, INT8) against FP32 …")
-        gates += openvino_gates(folder, ref, checks, batch, INT8_FILE if int8 is not None else None)
+        gates += openvino_gates(folder, ref, checks, batch, int8 is not None)
     return {g.name: g.to_dict() for g in gates}, failures
 
 

@@ -181,7 +181,3 @@ def mark_checked(path: Path) -> None:
         raise ExportError(f"{path} carries no GLCF metadata; it was not written by set_metadata")
     entry.value = json.dumps({**json.loads(entry.value), CHECKS_KEY: CHECKS_PASSED})
     onnx.save(model, str(path))
-
-
-def read_metadata(model: onnx.ModelProto, source: str) -> ArtifactMetadata:
-    return ArtifactMetadata.from_props({p.key: p.value for p in model.metadata_props}, source)

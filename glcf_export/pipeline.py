@@ -27,9 +27,9 @@ from glcf_export.checks import (
     torch_reference,
 )
 from glcf_export.onnx_export import export_fp32, set_metadata, to_mixed_fp16
+from glcf_runtime.artifacts import FP16_FILE, FP32_FILE
 from glcf_runtime.metadata import ArtifactMetadata
 
-FP32_FILE, FP16_FILE = "model.onnx", "model.fp16.onnx"
 T = TypeVar("T")
 Log = Callable[[str], None]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto
 
+from glcf_runtime.artifacts import TRITON_FILES
 from glcf_runtime.backends.tensorrt.sidecar import sidecar_path
 from glcf_runtime.errors import ConfigError, GlcfError
 
@@ -95,10 +96,8 @@ def write_triton_repository(
     try:
         (tmp / "1").mkdir(parents=True)
         (tmp / "config.pbtxt").write_text(text, encoding="utf-8")
-        if engine_path is not None:
-            shutil.copyfile(engine_path, tmp / "1" / "model.plan")
-        else:
-            shutil.copyfile(onnx_path, tmp / "1" / "model.onnx")
+        shutil.copyfile(onnx_path if engine_path is None else engine_path,
+                        tmp / "1" / TRITON_FILES[platform])
         for name in external:
             (tmp / "1" / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(onnx_path.parent / name, tmp / "1" / name)

@@ -2,32 +2,29 @@
 
 ``inspect`` runs until the source ends, fails, ``stop_event`` is set, or SIGINT / SIGTERM
 arrives (a second signal interrupts at once); every sink is closed (flushed) however it ends, and
-a ``Summary`` is returned. ``calibrate_threshold`` scores folders on the deployed backend and
-writes ``threshold.json`` next to the artifact (see ``glcf_runtime.backends.base``).
+a ``Summary`` is returned. The threshold and the verdict are ``glcf_runtime.threshold``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import numbers
 import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from enum import IntEnum
-from pathlib import Path
 
 import numpy as np
 
-from glcf_runtime.backends.base import Runner, ThresholdChoice, checked_threshold, save_threshold
-from glcf_runtime.errors import ConfigError, DataError, GlcfError
+from glcf_runtime.backends.base import Runner
+from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.health import HealthCheck, HealthConfig
 from glcf_runtime.metadata import score_problem
-from glcf_runtime.overlay import is_anomalous
-from glcf_runtime.preprocess import load_preprocessed, preprocess
+from glcf_runtime.preprocess import preprocess
 from glcf_runtime.sinks import OutputError, Result, Sink
-from glcf_runtime.sources import Frame, FrameSource, image_files
+from glcf_runtime.sources import Frame, FrameSource
+from glcf_runtime.threshold import is_anomalous, is_count, resolve_threshold
 
 LATENCY_WINDOW = 65_536  # latency percentiles are over the most recent frames
 
@@ -206,7 +203,8 @@ def inspect(
     Args:
         runner: an open runner; not closed here.
         source: an open source; not closed here.
-        threshold: overrides ``runner.threshold`` (``threshold.json``, then the metadata).
+        threshold: the explicit threshold, else ``threshold.json``, then the metadata's
+            (``resolve_threshold``).
         batch: frames per inference; a partial batch runs when the source ends or stops.
         sinks: receive every result in frame order; closed here. A sink that stops accepting
             writes (``OutputError``) ends the run; what it wrote before stays intact.
@@ -217,15 +215,13 @@ def inspect(
         The run's summary; ``completed`` is False when stopped, interrupted, an output failed,
         the source failed or a damaged file lost frames.
     """
-    if not _is_count(batch) or (runner.max_batch is not None and batch > runner.max_batch):
+    if not is_count(batch) or (runner.max_batch is not None and batch > runner.max_batch):
         _close_all(sinks)
         raise ConfigError(
             f"--batch {batch}: {runner.path.name} takes 1 to "
             f"{runner.max_batch or 'any number of'} frames"
         )
-    if threshold is not None:
-        threshold = checked_threshold(threshold, runner.metadata)
-    choice = runner.threshold if threshold is None else ThresholdChoice(threshold, "--threshold")
+    choice = resolve_threshold(runner, threshold)
     stop = stop_event or threading.Event()
     check = HealthCheck(health or HealthConfig(), live=source.live)
     state = _Batcher(runner, batch, choice.value, source.name, sinks, check)
@@ -297,90 +293,3 @@ def _close_all(sinks: Sequence[Sink]) -> None:
             failure = failure or exc
     if failure is not None:
         raise failure
-
-
-def _is_count(value: object) -> bool:
-    """An integer >= 1 (Python's or numpy's, not a bool)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
-
-
-def score_images(runner: Runner, files: Sequence[Path], batch: int = 8) -> np.ndarray:
-    """Image scores of files, in order: float64 ``[N]``.
-
-    Args:
-        batch: images per inference, >= 1; the runner's ``max_batch`` where that is lower.
-
-    Raises:
-        ConfigError: ``batch`` below 1.
-        ImageReadError: a file that cannot be decoded (calibration data must be clean).
-        DataError: images the model gave no usable score (``metadata.score_problem``), named.
-    """
-    if not _is_count(batch):
-        raise ConfigError(f"--batch {batch}: give 1 or more images per inference, e.g. 8")
-    batch = min(batch, runner.max_batch or batch)
-    meta = runner.metadata
-    scores = np.zeros(len(files), np.float64)
-    for start in range(0, len(files), batch):
-        chunk = files[start : start + batch]
-        frames = np.stack([load_preprocessed(f, meta.preprocess_spec) for f in chunk])
-        scores[start : start + len(chunk)] = runner.infer(frames)[1]
-    bad = [(f, p) for f, s in zip(files, scores, strict=True)
-           if (p := score_problem(float(s), meta.score_rule, meta.score_range)) is not None]
-    if bad:
-        shown = ", ".join(f"{f.name} ({p})" for f, p in bad[:5])
-        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise DataError(
-            f"{files[0].parent}: {runner.path.name} gave no usable score for {len(bad)} of "
-            f"{len(files)} images: {shown}{more}; a threshold needs a usable score for every "
-            "image: check the artifact and the backend (e.g. --backend onnxruntime)")
-    return scores
-
-
-def calibrate_threshold(
-    runner: Runner,
-    good: Path,
-    anomalous: Path | None = None,
-    quantile: float = 0.99,
-    margin: float = 0.1,
-    batch: int = 8,
-) -> tuple[dict, Path]:
-    """Choose a threshold on the deployed backend and write ``threshold.json`` next to the model.
-
-    Good images alone: ``q + margin·(q − median)`` of their scores; with anomalous images too:
-    the F1-optimal cut (``calibration.threshold.select_threshold``).
-
-    Returns:
-        ``(ThresholdResult.to_dict(), written file)``.
-    """
-    from calibration.threshold import check_normal_rule, select_threshold
-
-    if not _is_count(batch):
-        raise ConfigError(f"--batch {batch}: give 1 or more images per inference, e.g. 8")
-    if anomalous is None:  # the rule's options, before any image is scored
-        try:
-            check_normal_rule(quantile, margin)
-        except ValueError as exc:
-            raise ConfigError(f"--quantile / --margin: {exc}") from None
-    folders = {"good": good} if anomalous is None else {"good": good, "anomalous": anomalous}
-    scores = {
-        name: score_images(runner, image_files(folder), batch) for name, folder in folders.items()
-    }
-    labels = None
-    if anomalous is not None:
-        labels = np.r_[np.zeros(scores["good"].size), np.ones(scores["anomalous"].size)]
-    try:
-        result = select_threshold(np.concatenate(list(scores.values())), labels, quantile, margin)
-    except ValueError as exc:
-        raise ConfigError(f"cannot choose a threshold: {exc}") from None
-    stats = {
-        name: {
-            "n": int(s.size),
-            "min": float(s.min()),
-            "median": float(np.median(s)),
-            "max": float(s.max()),
-            "folder": str(folders[name]),
-        }
-        for name, s in scores.items()
-    }
-    data = result.to_dict()
-    return data, save_threshold(runner, data, stats)

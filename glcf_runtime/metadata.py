@@ -7,10 +7,15 @@ import json
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from calibration.threshold import FLOAT32_MAX, MAX_MARGIN
-from glcf_runtime.errors import GlcfError
+from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.preprocess import PreprocessSpec
+
+if TYPE_CHECKING:
+    import onnx
 
 FORMAT = "glcf-deploy"
 FORMAT_VERSION = 1  # bump when the graph's inputs, outputs or meaning change
@@ -27,6 +32,29 @@ class MetadataError(GlcfError):
     """An artifact whose metadata this runtime does not understand."""
 
 
+class BranchMode(str, Enum):
+    """Which error maps the detector scores (DESIGN §3)."""
+
+    BOTH = "both"
+    LOCAL = "local"  # Φ_L vs Ψ_L only: textures
+    GLOBAL = "global"  # Φ_G vs Ψ_G only
+
+
+class ScoreRule(str, Enum):
+    """How an anomaly map becomes an image score."""
+
+    STD = "std"  # standard deviation of the map (paper and authors' code)
+    MAX = "max"
+
+
+class Normalisation(str, Enum):
+    """What the fusion statistics μ, σ of each (branch, scale) error map are
+    (``ArtifactMetadata.fusion["normalisation"]``)."""
+
+    IMAGE = "image"  # two scalars over all positions and images (paper and authors' code)
+    POSITION = "position"  # a μ and σ per map position over the images: fixed layouts (blisters, trays)
+
+
 class FilePrecision(str, Enum):
     """What an artifact file holds (``ArtifactMetadata.precision``)."""
 
@@ -39,8 +67,8 @@ class FilePrecision(str, Enum):
 class ArtifactMetadata:
     height: int
     width: int
-    branch_mode: str  # both | local | global
-    score_rule: str  # std | max
+    branch_mode: BranchMode
+    score_rule: ScoreRule
     threshold: float
     threshold_rule: str
     map_range: tuple[float, float]  # heat-map colour scale (normal level, clearly anomalous)
@@ -57,6 +85,10 @@ class ArtifactMetadata:
     interpolation: str = "INTER_AREA"
     extra: dict = field(default_factory=dict)  # free-form, e.g. versions of the exporting tools
 
+    def __post_init__(self) -> None:  # "both" / "std" as given by a caller become the enums
+        for name, kind in ENUM_FIELDS.items():
+            object.__setattr__(self, name, kind(getattr(self, name)))
+
     @property
     def preprocess_spec(self) -> PreprocessSpec:
         return PreprocessSpec(self.height, self.width, self.roi)
@@ -65,6 +97,8 @@ class ArtifactMetadata:
         """String key/value pairs for ONNX ``metadata_props``."""
         props = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
         for key, value in asdict(self).items():
+            if isinstance(value, Enum):
+                value = value.value
             props[key] = value if isinstance(value, str) else json.dumps(value)
         return props
 
@@ -92,7 +126,7 @@ class ArtifactMetadata:
                 raise MetadataError(f"{source}: metadata lacks {f.name!r}; {rebuild}")
             raw = props[f.name]
             try:
-                values[f.name] = raw if f.type == "str" else json.loads(raw)
+                values[f.name] = raw if f.type == "str" or f.name in ENUM_FIELDS else json.loads(raw)
             except (ValueError, RecursionError):  # bad JSON, > 4300 digits, nested too deep
                 raise MetadataError(f"{source}: metadata {f.name}={shown(raw)} is malformed; "
                                     f"{rebuild}") from None
@@ -101,6 +135,54 @@ class ArtifactMetadata:
                 values[key] = tuple(values[key])
         _check(values, source, rebuild)
         return ArtifactMetadata(**values)
+
+
+ENUM_FIELDS = {"branch_mode": BranchMode, "score_rule": ScoreRule}  # stored by their values
+
+
+def read_onnx_props(model: str | Path | onnx.ModelProto, source: str | None = None) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file or of a model already loaded (``source`` names it in
+    messages), read without a session: the contract an engine's sidecar carries.
+
+    Raises:
+        ConfigError: the onnx package is missing, the file is not an ONNX model, or it carries no
+            GLCF metadata.
+    """
+    source = _source(model, source)
+    props = _onnx_props(model, source)
+    if "format_version" not in props:
+        raise ConfigError(f"{source} carries no GLCF metadata; give a file written by glcf export")
+    return props
+
+
+def read_metadata(model: str | Path | onnx.ModelProto, source: str | None = None) -> ArtifactMetadata:
+    """The contract of an ONNX file or of a model already loaded, parsed and checked.
+
+    Raises:
+        ConfigError: the onnx package is missing or the file is not an ONNX model.
+        MetadataError: see ``ArtifactMetadata.from_props``.
+    """
+    source = _source(model, source)
+    return ArtifactMetadata.from_props(_onnx_props(model, source), source)
+
+
+def _source(model: object, source: str | None) -> str:
+    return source or (str(model) if isinstance(model, (str, Path)) else "the ONNX model")
+
+
+def _onnx_props(model: str | Path | onnx.ModelProto, source: str) -> dict[str, str]:
+    """Every ONNX file's metadata is read here (``onnx`` is imported only now)."""
+    if isinstance(model, (str, Path)):
+        try:
+            import onnx
+        except ImportError:
+            raise ConfigError("reading the model's metadata needs the onnx package: "
+                              "pip install 'glcf[runtime]'") from None
+        try:
+            model = onnx.load(str(model), load_external_data=False)
+        except Exception as exc:  # onnx raises DecodeError, ValueError or OSError on a damaged file
+            raise ConfigError(f"{source} is not a readable ONNX model ({exc}); export it again") from None
+    return {p.key: p.value for p in model.metadata_props}
 
 
 def _is_int(value: object) -> bool:
@@ -197,8 +279,8 @@ def _check(values: dict, source: str, rebuild: str) -> None:
     """Every key's type and range, so a bad artifact fails when opened, not at some frame."""
     size = lambda v: _is_int(v) and 0 < v <= 16384  # noqa: E731
     checks = (
-        ("branch_mode", values.get("branch_mode") in ("both", "local", "global")),
-        ("score_rule", values.get("score_rule") in ("std", "max")),
+        ("branch_mode", values.get("branch_mode") in {m.value for m in BranchMode}),
+        ("score_rule", values.get("score_rule") in {r.value for r in ScoreRule}),
         ("color_order", values.get("color_order", "BGR") == "BGR"),
         ("layout", values.get("layout", "NHWC") == "NHWC"),
         ("interpolation", values.get("interpolation", "INTER_AREA") == "INTER_AREA"),

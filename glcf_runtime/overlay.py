@@ -2,16 +2,21 @@
 
 numpy and OpenCV only. Colours are BGR, as OpenCV draws them. Maps are coloured between fixed
 ``vmin`` and ``vmax`` (e.g. the calibration's normal range and the threshold), never
-normalised per frame, so one colour means one score level in every frame of a video.
+normalised per frame, so one colour means one score level in every frame of a video. The verdict
+a banner shows is ``glcf_runtime.threshold.verdict``'s.
 """
 
 from __future__ import annotations
 
 import math
-from enum import Enum
 
 import cv2
 import numpy as np
+
+from glcf_runtime.threshold import (
+    Verdict,
+    verdict,
+)
 
 GOOD_BGR = (0, 190, 0)
 ANOMALOUS_BGR = (0, 0, 235)
@@ -81,30 +86,6 @@ def overlay(
     )
     heat = colorize(resized, vmin, vmax, colormap)
     return cv2.addWeighted(image_bgr, 1.0 - alpha, heat, alpha, 0.0)
-
-
-class Verdict(str, Enum):
-    """A frame's verdict, as the loop records it and the overlay draws it."""
-
-    GOOD = "GOOD"
-    ANOMALOUS = "ANOMALOUS"
-
-
-def verdict(score: float, threshold: float | None) -> Verdict | None:
-    """ANOMALOUS if ``score >= threshold``, GOOD below, None without a threshold or a finite score.
-
-    A non-finite score is never GOOD (nor ANOMALOUS): the loop makes its frame an error record
-    (``glcf_runtime.metadata.score_problem``) before any verdict is drawn.
-    """
-    if threshold is None or not math.isfinite(score):
-        return None
-    return Verdict.ANOMALOUS if score >= threshold else Verdict.GOOD
-
-
-def is_anomalous(score: float, threshold: float | None) -> bool | None:
-    """The record's ``anomalous`` field: the verdict as a bool, None when there is none."""
-    decided = verdict(score, threshold)
-    return None if decided is None else decided is Verdict.ANOMALOUS
 
 
 def _fit_scale(lines: list[str], width: int, scale: float, thickness: int) -> float:

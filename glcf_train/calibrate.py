@@ -13,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from calibration.settings import CalibrationSettings
 from calibration.stats import MapStatistics, PositionStatistics
 from calibration.threshold import ThresholdResult, select_threshold
-from glcf_runtime.errors import ConfigError, DataError, GlcfError
+from glcf_runtime.errors import DataError, GlcfError
 from glcf_runtime.files import atomic_write_text
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_runtime.sinks import check_writable
+from glcf_runtime.threshold import checked_target_fpr
 from glcf_train.builder import load_run, resolve_device
 from glcf_train.config import (
     BranchMode,
@@ -130,25 +132,21 @@ def score_images(model: GLCF, scorer: TorchScorer, images: np.ndarray, batch_siz
     return np.concatenate(maps), np.concatenate(scores)
 
 
-def calibrate_run(run: Path, data: Path | None = None, category: str | None = None,
-                  device: str = "auto", batch_size: int = 8, quantile: float = 0.99,
-                  margin: float = 0.1, progress: bool = True,
-                  target_fpr: float | None = None, scoring: dict | None = None) -> Calibration:
+def calibrate_run(run: Path, settings: CalibrationSettings = CalibrationSettings(),
+                  progress: bool = True) -> Calibration:
     """Compute and store a run's fusion statistics and default threshold (the normal-quantile
-    rule, or the lowest cut with at most ``target_fpr`` false alarms on the validation images).
-
-    ``scoring`` changes fields of the run's scoring (e.g. ``{"score_rule": "max",
-    "normalisation": "position"}``); eval and export then score as calibrated, no retraining.
+    rule, or the lowest cut with at most ``settings.target_fpr`` false alarms on the validation
+    images), scoring as the run's config with ``settings.scoring``'s changes.
     """
-    if target_fpr is not None and not 0.0 <= target_fpr < 1.0:
-        raise ConfigError(f"--target-fpr {target_fpr}: give a false-alarm rate in [0, 1), e.g. 0.01")
-    dev = resolve_device(device)
+    checked_target_fpr(settings.target_fpr)
+    dev = resolve_device(settings.device)
+    batch_size = settings.batch_size
     model, cfg, ckpt = load_run(run, dev)
     check_writable(Path(run) / CALIBRATION_NAME, "the calibration file")  # before the statistics
-    root = Path(data) if data is not None else Path(ckpt["data"]["root"])
-    category = category if category is not None else ckpt["data"]["category"]
+    root = Path(settings.data) if settings.data is not None else Path(ckpt["data"]["root"])
+    category = settings.category if settings.category is not None else ckpt["data"]["category"]
     spec = PreprocessSpec(cfg.model.image_size, cfg.model.image_size)
-    chosen = _scoring_with(cfg.scoring, scoring or {})
+    chosen = _scoring_with(cfg.scoring, settings.scoring or {})
     train_images = load_images(read_split(root, category, "train"), spec)
     stats = fusion_stats(model, train_images, cfg, batch_size, dev, progress, chosen)
     scorer = TorchScorer(chosen, cfg.model.image_size, stats).to(dev)
@@ -157,8 +155,9 @@ def calibrate_run(run: Path, data: Path | None = None, category: str | None = No
         raise DataError(f"{root}: need at least 2 validation images to set a threshold, found {len(val)}")
     maps, scores = score_images(model, scorer, load_images(val, spec), batch_size, dev, progress,
                                 label="validation scores")
-    result = Calibration(stats, select_threshold(scores, None, quantile, margin, target_fpr),
-                         _map_range(maps), [float(s) for s in scores], chosen)
+    threshold = select_threshold(scores, None, settings.quantile, settings.margin,
+                                 settings.target_fpr)
+    result = Calibration(stats, threshold, _map_range(maps), [float(s) for s in scores], chosen)
     atomic_write_text(Path(run) / CALIBRATION_NAME, json.dumps(result.to_dict(cfg), indent=2))
     return result
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from calibration import metrics as M
-from calibration.threshold import select_threshold
+from calibration.threshold import DEFAULT_MARGIN, DEFAULT_QUANTILE, select_threshold
 from glcf_runtime.errors import DataError
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.builder import load_run, resolve_device
@@ -72,9 +72,9 @@ def _scores(scorer: TorchScorer, errors: list[dict]) -> np.ndarray:
 
 
 def compare_scoring(run: Path, data: Path | None = None, category: str | None = None,
-                    device: str = "auto", batch_size: int = 8, quantile: float = 0.99,
-                    margin: float = 0.1, target_fpr: float | None = None,
-                    progress: bool = True) -> list[ScoringRow]:
+                    device: str = "auto", batch_size: int = 8,
+                    quantile: float = DEFAULT_QUANTILE, margin: float = DEFAULT_MARGIN,
+                    target_fpr: float | None = None, progress: bool = True) -> list[ScoringRow]:
     """Every scoring choice of `glcf calibrate`, calibrated and scored on ``run``'s data.
 
     Raises:

@@ -17,6 +17,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from glcf_runtime.errors import ConfigError
+from glcf_runtime.metadata import BranchMode, Normalisation, ScoreRule  # the artifact's contract
 
 
 class SamVariant(str, Enum):
@@ -34,26 +35,12 @@ class UpsampleKind(str, Enum):
     DUAL = "dual"  # SUNet dual up-sample (the paper's text)
 
 
-class BranchMode(str, Enum):
-    """Which error maps the detector scores (DESIGN §3)."""
+class LossForm(str, Enum):
+    """The distance each training loss term takes between a prediction and its target (DESIGN §2)."""
 
-    BOTH = "both"
-    LOCAL = "local"  # Φ_L vs Ψ_L only: textures
-    GLOBAL = "global"  # Φ_G vs Ψ_G only
-
-
-class ScoreRule(str, Enum):
-    """How an anomaly map becomes an image score."""
-
-    STD = "std"  # standard deviation of the map (paper and authors' code)
-    MAX = "max"
-
-
-class Normalisation(str, Enum):
-    """What the fusion statistics μ, σ of each (branch, scale) error map are."""
-
-    IMAGE = "image"  # two scalars over all positions and images (paper and authors' code)
-    POSITION = "position"  # a μ and σ per map position over the images: fixed layouts (blisters, trays)
+    MSE = "mse"  # mean squared error over positions and channels (paper)
+    COSINE = "cosine"  # mean over positions of 1 - cosine similarity over channels (RD4AD): scale-free
+    MSE_COSINE = "mse+cosine"  # their sum: the magnitudes MSE scoring reads, the directions cosine weighs
 
 
 class BackboneKind(str, Enum):
@@ -165,6 +152,7 @@ class TrainConfig:
     lr_drop: float = 0.1
     loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # λ1 ℓ_C, λ2 ℓ_E, λ3 ℓ_G
     detach_global_target: bool = False  # True: ℓ_G does not train Φ_G (authors' code: False)
+    loss_form: LossForm = LossForm.MSE  # every term's distance; scoring stays MSE (DESIGN §3)
     amp: bool = True  # mixed precision on CUDA only
     seed: int = 0
 
@@ -217,6 +205,7 @@ _LATER_FIELDS = (
     ("scoring", "normalisation", Normalisation.IMAGE.value),
     ("model", "backbone", "kind", BackboneKind.SWIN.value),
     ("model", "backbone", "standardize", False),
+    ("train", "loss_form", LossForm.MSE.value),
 )
 
 

@@ -174,7 +174,7 @@ def score_baseline(model, root: Path, category: str | None, spec: PreprocessSpec
                    progress: bool) -> BaselineScores:
     """PatchCore on the run's frozen Φ_L: memory bank from the good training images, threshold
     from the good validation images by the run's own threshold rule, then the test images."""
-    from calibration.threshold import select_threshold
+    from calibration.threshold import DEFAULT_MARGIN, DEFAULT_QUANTILE, select_threshold
     from glcf_train.baseline import PatchCore
 
     core = PatchCore(model)
@@ -185,7 +185,8 @@ def score_baseline(model, root: Path, category: str | None, spec: PreprocessSpec
     if t.get("rule") == "target_fpr":
         chosen = select_threshold(val_scores, None, target_fpr=t["target_fpr"])
     else:
-        chosen = select_threshold(val_scores, None, t.get("quantile") or 0.99, t.get("margin") or 0.1)
+        chosen = select_threshold(val_scores, None, t.get("quantile") or DEFAULT_QUANTILE,
+                                  t.get("margin") or DEFAULT_MARGIN)
     maps, scores = core.score(images, batch_size, device, progress)
     note = ("PatchCore-style nearest-neighbour patch distance on the same frozen Φ_L features "
             f"(coreset of {core.cfg.coreset_ratio:.0%} of the good training patches); threshold "

@@ -1,4 +1,8 @@
-"""Training losses of GLCF (DESIGN §2): ℓ_C, ℓ_E, ℓ_G, each an MSE summed over the three scales."""
+"""Training losses of GLCF (DESIGN §2): ℓ_C, ℓ_E, ℓ_G, each a distance summed over the three scales.
+
+The distance is the paper's MSE by default; ``TrainConfig.loss_form`` may choose RD4AD's cosine
+distance (scale-free: 1 - cosine similarity over channels, averaged over positions) or their sum.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import NamedTuple
 import torch
 from torch.nn import functional as F
 
-from glcf_train.config import TrainConfig
+from glcf_train.config import LossForm, TrainConfig
 from glcf_train.model import GlcfFeatures
 
 
@@ -27,6 +31,21 @@ def _mse_sum(pred: list[torch.Tensor], target: list[torch.Tensor]) -> torch.Tens
     return sum(F.mse_loss(p.float(), t.float()) for p, t in zip(pred, target, strict=True))
 
 
+def _cosine_sum(pred: list[torch.Tensor], target: list[torch.Tensor]) -> torch.Tensor:
+    """Σ over scales of the mean over positions of 1 - cos(pred, target) over channels (NHWC)."""
+    return sum((1.0 - F.cosine_similarity(p.float(), t.float(), dim=-1)).mean()
+               for p, t in zip(pred, target, strict=True))
+
+
+def distance(pred: list[torch.Tensor], target: list[torch.Tensor], form: LossForm) -> torch.Tensor:
+    """One loss term of ``form`` between feature lists (one tensor per scale)."""
+    if form is LossForm.MSE:
+        return _mse_sum(pred, target)
+    if form is LossForm.COSINE:
+        return _cosine_sum(pred, target)
+    return _mse_sum(pred, target) + _cosine_sum(pred, target)
+
+
 def glcf_losses(f: GlcfFeatures, cfg: TrainConfig) -> Losses:
     """L = λ1 ℓ_C + λ2 ℓ_E + λ3 ℓ_G. Φ_L carries no gradient; ℓ_G trains Φ_G too unless
     ``cfg.detach_global_target``."""
@@ -34,8 +53,9 @@ def glcf_losses(f: GlcfFeatures, cfg: TrainConfig) -> Losses:
         raise ValueError("training needs every branch: run the model with BranchMode.BOTH")
     target = [t.detach() for t in f.phi_l]
     phi_g_target = [t.detach() for t in f.phi_g] if cfg.detach_global_target else f.phi_g
-    l_c = _mse_sum(f.phi_g, target)
-    l_e = _mse_sum(f.psi_l, target)
-    l_g = _mse_sum(f.psi_g, phi_g_target)
+    form = LossForm(cfg.loss_form)
+    l_c = distance(f.phi_g, target, form)
+    l_e = distance(f.psi_l, target, form)
+    l_g = distance(f.psi_g, phi_g_target, form)
     w1, w2, w3 = cfg.loss_weights
     return Losses(w1 * l_c + w2 * l_e + w3 * l_g, l_c, l_e, l_g)

@@ -97,11 +97,12 @@ def marker_skips(markers: set[str]) -> dict[str, str]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``gpu`` and ``tensorrt`` tests skip, with the reason, where the machine lacks what they
     need (see ``marker_skips``); the machine is probed only when such a test was collected."""
-    wanted = {m for item in items for m in ("gpu", "tensorrt") if m in item.keywords}
+    # markers, not keywords: a test's folder name is a keyword too (tests/.../tensorrt/)
+    wanted = {m for item in items for m in ("gpu", "tensorrt") if item.get_closest_marker(m)}
     skips = marker_skips(wanted)
     for item in items:
         for marker, reason in skips.items():
-            if marker in item.keywords:
+            if item.get_closest_marker(marker):
                 item.add_marker(pytest.mark.skip(reason=reason))
                 break
 
@@ -134,9 +135,10 @@ def calibrated_run(tmp_path_factory: pytest.TempPathFactory, trained_run: Path) 
     """A copy of ``trained_run`` with calibration.json. Do not modify."""
     import shutil
 
+    from calibration.settings import CalibrationSettings
     from glcf_train.calibrate import calibrate_run
 
     out = tmp_path_factory.mktemp("calibrated") / "run"
     shutil.copytree(trained_run, out)
-    calibrate_run(out, device="cpu", progress=False)
+    calibrate_run(out, CalibrationSettings(device="cpu"), progress=False)
     return out

@@ -9,32 +9,38 @@
 
 A folder (``glcf export --out DIR``) means ``model.engine`` if the folder has one, else
 ``model.onnx``; with ``backend`` given, that backend's file. ``model.fp16.onnx`` and
-``model.int8.onnx`` are never picked implicitly: name them to run them. ``auto`` (the CLI's
-default) picks the fastest backend and precision that passed the export's checks (``auto``).
+``model.int8.onnx`` are never picked implicitly: name them, or name their run mode
+(``glcf_runtime.artifacts.RUN_MODES``: ``--backend openvino-int8-bf16`` is ``model.int8.onnx`` on
+OpenVINO in BF16). ``auto`` (the CLI's default) picks the fastest run mode that passed the
+export's checks (``auto``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from glcf_runtime.backends.auto import BackendChoice, choose_for_file, choose_for_folder
-from glcf_runtime.backends.base import Runner, ThresholdChoice
+from glcf_runtime.artifacts import (
+    ENGINE_FILE,
+    FP32_FILE,
+    INT8_FILE,
+    MODE_NAMES,
+    RUN_MODES,
+    Backend,
+)
+from glcf_runtime.backends.auto import (
+    BackendChoice,
+    choose_for_file,
+    choose_for_folder,
+    mode_choice,
+)
+from glcf_runtime.backends.base import Runner
 from glcf_runtime.backends.onnxruntime import OnnxRuntimeRunner
 from glcf_runtime.backends.openvino import OpenVinoRunner
 from glcf_runtime.backends.tensorrt.runner import TensorRTRunner
 from glcf_runtime.errors import ConfigError
-
-
-class Backend(str, Enum):
-    ONNXRUNTIME = "onnxruntime"
-    TENSORRT = "tensorrt"
-    OPENVINO = "openvino"
-    AUTO = "auto"  # see choose_backend
-
 
 BACKEND_BY_SUFFIX = {
     ".onnx": Backend.ONNXRUNTIME,
@@ -46,20 +52,40 @@ RUNNERS: dict[Backend, type[Runner]] = {
     Backend.TENSORRT: TensorRTRunner,
     Backend.OPENVINO: OpenVinoRunner,
 }
-FOLDER_FILES = {
-    Backend.TENSORRT: "model.engine",
-    Backend.ONNXRUNTIME: "model.onnx",
-    Backend.OPENVINO: "model.onnx",
-}  # order: preference
+FOLDER_FILES = {  # order: preference
+    Backend.TENSORRT: RUN_MODES["tensorrt"].runs,
+    Backend.ONNXRUNTIME: RUN_MODES["onnxruntime"].file,
+    Backend.OPENVINO: RUN_MODES["openvino"].file,
+}
 OPTIONS = {  # the options each runner takes
     Backend.ONNXRUNTIME: {"providers", "threads", "optimization", "spinning"},
     Backend.OPENVINO: {"precision", "threads", "cache"},
     Backend.TENSORRT: set(),
 }
+NO_MODEL = f"give {FP32_FILE}, {ENGINE_FILE} or an export folder"
 
 
 def _table() -> str:
     return ", ".join(f"{suffix} → {backend.value}" for suffix, backend in BACKEND_BY_SUFFIX.items())
+
+
+def parse_backend(backend: str | Backend | None) -> tuple[Backend | None, str | None]:
+    """A ``--backend`` value as (backend, run mode): a backend name, or a run mode name that is
+    not one (``openvino-int8-bf16``: OpenVINO and that mode); None: (None, None).
+
+    Raises:
+        ConfigError: neither.
+    """
+    if backend is None:
+        return None, None
+    try:
+        return Backend(backend), None
+    except ValueError:
+        pass
+    if backend in MODE_NAMES:
+        return RUN_MODES[str(backend)].backend, str(backend)
+    raise ConfigError(f"backend {backend!r}: choose {', '.join(b.value for b in Backend)}, or a "
+                      f"run mode of an export folder: {', '.join(MODE_NAMES)}")
 
 
 def resolve_artifact(
@@ -71,14 +97,13 @@ def resolve_artifact(
         ConfigError: missing path, unknown suffix or backend, or a file the backend cannot run.
     """
     path = Path(path)
-    try:
-        wanted = None if backend is None else Backend(backend)
-    except ValueError:
-        raise ConfigError(
-            f"backend {backend!r}: choose {', '.join(b.value for b in Backend)}"
-        ) from None
+    wanted, mode = parse_backend(backend)
+    if mode is not None:
+        choice = _mode_choice(path, mode)
+        file = choice.path / RUN_MODES[mode].runs if choice.path.is_dir() else choice.path
+        return resolve_artifact(file, choice.backend)
     if wanted is Backend.AUTO:
-        choice = choose_backend(path)
+        choice = choose_backend(path, wanted)
         return resolve_artifact(choice.path, choice.backend)
     if path.is_dir():
         for candidate, name in FOLDER_FILES.items():
@@ -87,10 +112,10 @@ def resolve_artifact(
         names = [FOLDER_FILES[wanted]] if wanted else list(FOLDER_FILES.values())
         raise ConfigError(
             f"{path} holds no {' or '.join(names)}; give a folder written by "
-            "glcf export (add --trt for model.engine) or a model file"
+            f"glcf export (add --trt for {ENGINE_FILE}) or a model file"
         )
     if not path.is_file():
-        raise ConfigError(f"no model at {path}; give model.onnx, model.engine or an export folder")
+        raise ConfigError(f"no model at {path}; {NO_MODEL}")
     by_suffix = BACKEND_BY_SUFFIX.get(path.suffix.lower())
     if by_suffix is None:
         raise ConfigError(f"{path}: unknown model file type {path.suffix!r}; known: {_table()}")
@@ -105,35 +130,56 @@ def resolve_artifact(
     return path, by_suffix
 
 
-def _name(backend: str | Backend | None) -> str | None:
-    """``Backend.TENSORRT`` or ``"tensorrt"`` → ``"tensorrt"``; None stays None."""
-    return None if backend is None else str(getattr(backend, "value", backend))
-
-
 def choose_backend(path: str | Path, backend: str | Backend | None = Backend.AUTO,
                    **options: Any) -> BackendChoice:
     """The backend, file and options ``open_runner`` uses, and why (printed by ``glcf inspect``).
 
     ``auto``: ONNX Runtime when ONNX Runtime options (``providers``) are given, else
-    ``auto.choose_for_folder`` / ``auto.choose_for_file``. Any other backend: as asked.
+    ``auto.choose_for_folder`` / ``auto.choose_for_file``. A run mode: its file and precision.
+    Any other backend: as asked; ``mode`` names the run mode that is (``run_mode_of``).
 
     Raises:
-        ConfigError: see ``resolve_artifact``.
+        ConfigError: see ``resolve_artifact``, or a run mode whose file is not there.
     """
+    from glcf_runtime.artifacts import run_mode_of
+
     path = Path(path)
-    value = _name(backend)
-    if value != Backend.AUTO.value:
-        if path.is_dir() and value == Backend.TENSORRT.value:
-            return BackendChoice(path, value, "asked for (--backend tensorrt)")
-        file, chosen = resolve_artifact(path, backend)
-        why = "from the file type" if backend is None else f"asked for (--backend {value})"
-        return BackendChoice(file, chosen.value, why)
+    wanted, mode = parse_backend(backend)
+    if mode is not None:
+        return _mode_choice(path, mode)
+    if wanted is not Backend.AUTO:
+        if path.is_dir() and wanted is Backend.TENSORRT:
+            return BackendChoice(path, wanted, "asked for (--backend tensorrt)", mode="tensorrt")
+        file, chosen = resolve_artifact(path, wanted)
+        why = "from the file type" if wanted is None else f"asked for (--backend {wanted.value})"
+        precision = options.get("precision") if chosen is Backend.OPENVINO else None
+        return BackendChoice(file, chosen, why, mode=run_mode_of(chosen, file.name, precision))
     if options.get("providers"):
         file, _ = resolve_artifact(path, Backend.ONNXRUNTIME)
-        return BackendChoice(file, Backend.ONNXRUNTIME.value, "ONNX Runtime providers were given")
+        return BackendChoice(file, Backend.ONNXRUNTIME, "ONNX Runtime providers were given",
+                             mode=run_mode_of(Backend.ONNXRUNTIME, file.name))
     if not path.exists():
-        raise ConfigError(f"no model at {path}; give model.onnx, model.engine or an export folder")
+        raise ConfigError(f"no model at {path}; {NO_MODEL}")
     return choose_for_folder(path) if path.is_dir() else choose_for_file(path)
+
+
+def _mode_choice(path: Path, name: str) -> BackendChoice:
+    """Run mode ``name`` on an export folder, or on its own file (TensorRT: on an engine)."""
+    mode = RUN_MODES[name]
+    why = f"asked for (--backend {name})"
+    if path.is_dir():
+        if mode.backend is not Backend.TENSORRT and not (path / mode.file).is_file():
+            how = " --int8" if mode.file == INT8_FILE else ""
+            raise ConfigError(f"{path} holds no {mode.file}, which --backend {name} runs; export "
+                              f"it with glcf export RUN --out DIR{how}")
+        return mode_choice(path, name, why)
+    if not path.is_file():
+        raise ConfigError(f"no model at {path}; give the export folder that --backend {name} runs")
+    if path.name != mode.runs:
+        raise ConfigError(f"{path.name} is not {mode.runs}, which --backend {name} runs; give "
+                          f"{mode.runs} or its export folder, or --backend {mode.backend.value}")
+    choice = mode_choice(path.parent, name, why)
+    return BackendChoice(path, choice.backend, why, choice.options, name)
 
 
 def open_runner(path: str | Path, backend: str | Backend | None = None,
@@ -142,31 +188,43 @@ def open_runner(path: str | Path, backend: str | Backend | None = None,
 
     Args:
         path: ``model.onnx``, ``model.fp16.onnx``, ``model.engine`` or an export folder.
-        backend: ``onnxruntime`` or ``tensorrt``; None: from the file type. ``tensorrt`` on an
+        backend: ``onnxruntime``, ``openvino``, ``tensorrt``, ``auto`` or a run mode
+            (``glcf_runtime.artifacts.RUN_MODES``); None: from the file type. TensorRT on an
             export folder without an engine for this device builds one there on first use
             (``backends.tensorrt.engines.engine_for_folder``) and reuses it afterwards.
         log: progress lines (the engine build); default: this module's logger.
         **options: passed to the runner (``OnnxRuntimeRunner``: providers, threads, optimization).
 
     Raises:
-        ConfigError: see ``resolve_artifact``, or options the backend does not take.
+        ConfigError: see ``resolve_artifact``, options the backend does not take, or a precision
+            other than the run mode's.
         TensorRTUnavailable: an engine is needed and TensorRT or a GPU is missing.
     """
     options = {k: v for k, v in options.items() if v is not None}
-    if _name(backend) == Backend.AUTO.value:
-        choice = choose_backend(path, backend, **options)
+    wanted, mode = parse_backend(backend)
+    if wanted is Backend.AUTO:
+        choice = choose_backend(path, wanted, **options)
         (log or logging.getLogger(__name__).info)(f"--backend auto: {choice.describe()}")
-        dropped = set(options) - OPTIONS[Backend(choice.backend)]
+        dropped = set(options) - OPTIONS[choice.backend]
         if dropped:
             (log or logging.getLogger(__name__).warning)(
-                f"{', '.join(sorted(dropped))} ignored: {choice.backend} does not take them")
-        path, backend = choice.path, choice.backend
-        options = {**choice.options, **{k: v for k, v in options.items() if k not in dropped}}
-    if Path(path).is_dir() and _name(backend) == Backend.TENSORRT.value:
+                f"{', '.join(sorted(dropped))} ignored: {choice.backend.value} does not take them")
+        options = {k: v for k, v in options.items() if k not in dropped}
+    elif mode is not None:
+        choice = choose_backend(path, mode)
+        asked, runs = options.get("precision"), choice.options.get("precision")
+        if asked is not None and runs is not None and asked != runs:
+            raise ConfigError(f"--backend {mode} runs in {runs}; drop --precision {asked}, or give "
+                              f"--backend {choice.backend.value} --precision {asked}")
+    if wanted is Backend.AUTO or mode is not None:
+        path, wanted, mode = choice.path, choice.backend, choice.mode
+        options = {**choice.options, **options}
+    if Path(path).is_dir() and wanted is Backend.TENSORRT:
         from glcf_runtime.backends.tensorrt.engines import engine_for_folder
 
-        path = engine_for_folder(Path(path), log or logging.getLogger(__name__).warning)
-    file, chosen = resolve_artifact(path, backend)
+        int8 = RUN_MODES[mode or "tensorrt"].file == INT8_FILE
+        path = engine_for_folder(Path(path), log or logging.getLogger(__name__).warning, int8=int8)
+    file, chosen = resolve_artifact(path, wanted)
     if chosen is Backend.TENSORRT and options:
         raise ConfigError(
             f"the native TensorRT backend takes no {', '.join(options)} options; "
@@ -187,8 +245,8 @@ __all__ = [
     "OpenVinoRunner",
     "Runner",
     "TensorRTRunner",
-    "ThresholdChoice",
     "choose_backend",
     "open_runner",
+    "parse_backend",
     "resolve_artifact",
 ]

@@ -16,25 +16,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glcf_runtime.artifacts import (
+    ENGINE_FILE,
+    FP16_FILE,
+    FP32_FILE,
+    GATES_FILE,
+    INT8_FILE,
+    RUN_MODES,
+    Backend,
+)
 from glcf_runtime.errors import ConfigError
-
-GATES_FILE = "gates.json"  # {"openvino-int8": {"passed": bool, ...}, "openvino-bf16": {...}, …}
-FP32_FILE, INT8_FILE, ENGINE_FILE = "model.onnx", "model.int8.onnx", "model.engine"
-EXPORT_REPORT = "export_report.json"  # {"batch": the largest batch the export checked, figures, …}
 
 
 @dataclass(frozen=True)
 class BackendChoice:
-    """What ``auto`` picked: the file, the backend (a ``Backend`` value), its options, and why."""
+    """What ``auto`` (or ``--backend``) picked: the file, the backend, its options, why, and the
+    run mode (``glcf_runtime.artifacts.RUN_MODES``) where the choice is one."""
 
     path: Path
-    backend: str
+    backend: Backend
     reason: str
     options: dict[str, Any] = field(default_factory=dict)
+    mode: str | None = None
 
     def describe(self) -> str:
         extra = "".join(f", {k} {v}" for k, v in self.options.items())
-        return f"{self.backend} on {self.path.name}{extra}: {self.reason}"
+        return f"{self.backend.value} on {self.path.name}{extra}: {self.reason}"
+
+
+def mode_choice(folder: Path, name: str, reason: str) -> BackendChoice:
+    """Run mode ``name`` on an export folder: its file (TensorRT: the folder, whose engine is
+    found or built on first use) and, for OpenVINO, its precision."""
+    mode = RUN_MODES[name]
+    if mode.backend is Backend.TENSORRT:
+        return BackendChoice(folder, mode.backend, reason, mode=name)
+    options = {"precision": mode.precision.value} if mode.backend is Backend.OPENVINO else {}
+    return BackendChoice(folder / mode.file, mode.backend, reason, options, name)
 
 
 def read_gates(folder: Path) -> dict[str, dict]:
@@ -87,48 +104,47 @@ def choose_for_folder(folder: Path, tensorrt: tuple[bool, str] | None = None) ->
 
     folder = Path(folder)
     trt_ok, trt_why = tensorrt if tensorrt is not None else tensorrt_here()
-    if trt_ok and ((folder / ENGINE_FILE).is_file() or (folder / "model.fp16.onnx").is_file()):
-        return BackendChoice(folder, "tensorrt", f"{trt_why} (engine built on first use)")
+    if trt_ok and ((folder / ENGINE_FILE).is_file() or (folder / FP16_FILE).is_file()):
+        return mode_choice(folder, "tensorrt", f"{trt_why} (engine built on first use)")
     if not (folder / FP32_FILE).is_file():
         raise ConfigError(f"{folder} holds no {FP32_FILE}; give a folder written by glcf export")
     gates = read_gates(folder)
+    has_int8 = (folder / INT8_FILE).is_file()
     if not openvino_available():
         why = f"{trt_why}; openvino is not installed (pip install 'glcf[openvino]')"
-        int8_ok, int8_why = gate(gates, "int8")
-        if (folder / INT8_FILE).is_file() and int8_ok:
-            return BackendChoice(folder / INT8_FILE, "onnxruntime", f"{why}; {int8_why}")
-        return BackendChoice(folder / FP32_FILE, "onnxruntime", why)
+        int8_ok, int8_why = gate(gates, RUN_MODES["onnxruntime-int8"].gate)
+        if has_int8 and int8_ok:
+            return mode_choice(folder, "onnxruntime-int8", f"{why}; {int8_why}")
+        return mode_choice(folder, "onnxruntime", why)
     bf16_here = native_bf16(import_openvino().Core())
-    has_int8 = (folder / INT8_FILE).is_file()
-    mixed_ok, mixed_why = gate(gates, "openvino-int8-bf16")
+    mixed_ok, mixed_why = gate(gates, RUN_MODES["openvino-int8-bf16"].gate)
     if has_int8 and bf16_here and mixed_ok:  # INT8 MatMuls, the float rest in BF16: the fastest
-        return BackendChoice(folder / INT8_FILE, "openvino", f"{trt_why}; {mixed_why}",
-                             {"precision": "bf16"})
-    int8_ok, int8_why = gate(gates, "openvino-int8")
+        return mode_choice(folder, "openvino-int8-bf16", f"{trt_why}; {mixed_why}")
+    int8_ok, int8_why = gate(gates, RUN_MODES["openvino-int8"].gate)
     if has_int8 and int8_ok:
-        return BackendChoice(folder / INT8_FILE, "openvino", f"{trt_why}; {int8_why}",
-                             {"precision": "fp32"})
+        return mode_choice(folder, "openvino-int8", f"{trt_why}; {int8_why}")
     reasons = [trt_why, int8_why if has_int8 else f"no {INT8_FILE}"]
     if bf16_here:
-        bf16_ok, bf16_why = gate(gates, "openvino-bf16")
+        bf16_ok, bf16_why = gate(gates, RUN_MODES["openvino-bf16"].gate)
         if bf16_ok:
-            return BackendChoice(folder / FP32_FILE, "openvino", "; ".join([*reasons, bf16_why]),
-                                 {"precision": "bf16"})
+            return mode_choice(folder, "openvino-bf16", "; ".join([*reasons, bf16_why]))
         reasons.append(bf16_why)
     else:
         reasons.append("this CPU has no native BF16")
-    return BackendChoice(folder / FP32_FILE, "openvino", "; ".join(reasons), {"precision": "fp32"})
+    return mode_choice(folder, "openvino", "; ".join(reasons))
 
 
 def choose_for_file(path: Path) -> BackendChoice:
     """A named model file runs as it is: an engine on TensorRT, an ONNX file on OpenVINO (FP32)
     where openvino is installed, else on ONNX Runtime."""
+    from glcf_runtime.artifacts import run_mode_of
     from glcf_runtime.backends.openvino import openvino_available
 
     if path.suffix.lower() in (".engine", ".plan"):
-        return BackendChoice(path, "tensorrt", "a TensorRT engine")
+        return BackendChoice(path, Backend.TENSORRT, "a TensorRT engine",
+                             mode=run_mode_of(Backend.TENSORRT, path.name))
     if openvino_available():
-        return BackendChoice(path, "openvino", "an ONNX file; openvino is installed",
-                             {"precision": "fp32"})
-    return BackendChoice(path, "onnxruntime", "openvino is not installed; ONNX Runtime runs any "
-                         "ONNX file")
+        return BackendChoice(path, Backend.OPENVINO, "an ONNX file; openvino is installed",
+                             {"precision": "fp32"}, run_mode_of(Backend.OPENVINO, path.name))
+    return BackendChoice(path, Backend.ONNXRUNTIME, "openvino is not installed; ONNX Runtime runs "
+                         "any ONNX file", mode=run_mode_of(Backend.ONNXRUNTIME, path.name))

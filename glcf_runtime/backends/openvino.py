@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from glcf_runtime.artifacts import Precision
 from glcf_runtime.backends.base import Runner
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata, MetadataError
@@ -25,14 +25,8 @@ DEVICE = "CPU"
 log = logging.getLogger(__name__)
 
 
-class Precision(str, Enum):
-    """OpenVINO's inference precision for the float parts of the graph (INT8 files: the parts
-    that are not quantized)."""
-
-    FP32 = "fp32"
-    BF16 = "bf16"  # needs native BF16 instructions (AVX-512 BF16 or AMX)
-
-
+# OpenVINO's inference precision for the float parts (INT8 files: the parts not quantized); BF16
+# needs native BF16 instructions (AVX-512 BF16 or AMX)
 OV_PRECISION = {Precision.FP32: "f32", Precision.BF16: "bf16"}
 
 
@@ -88,8 +82,10 @@ class OpenVinoRunner(Runner):
         try:
             self.hint = Precision(precision)
         except ValueError:
+            self.hint = None
+        if self.hint not in OV_PRECISION:
             raise ConfigError(f"precision {precision!r}: choose "
-                              f"{', '.join(p.value for p in Precision)}") from None
+                              f"{', '.join(p.value for p in OV_PRECISION)}")
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
         ov = import_openvino()

@@ -39,12 +39,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from glcf_runtime.backends.base import Runner, ThresholdChoice
+from glcf_runtime.backends.base import Runner
 from glcf_runtime.errors import ConfigError
 from glcf_runtime.serve.access import Access, check_exposure, parse_allowed_hosts
 from glcf_runtime.serve.connections import HeadReader, HttpServer, ServeLimits
 from glcf_runtime.serve.state import LiveState, model_card
 from glcf_runtime.sources import FrameSource
+from glcf_runtime.threshold import resolve_threshold
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -89,12 +90,16 @@ def open_live_page(
     Args:
         runner: the open runner (for the model card).
         source: the open source (for its up/down state).
-        threshold: the ``--threshold`` override, or None for the runner's.
+        threshold: the ``--threshold`` override, or None: ``threshold.json``, then the metadata's
+            (``resolve_threshold``, as the loop resolves it).
         bind: ``PORT`` or ``HOST:PORT`` (see ``parse_bind``).
         token: required on every route but ``/healthz`` when given.
         allowed_hosts: ``--allow-host`` names, accepted in the ``Host`` header.
+
+    Raises:
+        ConfigError: an unusable ``threshold`` or ``threshold.json``, a bad ``bind``.
     """
-    choice = runner.threshold if threshold is None else ThresholdChoice(threshold, "--threshold")
+    choice = resolve_threshold(runner, threshold)
     host, port = parse_bind(bind)
     state = LiveState(model_card(runner, choice), source)
     return LiveServer(state, host, port, token, allowed_hosts=allowed_hosts)

@@ -22,9 +22,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from glcf_runtime.backends.base import Runner, ThresholdChoice
+from glcf_runtime.backends.base import Runner
 from glcf_runtime.sinks import Result, Sink
 from glcf_runtime.sources import FrameSource
+from glcf_runtime.threshold import ThresholdChoice
 
 KEEP_RECORDS = 10_000  # records /api/results can return (about 2 MB)
 GALLERY = 12  # flagged frames the page's gallery lists, newest first

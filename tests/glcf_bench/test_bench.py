@@ -16,8 +16,9 @@ from glcf_bench.bench import loop_throughput, run_bench
 from glcf_bench.frames import write_video
 from glcf_bench.pairs import paired_ratios
 from glcf_bench.report import BenchReport, result_stem
-from glcf_bench.settings import parse_backends, parse_batches
-from glcf_bench.targets import BenchTarget, prepare_target
+from glcf_bench.settings import BenchSettings, parse_backends, parse_batches
+from glcf_bench.target import BenchTarget
+from glcf_bench.targets import prepare_target
 from glcf_bench.torch_runner import TorchRunner
 from glcf_cli import app
 from glcf_runtime.backends import OnnxRuntimeRunner
@@ -113,14 +114,8 @@ def test_cli_every_backend_appears(tmp_path: Path) -> None:
 def test_export_folder_has_no_torch_model(tiny: BenchTarget) -> None:
     report = run_bench(
         tiny.folder,
-        None,
-        "torch,onnxruntime",
-        "1,2",
-        warmup=0,
-        min_time=0.0,
-        threads=1,
-        loop=False,
-        log=_quiet,
+        BenchSettings("torch,onnxruntime", "1,2", warmup=0, min_time=0.0, threads=1, loop=False),
+        _quiet,
     )
     torch_rows = [r for r in report.rows if r.backend == "torch"]
     assert [r.runnable for r in torch_rows] == [False, False]
@@ -132,8 +127,9 @@ def test_export_folder_has_no_torch_model(tiny: BenchTarget) -> None:
 
 def test_backends_take_turns_round_by_round(tiny: BenchTarget) -> None:
     lines: list[str] = []
-    args = (tiny.folder, None, "onnxruntime,onnxruntime-fp16", "1")
-    report = run_bench(*args, warmup=0, min_time=0.0, threads=1, loop=False, log=lines.append, rounds=2)
+    args = dict(backends="onnxruntime,onnxruntime-fp16", batches="1")
+    report = run_bench(tiny.folder, BenchSettings(**args, warmup=0, min_time=0.0, threads=1,
+                                                  loop=False, rounds=2), lines.append)
     assert [line for line in lines if "round" in line] == [
         "onnxruntime: batch 1, round 1/2 …",
         "onnxruntime-fp16: batch 1, round 1/2 …",
@@ -142,7 +138,7 @@ def test_backends_take_turns_round_by_round(tiny: BenchTarget) -> None:
     ]
     assert [(r.backend, r.runs) for r in report.rows] == [("onnxruntime", 4), ("onnxruntime-fp16", 4)]
     with pytest.raises(ConfigError, match="--rounds"):
-        run_bench(*args, rounds=0, log=_quiet)
+        run_bench(tiny.folder, BenchSettings(**args, rounds=0), _quiet)
 
 
 def test_torch_runner_matches_onnxruntime(tiny: BenchTarget) -> None:
@@ -197,8 +193,8 @@ def test_result_names_carry_machine_versions_and_precision() -> None:
 
 def test_run_folder_benchmarks_its_checkpoint(trained_run: Path) -> None:
     """A run (not calibrated): the torch model from its checkpoint, the graph exported for the run."""
-    report = run_bench(trained_run, None, "torch,onnxruntime", "1", warmup=0, min_time=0.0,
-                       threads=1, loop=False, log=_quiet, rounds=1)
+    report = run_bench(trained_run, BenchSettings("torch,onnxruntime", "1", warmup=0, min_time=0.0,
+                                                  threads=1, loop=False, rounds=1), _quiet)
     assert "uncalibrated" in report.target["description"] and report.target["temporary"]
     rows = {r.backend: r for r in report.rows}
     assert rows["torch"].runnable and rows["onnxruntime"].runnable
@@ -219,10 +215,11 @@ def test_paired_ratios_of_one_model_against_itself(tiny: BenchTarget) -> None:
 
 
 def test_pairs_can_be_skipped(tiny: BenchTarget, tmp_path: Path) -> None:
-    report = run_bench(None, "tiny", "torch,onnxruntime", "1", warmup=0, min_time=0.0,
-                       threads=1, loop=False, log=_quiet, rounds=1, pairs=0)
+    report = run_bench(None, BenchSettings("torch,onnxruntime", "1", preset="tiny", warmup=0,
+                                           min_time=0.0, threads=1, loop=False, rounds=1, pairs=0),
+                       _quiet)
     rows = {r.backend: r for r in report.rows}
     assert rows["onnxruntime"].vs_torch is not None  # torch ran, and no pairs were timed
     assert all(r.pairs == 0 and r.paired_vs_torch is None for r in report.rows)
     with pytest.raises(ConfigError, match="--pairs"):
-        run_bench(tiny.folder, None, "onnxruntime", "1", pairs=-1, log=_quiet)
+        run_bench(tiny.folder, BenchSettings("onnxruntime", "1", pairs=-1), _quiet)

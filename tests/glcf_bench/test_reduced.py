@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from glcf_bench.bench import run_bench
+from glcf_bench.fixtures.contract_model import write_model
 from glcf_bench.machine import matmul_peak_int8_gops
 from glcf_bench.reduced import fill_accuracy, int8_file, open_reduced, spearman
 from glcf_bench.report import BenchRow
-from glcf_runtime.backends.auto import GATES_FILE, INT8_FILE
+from glcf_bench.settings import BenchSettings
+from glcf_runtime.artifacts import GATES_FILE, INT8_FILE
 from glcf_runtime.errors import GlcfError
-from tests.glcf_runtime.contract_model import write_model
 
 pytest.importorskip("openvino", reason="the openvino extra is not installed")
 
@@ -31,10 +32,10 @@ def _export(folder: Path, int8: bool = True) -> Path:
 
 
 def test_rows_run_side_by_side_with_accuracy_and_ratios(tmp_path: Path) -> None:
-    report = run_bench(_export(tmp_path / "export"), None,
-                       "onnxruntime,openvino,openvino-int8,onnxruntime-int8,tensorrt-int8", "1,2",
-                       warmup=1, min_time=0.05, threads=1, loop=False, rounds=1, pairs=0,
-                       log=lambda _: None)
+    settings = BenchSettings("onnxruntime,openvino,openvino-int8,onnxruntime-int8,tensorrt-int8",
+                             "1,2", warmup=1, min_time=0.05, threads=1, loop=False, rounds=1,
+                             pairs=0)
+    report = run_bench(_export(tmp_path / "export"), settings, lambda _: None)
     rows = {(r.backend, r.batch): r for r in report.rows}
     assert not rows["tensorrt-int8", 1].runnable and "tensorrt" in rows["tensorrt-int8", 1].reason
     for name in ("openvino", "openvino-int8", "onnxruntime-int8"):

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from glcf_bench.fixtures.contract_model import write_images, write_model
 from glcf_cli import app
-from glcf_runtime.backends.auto import GATES_FILE, INT8_FILE
-from tests.glcf_runtime.contract_model import write_images, write_model
+from glcf_runtime.artifacts import GATES_FILE, INT8_FILE
 
 pytest.importorskip("openvino", reason="the openvino extra is not installed")
 cli = CliRunner()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from glcf_bench.fixtures.contract_model import write_images, write_model
 from glcf_cli import main
-from tests.glcf_runtime.contract_model import write_images, write_model
 
 
 def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str):

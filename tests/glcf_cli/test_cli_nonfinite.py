@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from glcf_bench.fixtures.contract_model import write_images, write_model
 from glcf_cli import app
 from tests.glcf_cli.test_cli_runtime import REPO_ROOT, _slow_folder
-from tests.glcf_runtime.contract_model import write_images, write_model
 from tests.glcf_runtime.test_nonfinite import unusable_model
 
 cli = CliRunner()

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from glcf_bench.fixtures.contract_model import write_images, write_model, write_video
 from glcf_cli import app, main
-from tests.glcf_runtime.contract_model import write_images, write_model, write_video
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 cli = CliRunner()

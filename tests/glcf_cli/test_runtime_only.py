@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.glcf_runtime.contract_model import write_images, write_model
+from glcf_bench.fixtures.contract_model import write_images, write_model
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 BLOCKED = ("torch", "timm", "torchvision", "glcf_train", "glcf_export")

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from glcf_bench.fixtures.contract_model import write_model
 from glcf_cli import app
 from glcf_runtime.errors import ConfigError
-from tests.glcf_runtime.contract_model import write_model
 from tests.glcf_runtime.test_serve import (
     get,
     metric_values,

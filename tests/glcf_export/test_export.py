@@ -11,8 +11,9 @@ import pytest
 
 import glcf_export.checks as checks
 from glcf_export.export import ExportOptions, export_run
-from glcf_export.onnx_export import ExportError, read_metadata
+from glcf_export.onnx_export import ExportError
 from glcf_export.trt_ops import op_report
+from glcf_runtime.metadata import read_metadata
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.builder import load_run
 from glcf_train.calibrate import scorer_for
@@ -174,12 +175,14 @@ def test_position_normalisation_exports_its_maps(trained_run: Path, synth_root: 
     that carries its μ, σ maps as constants and scores like the torch reference, FP16 included."""
     import shutil
 
+    from calibration.settings import CalibrationSettings
     from glcf_train.calibrate import calibrate_run
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
-    calibrate_run(run, device="cpu", progress=False,
-                  scoring={"normalisation": "position", "score_rule": "max"})
+    calibrate_run(run, CalibrationSettings(device="cpu", scoring={"normalisation": "position",
+                                                                  "score_rule": "max"}),
+                  progress=False)
     export_run(run, ExportOptions(tmp_path / "pos", batch=4), log=lambda _: None)
     fp32 = onnx.load(str(tmp_path / "pos" / "model.onnx"))
     meta = read_metadata(fp32, "model.onnx")

@@ -9,10 +9,11 @@ import numpy as np
 import onnx
 import pytest
 
+from calibration.settings import CalibrationSettings
 from glcf_export.export import ExportOptions, export_run
-from glcf_export.onnx_export import read_metadata
 from glcf_export.trt_ops import op_report
 from glcf_runtime.backends import open_runner
+from glcf_runtime.metadata import read_metadata
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.builder import load_run
 from glcf_train.calibrate import calibrate_run, scorer_for
@@ -30,7 +31,7 @@ def edge_export(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> t
     cfg = with_train(preset("edge"), steps=30, batch_size=4)
     train(TrainOptions(out=run, data=synth_root, category="breakfast_tray", config=cfg,
                        progress=False))
-    calibrate_run(run, device="cpu", progress=False)
+    calibrate_run(run, CalibrationSettings(device="cpu"), progress=False)
     out = run / "export"
     export_run(run, ExportOptions(out, batch=4), log=lambda _: None)
     return run, out

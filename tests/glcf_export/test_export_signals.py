@@ -17,7 +17,8 @@ import pytest
 
 from glcf_cli import main
 from glcf_export.export import remove_stale_staging, staging_prefix
-from glcf_export.onnx_export import CHECKS_PASSED, CHECKS_PENDING, read_metadata
+from glcf_export.onnx_export import CHECKS_PASSED, CHECKS_PENDING
+from glcf_runtime.metadata import read_metadata
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from glcf_bench.fixtures.contract_model import write_images, write_model
 from glcf_runtime.backends import OnnxRuntimeRunner
 from glcf_runtime.errors import ImageReadError
-from glcf_runtime.loop import calibrate_threshold
 from glcf_runtime.preprocess import check_readable, list_images
 from glcf_runtime.sources import open_source
-from tests.glcf_runtime.contract_model import write_images, write_model
+from glcf_runtime.threshold import calibrate_threshold
 
 DANGLING = "a symbolic link to nothing (dangling)"
 LOOP = "a symbolic link that loops"

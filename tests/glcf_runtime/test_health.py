@@ -10,6 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
+from glcf_bench.fixtures.contract_model import (
+    SIZE,
+    contract_metadata,
+    write_images,
+    write_model,
+    write_video,
+)
 from glcf_runtime.backends import OnnxRuntimeRunner
 from glcf_runtime.errors import ConfigError
 from glcf_runtime.health import Health, HealthCheck, HealthConfig
@@ -17,13 +24,6 @@ from glcf_runtime.loop import ExitCode, inspect
 from glcf_runtime.preprocess import PreprocessSpec, load_preprocessed, preprocess
 from glcf_runtime.sinks import JsonlSink
 from glcf_runtime.sources import LiveSource, open_source
-from tests.glcf_runtime.contract_model import (
-    SIZE,
-    contract_metadata,
-    write_images,
-    write_model,
-    write_video,
-)
 
 
 @pytest.fixture(scope="module")

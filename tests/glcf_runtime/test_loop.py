@@ -9,18 +9,19 @@ from pathlib import Path
 import cv2
 import pytest
 
-from glcf_runtime.backends import OnnxRuntimeRunner
-from glcf_runtime.errors import ConfigError
-from glcf_runtime.loop import ExitCode, calibrate_threshold, inspect
-from glcf_runtime.sinks import AnomalySink, JsonlSink, Result, Sink, VideoSink
-from glcf_runtime.sources import LiveSource, open_source
-from tests.glcf_runtime.contract_model import (
+from glcf_bench.fixtures.contract_model import (
     SIZE,
     contract_metadata,
     write_images,
     write_model,
     write_video,
 )
+from glcf_runtime.backends import OnnxRuntimeRunner
+from glcf_runtime.errors import ConfigError
+from glcf_runtime.loop import ExitCode, inspect
+from glcf_runtime.sinks import AnomalySink, JsonlSink, Result, Sink, VideoSink
+from glcf_runtime.sources import LiveSource, open_source
+from glcf_runtime.threshold import calibrate_threshold
 
 PATTERN = [i % 7 == 3 for i in range(30)]  # anomalous frames 3, 10, 17, 24
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from glcf_bench.fixtures.contract_model import contract_metadata, write_model
 from glcf_runtime.metadata import ArtifactMetadata, MetadataError
-from tests.glcf_runtime.contract_model import contract_metadata, write_model
 
 META = ArtifactMetadata(
     height=224, width=224, branch_mode="both", score_rule="std", threshold=1.25,
@@ -77,8 +77,8 @@ def test_max_rule_may_have_a_negative_threshold() -> None:
 def test_bad_metadata_in_a_real_file_is_refused_when_opened(tmp_path: Path) -> None:
     import onnx
 
+    from glcf_bench.fixtures.contract_model import contract_model
     from glcf_runtime.backends import OnnxRuntimeRunner
-    from tests.glcf_runtime.contract_model import contract_model
 
     model = contract_model(contract_metadata())
     for prop in model.metadata_props:

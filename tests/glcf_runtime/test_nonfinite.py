@@ -12,13 +12,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from glcf_bench.fixtures.contract_model import SIZE, contract_metadata, write_images
 from glcf_runtime.backends import OnnxRuntimeRunner
 from glcf_runtime.errors import ConfigError, DataError
-from glcf_runtime.loop import ExitCode, calibrate_threshold, inspect
+from glcf_runtime.loop import ExitCode, inspect
 from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata
 from glcf_runtime.sinks import JsonlSink
 from glcf_runtime.sources import open_source
-from tests.glcf_runtime.contract_model import SIZE, contract_metadata, write_images
+from glcf_runtime.threshold import calibrate_threshold
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 PATTERN = [False, True, False, True, True, False]  # True: a white patch, map maximum ≈ 0.99

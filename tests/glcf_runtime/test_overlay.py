@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from glcf_runtime.overlay import Verdict, annotate, colorize, is_anomalous, overlay, panel, verdict
+from glcf_runtime.overlay import annotate, colorize, overlay, panel
+from glcf_runtime.threshold import Verdict, is_anomalous, verdict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from glcf_bench.fixtures.crafted_images import black_png, encoded, with_declared_size
 from glcf_runtime.errors import ConfigError, ImageReadError
 from glcf_runtime.image_header import declared_size
 from glcf_runtime.preprocess import (
@@ -22,7 +23,6 @@ from glcf_runtime.preprocess import (
     preprocess,
     read_image,
 )
-from tests.glcf_runtime.crafted_images import black_png, encoded, with_declared_size
 
 
 def _frame(h: int = 480, w: int = 640) -> np.ndarray:
@@ -75,9 +75,9 @@ def test_fuzzed_image_files_are_scored_or_recorded(tmp_path: Path) -> None:
     """2,000 seeded byte mutations of real PNG/JPEG/BMP/TIFF/WebP files through the whole loop:
     each is scored or gets an error record, in order; no crash, no hang (a few seconds). About
     one in seven declares more pixels than the limit in its header: each is refused by size."""
+    from glcf_bench.fixtures.contract_model import write_model
+    from glcf_bench.fixtures.fuzz import run_fuzz
     from glcf_runtime.backends import OnnxRuntimeRunner
-    from tests.glcf_runtime.contract_model import write_model
-    from tests.glcf_runtime.fuzz import run_fuzz
 
     with OnnxRuntimeRunner(write_model(tmp_path / "model"), threads=1) as runner:
         result = run_fuzz(runner, tmp_path / "cases", cases=2000, seed=0)

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from glcf_bench.fixtures.contract_model import write_model
 from glcf_runtime.backends import OnnxRuntimeRunner
 from glcf_runtime.errors import ConfigError
 from glcf_runtime.loop import inspect
@@ -28,7 +29,6 @@ from glcf_runtime.serve import LiveServer, LiveState, model_card, parse_bind
 from glcf_runtime.sinks import JsonlSink
 from glcf_runtime.sources import Frame, FrameSource, LiveSource, VideoFileSource, open_source
 from tests.browser import open_browser
-from tests.glcf_runtime.contract_model import write_model
 
 PATTERN = [i % 7 == 3 for i in range(30)]  # anomalous frames 3, 10, 17, 24
 TOKEN = "s3cret-token"

@@ -15,11 +15,11 @@ from urllib.parse import quote
 
 import pytest
 
+from glcf_bench.fixtures.contract_model import write_model
 from glcf_runtime.backends import OnnxRuntimeRunner
 from glcf_runtime.errors import ConfigError
 from glcf_runtime.serve import LiveServer, LiveState, ServeLimits, model_card
 from glcf_runtime.serve.access import parse_allowed_hosts
-from tests.glcf_runtime.contract_model import write_model
 
 TOKEN = "Zoë-ключ-🔑"  # not ASCII: the query string and the Bearer header carry it as UTF-8
 HALF_REQUEST = b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # no blank line: never ends

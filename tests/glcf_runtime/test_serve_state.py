@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
+from glcf_bench.fixtures.contract_model import write_model
 from glcf_runtime.backends import OnnxRuntimeRunner
 from glcf_runtime.serve import LiveState, model_card
 from glcf_runtime.sinks import Result
 from glcf_runtime.sources import Frame
-from tests.glcf_runtime.contract_model import write_model
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from glcf_bench.fixtures.contract_model import write_images, write_model, write_video
 from glcf_runtime.backends import OnnxRuntimeRunner
 from glcf_runtime.errors import ConfigError
 from glcf_runtime.loop import ExitCode, inspect
 from glcf_runtime.sinks import AnomalySink, JsonlSink, VideoSink, check_writable
 from glcf_runtime.sources import open_source
-from tests.glcf_runtime.contract_model import write_images, write_model, write_video
 from tests.glcf_runtime.readonly import readonly_folder
 
 

@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
+from glcf_bench.fixtures.contract_model import SIZE, frame, write_images, write_video
+from glcf_bench.fixtures.crafted_images import black_png
 from glcf_runtime.errors import ConfigError
 from glcf_runtime.frames import Frame
 from glcf_runtime.sources import (
@@ -27,8 +29,6 @@ from glcf_runtime.sources import (
     parse_reconnect,
     redact,
 )
-from tests.glcf_runtime.contract_model import SIZE, frame, write_images, write_video
-from tests.glcf_runtime.crafted_images import black_png
 
 
 def test_csi_pipeline() -> None:

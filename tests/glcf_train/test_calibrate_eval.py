@@ -13,6 +13,7 @@ import pytest
 import tifffile
 import torch
 
+from calibration.settings import CalibrationSettings
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.builder import load_run
 from glcf_train.calibrate import NotCalibrated, calibrate_run
@@ -36,7 +37,7 @@ def test_eval_before_calibration_says_what_to_run(run: Path) -> None:
 
 
 def test_calibration_normalises_training_maps(run: Path, synth_root: Path) -> None:
-    result = calibrate_run(run, device="cpu", progress=False)
+    result = calibrate_run(run, CalibrationSettings(device="cpu"), progress=False)
     saved = json.loads((run / "calibration.json").read_text())
     assert FusionStats.from_dict(saved["stats"]) == result.stats
     assert saved["threshold"]["threshold"] == pytest.approx(result.threshold.threshold)
@@ -56,7 +57,7 @@ def test_calibration_normalises_training_maps(run: Path, synth_root: Path) -> No
 
 def test_eval_writes_records_maps_and_heat_maps(run: Path, tmp_path: Path) -> None:
     if not (run / "calibration.json").exists():
-        calibrate_run(run, device="cpu", progress=False)
+        calibrate_run(run, CalibrationSettings(device="cpu"), progress=False)
     result = evaluate_run(run, json_out=tmp_path / "eval.json", save_maps=tmp_path / "maps",
                           overlays=tmp_path / "overlays", device="cpu", progress=False)
     for key in ("logical_image_auroc", "structural_image_auroc", "mean_image_auroc",
@@ -76,7 +77,7 @@ def test_eval_writes_records_maps_and_heat_maps(run: Path, tmp_path: Path) -> No
 
 def test_branch_mode_override(run: Path) -> None:
     if not (run / "calibration.json").exists():
-        calibrate_run(run, device="cpu", progress=False)
+        calibrate_run(run, CalibrationSettings(device="cpu"), progress=False)
     local = evaluate_run(run, branch_mode=BranchMode.LOCAL, device="cpu", progress=False)
     glob = evaluate_run(run, branch_mode=BranchMode.GLOBAL, device="cpu", progress=False)
     assert local.branch_mode == "local" and glob.branch_mode == "global"
@@ -96,8 +97,8 @@ def test_calibrate_chooses_scoring_without_retraining(tmp_path: Path, trained_ru
     shutil.copytree(trained_run, run)
     _, cfg, _ = load_run(run)
     before = cfg.hash()
-    result = calibrate_run(run, device="cpu", progress=False,
-                           scoring={"score_rule": "max", "normalisation": "position"})
+    result = calibrate_run(run, CalibrationSettings(device="cpu", scoring={
+        "score_rule": "max", "normalisation": "position"}), progress=False)
     saved = json.loads((run / "calibration.json").read_text())
     assert saved["scoring"]["normalisation"] == "position" and saved["scoring"]["score_rule"] == "max"
     assert saved["config_hash"] == before  # the training config is untouched
@@ -118,7 +119,7 @@ def test_calibrate_chooses_scoring_without_retraining(tmp_path: Path, trained_ru
     assert written["normalisation"] == "position" and written["score_rule"] == "max"
     assert result.threshold.threshold >= max(saved["validation_scores"])
     with pytest.raises(ConfigError, match=r"scoring\.normalisation.*'pixel'.*\['image', 'position'\]"):
-        calibrate_run(run, device="cpu", progress=False, scoring={"normalisation": "pixel"})
+        calibrate_run(run, CalibrationSettings(device="cpu", scoring={"normalisation": "pixel"}), progress=False)
 
 
 def test_cli_refuses_an_unknown_scoring_choice(trained_run: Path, monkeypatch: pytest.MonkeyPatch,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from calibration.settings import CalibrationSettings
 from glcf_train.calibrate import calibrate_run
 from glcf_train.compare import CHOICES, compare_scoring
 from glcf_train.evaluate import evaluate_run
@@ -21,9 +22,9 @@ def test_each_row_is_what_calibrate_then_eval_gives(tmp_path: Path, trained_run:
     assert [(r.score_rule, r.normalisation) for r in rows] == [(a.value, b.value) for a, b in CHOICES]
     assert not (run / "calibration.json").exists()  # the comparison writes nothing to the run
     for row in (rows[0], rows[3]):  # the paper's scoring and max / position
-        calibration = calibrate_run(run, device="cpu", progress=False,
-                                    scoring={"score_rule": row.score_rule,
-                                             "normalisation": row.normalisation})
+        calibration = calibrate_run(run, CalibrationSettings(
+            device="cpu", scoring={"score_rule": row.score_rule,
+                                   "normalisation": row.normalisation}), progress=False)
         result = evaluate_run(run, device="cpu", progress=False)
         assert row.threshold == pytest.approx(calibration.threshold.threshold, rel=1e-5)
         for kind in ("logical", "structural"):

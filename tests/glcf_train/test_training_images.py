@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from glcf_bench.fixtures.crafted_images import black_png
 from glcf_cli import app
 from glcf_runtime.errors import ConfigError, DataError, ImageReadError
 from glcf_train.config import preset
 from glcf_train.distributed import DistInfo
 from glcf_train.training_data import load_training_data
-from tests.glcf_runtime.crafted_images import black_png
 
 
 def _folder(tmp_path: Path, extra: dict[str, bytes]) -> Path:

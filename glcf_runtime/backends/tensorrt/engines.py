@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from glcf_runtime.artifacts import ENGINE_FILE, FP16_FILE, RUN_MODES, TIMING_CACHE
 from glcf_runtime.backends.tensorrt.build import (
     BuildOptions,
     GpuInfo,
@@ -24,14 +25,15 @@ from glcf_runtime.backends.tensorrt.build import (
 )
 from glcf_runtime.backends.tensorrt.sidecar import read_sidecar, sidecar_path
 from glcf_runtime.errors import ConfigError
-from glcf_runtime.metadata import MetadataError
+from glcf_runtime.metadata import MetadataError, read_onnx_props
 
-ENGINE_FILE = "model.engine"
-TIMING_CACHE = "timing.cache"
-# What an engine is built from, by precision: the mixed file holds the FP16 decisions (DESIGN §4),
-# the INT8 file the QDQ ones; both are built as strongly typed networks.
-SOURCE_FILES = {"fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 Log = Callable[[str], None]
+
+
+def _mode(int8: bool) -> str:
+    """The run mode an engine of an export folder serves: its source holds the precision decisions
+    (the mixed file the FP16 ones, DESIGN §4; the INT8 file the QDQ ones), built strongly typed."""
+    return "tensorrt-int8" if int8 else "tensorrt"
 
 
 def onnx_source(model: str | Path, int8: bool = False) -> Path:
@@ -42,37 +44,16 @@ def onnx_source(model: str | Path, int8: bool = False) -> Path:
     """
     model = Path(model)
     if model.is_dir():
-        name = SOURCE_FILES["int8" if int8 else "fp16"]
+        name = RUN_MODES[_mode(int8)].file
         if not (model / name).is_file():
             how = "glcf export RUN --out DIR --int8" if int8 else "glcf export RUN --out DIR"
             raise ConfigError(f"{model} holds no {name}; export it with {how}, or give an .onnx file")
         return model / name
     if not model.is_file():
-        raise ConfigError(f"no model at {model}; give model.fp16.onnx or an export folder")
+        raise ConfigError(f"no model at {model}; give {FP16_FILE} or an export folder")
     if model.suffix.lower() != ".onnx":
-        raise ConfigError(f"{model} is not an ONNX file; give model.fp16.onnx or an export folder")
+        raise ConfigError(f"{model} is not an ONNX file; give {FP16_FILE} or an export folder")
     return model
-
-
-def read_onnx_props(path: Path) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file (the runtime contract the engine's sidecar carries).
-
-    Raises:
-        ConfigError: the onnx package is missing or the file is not an ONNX model.
-    """
-    try:
-        import onnx
-    except ImportError:
-        raise ConfigError("reading the model's metadata needs the onnx package: "
-                          "pip install 'glcf[runtime]'") from None
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError, ValueError or OSError on a damaged file
-        raise ConfigError(f"{path} is not a readable ONNX model ({exc}); export it again") from None
-    props = {p.key: p.value for p in model.metadata_props}
-    if "format_version" not in props:
-        raise ConfigError(f"{path} carries no GLCF metadata; give a file written by glcf export")
-    return props
 
 
 def device_tag(trt_version: str, gpu: GpuInfo) -> str:
@@ -120,9 +101,10 @@ def check_engine(engine: str | Path) -> EngineMatch:
     return engine_matches(engine, trt.__version__, gpu_info())
 
 
-def engine_for_folder(folder: Path, log: Log, batch: int = 8) -> Path:
+def engine_for_folder(folder: Path, log: Log, batch: int = 8, int8: bool = False) -> Path:
     """An engine of ``folder`` that runs here: ``model.engine`` when it matches this device, else
     the one built here on first use, built now (strongly typed, from ``model.fp16.onnx``) if absent.
+    ``int8``: the same for ``model.int8.engine``, from ``model.int8.onnx``.
 
     Raises:
         TensorRTUnavailable: no tensorrt, cuda-python or GPU here.
@@ -131,7 +113,8 @@ def engine_for_folder(folder: Path, log: Log, batch: int = 8) -> Path:
     trt = require_tensorrt()
     gpu = gpu_info()
     tag = device_tag(trt.__version__, gpu)
-    candidates = [folder / ENGINE_FILE, folder / f"{ENGINE_FILE}.{tag}"]
+    name = RUN_MODES[_mode(int8)].runs
+    candidates = [folder / name, folder / f"{name}.{tag}"]
     for engine in candidates:
         if engine.is_file():
             match = engine_matches(engine, trt.__version__, gpu)
@@ -139,7 +122,7 @@ def engine_for_folder(folder: Path, log: Log, batch: int = 8) -> Path:
                 return engine
             log(f"{engine.name} does not fit this device ({match.reason})")
     cached = candidates[1]
-    source = onnx_source(folder)
+    source = onnx_source(folder, int8)
     log(f"building a TensorRT engine for this device from {source.name} into {cached.name} "
         "(first use; a few minutes, reused afterwards) …")
     build_engine(source, cached, read_onnx_props(source),

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from glcf_runtime.artifacts import FP32_FILE
 from glcf_runtime.backends.base import Runner
 from glcf_runtime.backends.tensorrt.cuda import CudaApi, load_cuda_api
 from glcf_runtime.backends.tensorrt.probe import import_tensorrt
@@ -61,7 +62,7 @@ def check_compatible(
             f"{engine} was built with TensorRT {built[0]} for {built[1]} (compute capability "
             f"{built[2]}); this device has TensorRT {here[0]} on {here[1]} (compute capability "
             f"{here[2]}). Engines do not move between GPU models or TensorRT versions: rebuild it "
-            f"on this device with {REBUILD}, or meanwhile run {engine.parent / 'model.onnx'} with "
+            f"on this device with {REBUILD}, or meanwhile run {engine.parent / FP32_FILE} with "
             "--backend onnxruntime"
         )
 

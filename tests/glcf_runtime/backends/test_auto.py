@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from glcf_bench.fixtures.contract_model import write_model
+from glcf_runtime.artifacts import GATES_FILE, INT8_FILE
 from glcf_runtime.backends import OnnxRuntimeRunner, OpenVinoRunner, choose_backend, open_runner
 from glcf_runtime.backends import openvino as ov_backend
-from glcf_runtime.backends.auto import GATES_FILE, INT8_FILE, choose_for_folder
+from glcf_runtime.backends.auto import choose_for_folder
 from glcf_runtime.errors import ConfigError
-from tests.glcf_runtime.contract_model import write_model
 
 NO_TRT = (False, "tensorrt is not installed")
 pytest.importorskip("openvino", reason="the openvino extra is not installed")

@@ -11,6 +11,14 @@ import numpy as np
 import onnx
 import pytest
 
+from glcf_bench.fixtures.contract_model import (
+    SIZE,
+    contract_metadata,
+    contract_model,
+    frame,
+    write_model,
+)
+from glcf_runtime.artifacts import THRESHOLD_FILE
 from glcf_runtime.backends import (
     BACKEND_BY_SUFFIX,
     Backend,
@@ -20,18 +28,11 @@ from glcf_runtime.backends import (
     open_runner,
     resolve_artifact,
 )
-from glcf_runtime.backends.base import THRESHOLD_FILE, load_threshold
 from glcf_runtime.backends.onnxruntime import choose_providers
 from glcf_runtime.backends.tensorrt.runner import check_compatible
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.metadata import MetadataError
-from tests.glcf_runtime.contract_model import (
-    SIZE,
-    contract_metadata,
-    contract_model,
-    frame,
-    write_model,
-)
+from glcf_runtime.threshold import load_threshold
 
 SIDECAR_BUILD = {
     "tensorrt_version": "10.3.0",
@@ -174,7 +175,7 @@ def test_threshold_json_precedence_and_staleness(tmp_path: Path) -> None:
     meta = contract_metadata()
     assert load_threshold(path, meta).value == 0.5
     with OnnxRuntimeRunner(path) as runner:
-        from glcf_runtime.backends.base import save_threshold
+        from glcf_runtime.threshold import save_threshold
 
         written = save_threshold(runner, {"threshold": 0.25, "rule": "normal_quantile"}, {})
     assert written == tmp_path / THRESHOLD_FILE and not list(tmp_path.glob(".*.tmp"))

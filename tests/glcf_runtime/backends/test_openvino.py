@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import pytest
 
+from glcf_bench.fixtures.contract_model import SIZE, THRESHOLD, contract_model, frame, write_model
 from glcf_runtime.backends import Backend, OpenVinoRunner, open_runner, resolve_artifact
 from glcf_runtime.backends import openvino as ov_backend
 from glcf_runtime.backends.openvino import CACHE_DIR, native_bf16
 from glcf_runtime.errors import ConfigError
 from glcf_runtime.metadata import MetadataError
-from tests.glcf_runtime.contract_model import SIZE, THRESHOLD, contract_model, frame, write_model
 
 pytest.importorskip("openvino", reason="the openvino extra is not installed")
 

@@ -1,6 +1,6 @@
 """NVIDIA's real TensorRT bindings and cuda-python, fetched for checks that need no GPU.
 
-``python -m tests.glcf_runtime.backends.trt_bindings fetch`` fills the cache folder
+``python -m tests.glcf_runtime.backends.tensorrt.trt_bindings fetch`` fills the cache folder
 (``$GLCF_TRT_CHECK_CACHE``, default ``.ci/cache/tensorrt-check``, git-ignored by its own
 ``.gitignore``): the bindings wheels of :data:`BINDINGS` (``pip download --no-deps``; their
 ``tensorrt.so`` cannot be imported without libnvinfer, so its names are read as the strings in
@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 BINDINGS = ("tensorrt-cu12-bindings==10.3.0", "tensorrt-cu12-bindings==11.4.0.106")
 STUBS = "tensorrt-stubs==10.13.0.35.1"
 CACHE_ENV = "GLCF_TRT_CHECK_CACHE"
@@ -38,7 +38,7 @@ def cache_dir() -> Path:
 def missing(what: str) -> None:
     """Skip (fail under CI=true) because ``what`` was not fetched into the cache."""
     message = (f"{what} is not in {cache_dir()}: run `python -m tests.glcf_runtime.backends."
-               "trt_bindings fetch` (.ci/run does) or set GLCF_TRT_CHECK_CACHE")
+               "tensorrt.trt_bindings fetch` (.ci/run does) or set GLCF_TRT_CHECK_CACHE")
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
     pytest.skip(message)
@@ -294,5 +294,5 @@ def fetch() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["fetch"]:
-        sys.exit("usage: python -m tests.glcf_runtime.backends.trt_bindings fetch")
+        sys.exit("usage: python -m tests.glcf_runtime.backends.tensorrt.trt_bindings fetch")
     fetch()

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.glcf_runtime.backends.test_trt_bindings_names import collect_uses
-from tests.glcf_runtime.backends.trt_bindings import (
+from tests.glcf_runtime.backends.tensorrt.test_trt_bindings_names import collect_uses
+from tests.glcf_runtime.backends.tensorrt.trt_bindings import (
     REPO,
     SOURCES_ENV,
     Stubs,

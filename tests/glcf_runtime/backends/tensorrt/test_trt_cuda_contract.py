@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.glcf_runtime.backends.test_trt_bindings_names import collect_uses
-from tests.glcf_runtime.backends.trt_bindings import (
+from tests.glcf_runtime.backends.tensorrt.test_trt_bindings_names import collect_uses
+from tests.glcf_runtime.backends.tensorrt.trt_bindings import (
     REPO,
     SOURCES_ENV,
     Stubs,
@@ -192,7 +192,7 @@ def run_probe(provider: str, files: list[Path]) -> dict:
             missing(f"cuda-python as glcf[{provider}] pins it ({cuda_python_pins()[provider]})")
         path.insert(0, str(folder))
     env["PYTHONPATH"] = os.pathsep.join(path)
-    code = "from tests.glcf_runtime.backends.test_trt_cuda_contract import probe; probe()"
+    code = "from tests.glcf_runtime.backends.tensorrt.test_trt_cuda_contract import probe; probe()"
     result = subprocess.run([sys.executable, "-c", code], input=json.dumps(contract(files)),
                             capture_output=True, text=True, env=env, cwd=root, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from glcf_bench.fixtures.contract_model import write_model
 from glcf_cli import app, main
 from glcf_runtime.backends.tensorrt.build import BuildOptions
 from glcf_runtime.errors import ConfigError
-from tests.glcf_runtime.contract_model import write_model
 
 
 def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str):

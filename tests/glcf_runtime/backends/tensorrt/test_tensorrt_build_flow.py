@@ -15,7 +15,7 @@ from glcf_runtime.backends.tensorrt.build import BuildOptions, build_engine
 from glcf_runtime.backends.tensorrt.probe import parse_trt_version
 from glcf_runtime.backends.tensorrt.sidecar import read_sidecar
 from glcf_runtime.errors import ConfigError
-from tests.glcf_runtime.backends.test_tensorrt_build import SIZE, metadata, save_model
+from tests.glcf_runtime.backends.tensorrt.test_tensorrt_build import SIZE, metadata, save_model
 
 STRONGLY_TYPED = 5  # NetworkDefinitionCreationFlag.STRONGLY_TYPED's value in 10.3 and 11.4
 

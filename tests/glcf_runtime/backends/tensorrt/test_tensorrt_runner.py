@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from glcf_bench.fixtures.contract_model import SIZE, contract_metadata, frame
 from glcf_runtime.backends import TensorRTRunner
 from glcf_runtime.errors import GlcfError
 from glcf_runtime.metadata import MetadataError
-from tests.glcf_runtime.contract_model import SIZE, contract_metadata, frame
 
 
 class Cuda:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.glcf_runtime.backends.trt_bindings import (
+from tests.glcf_runtime.backends.tensorrt.trt_bindings import (
     REPO,
     SOURCES_ENV,
     Binding,

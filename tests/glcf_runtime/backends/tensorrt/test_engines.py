@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from glcf_bench.fixtures.contract_model import write_model
 from glcf_runtime.backends import open_runner
 from glcf_runtime.backends.tensorrt.build import BuildOptions, GpuInfo, TensorRTUnavailable
 from glcf_runtime.backends.tensorrt.engines import (
@@ -19,12 +20,11 @@ from glcf_runtime.backends.tensorrt.engines import (
     engine_for_folder,
     engine_matches,
     onnx_source,
-    read_onnx_props,
 )
 from glcf_runtime.backends.tensorrt.sidecar import sidecar_path
 from glcf_runtime.errors import ConfigError
 from glcf_runtime.files import atomic_write_json
-from tests.glcf_runtime.contract_model import write_model
+from glcf_runtime.metadata import read_onnx_props
 
 H100 = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
