@@ -120,7 +120,7 @@ def latency(runner: Any, seconds: float = 3.0) -> list[dict]:
 
 def parity(ref: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
     """Map error relative to the reference map's range, score error relative, rank agreement."""
-    from glcf_export.checks import spearman
+    from glcf_runtime.compare import spearman
 
     span = float(ref[0].max() - ref[0].min()) or 1.0
     return {"map_err_rel_range": float(np.abs(ref[0] - got[0]).max()) / span,

@@ -42,7 +42,7 @@ from glcf_bench.machine import (
     versions,
 )
 from glcf_bench.pairs import bench_pairs
-from glcf_bench.reduced import check_images, fill_accuracy, scores_of
+from glcf_bench.reduced import check_images, fill_accuracy
 from glcf_bench.report import BenchReport, BenchRow, LoopRow, add_ratios
 from glcf_bench.settings import BenchSettings
 from glcf_bench.targets import (
@@ -57,6 +57,7 @@ from glcf_bench.targets import (
 )
 from glcf_runtime.artifacts import FP32_FILE
 from glcf_runtime.backends import Runner
+from glcf_runtime.compare import infer_all
 from glcf_runtime.loop import inspect
 from glcf_runtime.preprocess import preprocess
 from glcf_runtime.sinks import JsonlSink, Result
@@ -267,7 +268,7 @@ def _bench_backend(
     getattr(runner, "reset_peak_memory", lambda: None)()
     with runner:
         if turn == 0 and scores is not None:
-            scores[name] = scores_of(runner, check_images(runner.metadata.preprocess_spec))
+            scores[name] = infer_all(runner, check_images(runner.metadata.preprocess_spec)).scores
         rows = [_bench_batch(report, samples, runner, name, b, settings, frames, turn, log)
                 for b in batches]
         for row in rows:

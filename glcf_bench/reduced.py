@@ -10,14 +10,14 @@ the INT8 graph strays from FP32 on those frames (a preset's weights are random).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from glcf_runtime.artifacts import FP32_FILE, GATES_FILE, INT8_FILE, RUN_MODES, Backend
+from glcf_runtime.artifacts import FP32_FILE, INT8_FILE, RUN_MODES, Backend
 from glcf_runtime.backends import OnnxRuntimeRunner, Runner
+from glcf_runtime.compare import read_gates, spearman
 from glcf_runtime.errors import GlcfError
 
 Log = Callable[[str], None]
@@ -85,24 +85,12 @@ def check_images(spec, n: int = CALIBRATION_FRAMES) -> np.ndarray:
     return np.stack([preprocess(synthetic_frame(CALIBRATION_FRAMES + i), spec) for i in range(n)])
 
 
-def scores_of(runner: Runner, images: np.ndarray) -> np.ndarray:
-    limit = runner.max_batch or len(images)
-    return np.concatenate([np.array(runner.infer(images[i : i + limit])[1], copy=True)
-                           for i in range(0, len(images), limit)])
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Rank correlation (numpy only: a runtime-only install has no scipy; ties ranked by order)."""
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def fill_accuracy(rows: list, scores: dict[str, np.ndarray], folder: Path) -> None:
     """Each row's ``spearman_vs_fp32`` (against the ``onnxruntime`` row's scores on the same
     frames) and ``auroc_change``: the largest AUROC change per defect kind that the export's gates
     measured on labelled images, where ``gates.json`` has it."""
     reference = scores.get("onnxruntime")
-    gates = json.loads((folder / GATES_FILE).read_text()) if (folder / GATES_FILE).is_file() else {}
+    gates = read_gates(folder)
     for row in rows:
         if row.backend in scores and reference is not None:
             row.spearman_vs_fp32 = spearman(reference, scores[row.backend])

@@ -17,11 +17,11 @@ from glcf_bench.target import BenchTarget, Log, folder_metadata
 from glcf_runtime.artifacts import ENGINE_FILE, FP16_FILE, FP32_FILE, INT8_FILE, RUN_MODES, Backend
 from glcf_runtime.backends import OnnxRuntimeRunner, Runner, open_runner
 from glcf_runtime.errors import ConfigError, GlcfError
+from glcf_runtime.requires import require
 
 EXPORT_FILES = (FP32_FILE, FP16_FILE, ENGINE_FILE)
 CHECKPOINT_NAME = "checkpoint.pt"  # what makes a folder a run folder (glcf_train.checkpoint)
-TRAIN_EXTRA = ("the train and export extras (torch, timm, onnx, onnxslim): "
-               "pip install 'glcf[train,export]'")
+TORCH_SIDE = ("torch", "timm", "onnxslim", "glcf_train", "glcf_export")  # what the torch rows import
 TORCH = "torch"  # the trained modules + scorer, eager (FP32 on CPU, FP16 autocast on CUDA)
 # The rows glcf bench can run: torch, then the export folder's run modes (glcf_runtime.artifacts).
 BenchBackend = Enum("BenchBackend", [(name.upper().replace("-", "_"), name)
@@ -68,17 +68,11 @@ def prepare_target(
 
 
 def _torch_targets(what: str) -> Any:
-    """``glcf_bench.torch_targets``, or a one-line error naming the extras ``what`` needs."""
-    import importlib.util
-
-    for name in ("torch", "timm", "onnxslim", "glcf_train", "glcf_export"):
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            raise ConfigError(f"{what} needs {TRAIN_EXTRA} ({name} is missing); an export "
-                              "folder benchmarks with the runtime alone")
+    """``glcf_bench.torch_targets``, or a one-line error (``MissingPackage``) naming the extras
+    ``what`` needs."""
+    for name in TORCH_SIDE:
+        require(name, "train,export", who=what,
+                note=" (an export folder benchmarks with the runtime alone)")
     from glcf_bench import torch_targets
 
     return torch_targets

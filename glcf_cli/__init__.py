@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from glcf_cli.common import console, err_console
 from glcf_runtime.errors import GlcfError
+from glcf_runtime.requires import EXTRAS, MissingPackage, installed
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -60,19 +61,11 @@ def main() -> None:
         sys.exit(2)
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
-        if top in EXTRA_OF and _missing(top):
-            advice = f"pip install 'glcf[{EXTRA_OF[top]}]'"
-            err_console.print(
-                f"[bold red]error:[/] this command needs {top}, which is not installed: "
-                f"{escape(advice)}", highlight=False)
+        if top in EXTRAS and not installed(top):
+            missing = MissingPackage(top, EXTRAS[top], who="this command")
+            err_console.print(f"[bold red]error:[/] {escape(str(missing))}", highlight=False)
             sys.exit(2)
         raise
-
-
-# The extra that brings each package a command may need and a runtime-only install lacks.
-EXTRA_OF = {"glcf_train": "train", "glcf_export": "train,export", "torch": "train", "timm": "train", "torchvision": "train", "safetensors": "train",
-            "scipy": "train", "matplotlib": "train", "onnxslim": "train,export", "onnx": "runtime",
-            "onnxruntime": "runtime", "openvino": "openvino", "tensorrt": "trt"}
 
 
 def os_error_line(exc: OSError) -> str:
@@ -84,16 +77,6 @@ def os_error_line(exc: OSError) -> str:
     if exc.filename2 is not None:
         where += f" → {exc.filename2}"
     return f"{where}: {reason}"
-
-
-def _missing(package: str) -> bool:
-    """True when ``package`` is not installed (an interrupted or broken import is not that)."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(package) is None
-    except (ImportError, ValueError):
-        return True
 
 
 __all__ = ["app", "console", "main"]

@@ -1,5 +1,6 @@
 """Checks every export runs before it reports success: ONNX Runtime vs the torch reference scorer,
-FP16 vs FP32, and TensorRT 10 operator coverage."""
+FP16 vs FP32, and TensorRT 10 operator coverage. Each exported file is scored through a project
+``Runner`` (``check_runner``) and compared through ``glcf_runtime.compare``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import torch
 
 from glcf_export.onnx_export import ExportError
 from glcf_export.quantize import evenly
-from glcf_runtime.metadata import INPUT_NAME
+from glcf_runtime.backends.base import Runner
+from glcf_runtime.backends.onnxruntime import OnnxRuntimeRunner
+from glcf_runtime.compare import Outputs, infer_all, spearman
 from glcf_train.data.datasets import Sample, read_split
 
 MIN_CHECK_IMAGES = 4  # check_fp32 compares batch 1 with batch 4 on this many images
@@ -69,36 +72,16 @@ def check_samples(root: Path, category: str | None,
     return samples + evenly(train, missing)
 
 
-def ort_session(path: Path, threads: int | None = None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+def check_runner(path: Path) -> OnnxRuntimeRunner:
+    """The project's ONNX Runtime runner on ``path`` with the CPU provider: every check scores a
+    graph through the same ``Runner`` a deployment opens, on the same provider everywhere."""
+    return OnnxRuntimeRunner(path, providers=["cpu"])
 
 
-def run_ort(session, images: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
-    maps, scores = [], []
-    for i in range(0, len(images), batch):
-        m, s = session.run(None, {INPUT_NAME: images[i : i + batch]})
-        maps.append(m)
-        scores.append(s)
-    return np.concatenate(maps), np.concatenate(scores)
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation (average ranks for ties)."""
-    from scipy.stats import spearmanr
-
-    if len(a) < 3:
-        return 1.0 if np.array_equal(np.argsort(a), np.argsort(b)) else 0.0
-    return float(spearmanr(a, b).statistic)
-
-
-def check_fp32(report: CheckReport, session, reference: tuple[np.ndarray, np.ndarray],
+def check_fp32(report: CheckReport, runner: Runner, reference: tuple[np.ndarray, np.ndarray],
                images: np.ndarray, score_rule: str = "std") -> None:
-    """ONNX Runtime FP32 at batch 1 and batch 4 against the torch reference.
+    """``runner`` (the FP32 file) at batch 1 and batch 4 against the torch reference
+    ``(maps, scores)``.
 
     A ``std`` score is checked relative to itself. A ``max`` score is one value of the map, so
     it is held to the map's tolerance, relative to the map's range (a max near 0 would make a
@@ -110,7 +93,7 @@ def check_fp32(report: CheckReport, session, reference: tuple[np.ndarray, np.nda
     score_scale = np.full(n, span) if score_rule == "max" else np.maximum(np.abs(ref_scores[:n]), 1e-12)
     score_tolerance = MAP_TOLERANCE if score_rule == "max" else SCORE_TOLERANCE
     for batch in (1, 4):
-        maps, scores = run_ort(session, images[:n], batch)
+        scores, maps = infer_all(runner, images[:n], batch)
         map_err = float(np.abs(maps - ref_maps[:n]).max()) / span
         score_err = float((np.abs(scores - ref_scores[:n]) / score_scale).max())
         report.figures[f"fp32_b{batch}_map_err_rel_range"] = map_err
@@ -123,10 +106,11 @@ def check_fp32(report: CheckReport, session, reference: tuple[np.ndarray, np.nda
                                    f"relative > {score_tolerance:.0e}")
 
 
-def check_fp16(report: CheckReport, session16, fp32: tuple[np.ndarray, np.ndarray],
+def check_fp16(report: CheckReport, runner16: Runner, fp32: Outputs,
                images: np.ndarray, batch: int) -> None:
-    maps16, scores16 = run_ort(session16, images, batch)
-    maps32, scores32 = fp32
+    """``runner16`` (the mixed FP16 file) against the FP32 file's outputs on ``images``."""
+    scores16, maps16 = infer_all(runner16, images, batch)
+    scores32, maps32 = fp32
     span = float(maps32.max() - maps32.min()) or 1.0
     rho = spearman(scores32, scores16)
     report.figures["fp16_spearman"] = rho
@@ -135,7 +119,7 @@ def check_fp16(report: CheckReport, session16, fp32: tuple[np.ndarray, np.ndarra
         (np.abs(scores16 - scores32) / np.maximum(np.abs(scores32), 1e-12)).max())
     if not (np.isfinite(maps16).all() and np.isfinite(scores16).all()):
         report.failures.append("FP16: the outputs hold NaN/inf (overflow in an FP16 node)")
-    if rho < SPEARMAN_MIN:
+    if not rho >= SPEARMAN_MIN:  # NaN (one side constant) fails too
         report.failures.append(f"FP16: Spearman of scores vs FP32 {rho:.5f} < {SPEARMAN_MIN}")
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import torch
 
-from glcf_export.checks import CheckReport, check_samples, ort_session
+from glcf_export.checks import CheckReport, check_runner, check_samples
 from glcf_export.deploy import DeployModule
 from glcf_export.gates import CheckSet, gate_inputs, reduced_precision
 from glcf_export.onnx_export import ExportError, mark_checked
@@ -248,8 +248,8 @@ def _export_into(folder: Path, model, scorer, meta: ArtifactMetadata, images: np
                           "\n  - ".join(report.failures) + f"\n  figures: {figures}")
     checks, calib = gated
     int8 = None if calib is None else (calib, meta, opts.calib_method)
-    gates, failures = reduced_precision(folder, ort_session(folder / FP32_FILE), checks,
-                                        opts.batch, int8, log)
+    with check_runner(folder / FP32_FILE) as fp32:
+        gates, failures = reduced_precision(folder, fp32, checks, opts.batch, int8, log)
     report.figures.update({f"{name}_{k}": v for name, g in gates.items() for k, v in g["figures"].items()})
     if failures:
         figures = ", ".join(f"{k}={v:.4g}" for k, v in gates["int8"]["figures"].items())

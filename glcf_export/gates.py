@@ -16,18 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from glcf_export.checks import run_ort, spearman
 from glcf_export.quantize import CalibrationMethod, evenly
 from glcf_runtime.artifacts import FP32_FILE, INT8_FILE, RUN_MODES, Backend
+from glcf_runtime.backends.base import Runner
+from glcf_runtime.compare import infer_all, spearman
 from glcf_runtime.errors import GlcfError
-from glcf_runtime.metadata import INPUT_NAME, ArtifactMetadata
+from glcf_runtime.metadata import ArtifactMetadata
 from glcf_runtime.preprocess import PreprocessSpec
 
 SPEARMAN_MIN = 0.99  # reduced precision vs FP32, scores of the check images
 AUROC_TOLERANCE = 0.01  # |AUROC change| per defect kind
 MAX_LABELLED = 96  # labelled test images scored per gate, spread over the kinds
-
-Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # frames → (maps, scores)
 
 
 @dataclass(frozen=True)
@@ -75,19 +74,10 @@ def labelled_test_images(root: Path, category: str | None, size: int) -> tuple[n
     return images, tuple("good" if s.label == 0 else s.kind for s in samples)
 
 
-def batched(infer: Infer, images: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
-    maps, scores = [], []
-    for i in range(0, len(images), batch):
-        m, s = infer(images[i : i + batch])
-        maps.append(np.array(m, copy=True))
-        scores.append(np.array(s, copy=True))
-    return np.concatenate(maps), np.concatenate(scores)
-
-
-def reference(session, checks: CheckSet, batch: int) -> Reference:
-    maps, scores = run_ort(session, checks.images, batch)
-    labelled = run_ort(session, checks.labelled, batch)[1] if len(checks.labelled) else np.zeros(0)
-    return Reference(maps, scores, labelled)
+def reference(runner: Runner, checks: CheckSet, batch: int) -> Reference:
+    """``runner``'s (the FP32 file's) outputs on the check set."""
+    scores, maps = infer_all(runner, checks.images, batch)
+    return Reference(maps, scores, infer_all(runner, checks.labelled, batch).scores)
 
 
 def auroc_by_kind(scores: np.ndarray, kinds: tuple[str, ...]) -> dict[str, float]:
@@ -105,9 +95,9 @@ def auroc_by_kind(scores: np.ndarray, kinds: tuple[str, ...]) -> dict[str, float
     return out
 
 
-def run_gate(name: str, infer: Infer, ref: Reference, checks: CheckSet, batch: int) -> GateResult:
-    """Score the check set with ``infer`` and compare with the FP32 reference."""
-    maps, scores = batched(infer, checks.images, batch)
+def run_gate(name: str, runner: Runner, ref: Reference, checks: CheckSet, batch: int) -> GateResult:
+    """Score the check set with ``runner`` and compare with the FP32 reference."""
+    scores, maps = infer_all(runner, checks.images, batch)
     result = GateResult(name, True)
     span = float(ref.maps.max() - ref.maps.min()) or 1.0
     rho = spearman(ref.scores, scores)
@@ -117,7 +107,7 @@ def run_gate(name: str, infer: Infer, ref: Reference, checks: CheckSet, batch: i
     if not rho >= SPEARMAN_MIN:
         result.failures.append(f"{name}: Spearman of scores vs FP32 {rho:.4f} < {SPEARMAN_MIN}")
     if len(checks.labelled):
-        labelled = batched(infer, checks.labelled, batch)[1]
+        labelled = infer_all(runner, checks.labelled, batch).scores
         before, after = auroc_by_kind(ref.labelled_scores, checks.kinds), auroc_by_kind(labelled, checks.kinds)
         for kind, value in before.items():
             change = after[kind] - value
@@ -150,23 +140,24 @@ def openvino_gates(folder: Path, ref: Reference, checks: CheckSet, batch: int,
             results.append(GateResult(name, False, reason="the CPU the export ran on has no native BF16"))
             continue
         with OpenVinoRunner(folder / file, precision=precision, cache=False) as runner:
-            results.append(run_gate(name, runner.infer, ref, checks, batch))
+            results.append(run_gate(name, runner, ref, checks, batch))
     return results
 
 
-def reduced_precision(folder: Path, fp32_session, checks: CheckSet, batch: int,
+def reduced_precision(folder: Path, fp32: Runner, checks: CheckSet, batch: int,
                       int8: tuple[np.ndarray, ArtifactMetadata, CalibrationMethod] | None,
                       log: Callable[[str], None] = print) -> tuple[dict[str, dict], list[str]]:
     """Make ``model.int8.onnx`` (when ``int8`` = calibration frames, metadata, method is given) in
-    ``folder`` and gate every reduced-precision way of running the graph.
+    ``folder`` and gate every reduced-precision way of running the graph against ``fp32`` (the
+    runner of ``model.onnx``).
 
     Returns:
         ``gates.json``'s content, and the failures that must fail the export (the INT8 file's).
     """
-    from glcf_export.checks import CheckReport, check_ops, ort_session
+    from glcf_export.checks import CheckReport, check_ops, check_runner
     from glcf_export.quantize import quantize_int8
 
-    ref = reference(fp32_session, checks, batch)
+    ref = reference(fp32, checks, batch)
     gates: list[GateResult] = []
     failures: list[str] = []
     if int8 is not None:
@@ -174,8 +165,8 @@ def reduced_precision(folder: Path, fp32_session, checks: CheckSet, batch: int,
         log(f"quantizing to INT8 (static QDQ, calibrated on {len(frames)} good training images) …")
         model = quantize_int8(folder / FP32_FILE, folder / INT8_FILE, frames, meta, method)
         log("checking INT8 against FP32 …")
-        session = ort_session(folder / INT8_FILE)
-        gate = run_gate(RUN_MODES["onnxruntime-int8"].gate, lambda x: tuple(session.run(None, {INPUT_NAME: x})), ref, checks, batch)
+        with check_runner(folder / INT8_FILE) as runner:
+            gate = run_gate(RUN_MODES["onnxruntime-int8"].gate, runner, ref, checks, batch)
         ops = CheckReport()
         check_ops(ops, INT8_FILE, model)
         gate.failures += ops.failures

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import onnx
@@ -22,12 +22,12 @@ from glcf_export.checks import (
     check_fp16,
     check_fp32,
     check_ops,
-    ort_session,
-    run_ort,
+    check_runner,
     torch_reference,
 )
 from glcf_export.onnx_export import export_fp32, set_metadata, to_mixed_fp16
 from glcf_runtime.artifacts import FP16_FILE, FP32_FILE
+from glcf_runtime.compare import infer_all
 from glcf_runtime.metadata import ArtifactMetadata
 
 T = TypeVar("T")
@@ -77,14 +77,15 @@ def check_graphs(graphs: Graphs, model: nn.Module, scorer: nn.Module, images: np
     report = CheckReport()
     log("checking FP32: ONNX Runtime vs the torch reference at batch 1 and 4 …")
     reference = graphs.timed("torch_reference", lambda: torch_reference(model, scorer, images[:4]))
-    session = graphs.timed("ort_session_fp32", lambda: ort_session(graphs.folder / FP32_FILE))
-    rule = scorer.cfg.score_rule.value
-    graphs.timed("check_fp32", lambda: check_fp32(report, session, reference, images, rule))
-    graphs.timed("check_ops_fp32", lambda: check_ops(report, FP32_FILE, graphs.fp32))
-    if graphs.mixed is not None:
-        log("checking the mixed FP16 file against FP32 …")
-        fp32_out: Any = run_ort(session, images, batch)
-        session16 = ort_session(graphs.folder / FP16_FILE)
-        graphs.timed("check_fp16", lambda: check_fp16(report, session16, fp32_out, images, batch))
-        graphs.timed("check_ops_fp16", lambda: check_ops(report, FP16_FILE, graphs.mixed))
+    fp32 = graphs.timed("ort_session_fp32", lambda: check_runner(graphs.folder / FP32_FILE))
+    with fp32:
+        rule = scorer.cfg.score_rule.value
+        graphs.timed("check_fp32", lambda: check_fp32(report, fp32, reference, images, rule))
+        graphs.timed("check_ops_fp32", lambda: check_ops(report, FP32_FILE, graphs.fp32))
+        if graphs.mixed is not None:
+            log("checking the mixed FP16 file against FP32 …")
+            fp32_out = infer_all(fp32, images, batch)
+            with check_runner(graphs.folder / FP16_FILE) as fp16:
+                graphs.timed("check_fp16", lambda: check_fp16(report, fp16, fp32_out, images, batch))
+            graphs.timed("check_ops_fp16", lambda: check_ops(report, FP16_FILE, graphs.mixed))
     return report

@@ -11,7 +11,6 @@ check), else ``model.onnx``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from glcf_runtime.artifacts import (
     RUN_MODES,
     Backend,
 )
+from glcf_runtime.compare import read_gates
 from glcf_runtime.errors import ConfigError
 
 
@@ -52,23 +52,6 @@ def mode_choice(folder: Path, name: str, reason: str) -> BackendChoice:
         return BackendChoice(folder, mode.backend, reason, mode=name)
     options = {"precision": mode.precision.value} if mode.backend is Backend.OPENVINO else {}
     return BackendChoice(folder / mode.file, mode.backend, reason, options, name)
-
-
-def read_gates(folder: Path) -> dict[str, dict]:
-    """The export's gate results; empty when the folder has none (an older export).
-
-    Raises:
-        ConfigError: the file exists but cannot be read.
-    """
-    file = Path(folder) / GATES_FILE
-    if not file.is_file():
-        return {}
-    try:
-        gates = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{file} cannot be read ({exc}); export the run again with glcf export "
-                          "or delete the file (auto then uses FP32)") from None
-    return gates if isinstance(gates, dict) else {}
 
 
 def gate(gates: dict[str, dict], key: str) -> tuple[bool, str]:
@@ -100,7 +83,7 @@ def choose_for_folder(folder: Path, tensorrt: tuple[bool, str] | None = None) ->
     Raises:
         ConfigError: the folder holds neither an engine nor ``model.onnx``.
     """
-    from glcf_runtime.backends.openvino import import_openvino, native_bf16, openvino_available
+    from glcf_runtime.backends.openvino import native_bf16, openvino_available
 
     folder = Path(folder)
     trt_ok, trt_why = tensorrt if tensorrt is not None else tensorrt_here()
@@ -116,7 +99,7 @@ def choose_for_folder(folder: Path, tensorrt: tuple[bool, str] | None = None) ->
         if has_int8 and int8_ok:
             return mode_choice(folder, "onnxruntime-int8", f"{why}; {int8_why}")
         return mode_choice(folder, "onnxruntime", why)
-    bf16_here = native_bf16(import_openvino().Core())
+    bf16_here = native_bf16()
     mixed_ok, mixed_why = gate(gates, RUN_MODES["openvino-int8-bf16"].gate)
     if has_int8 and bf16_here and mixed_ok:  # INT8 MatMuls, the float rest in BF16: the fastest
         return mode_choice(folder, "openvino-int8-bf16", f"{trt_why}; {mixed_why}")

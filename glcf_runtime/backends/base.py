@@ -1,25 +1,88 @@
 """The one ``Runner`` interface over the backends.
 
-A runner is a context manager with ``infer(batch) -> (maps, scores)``. The base class checks the
-batch against the artifact's contract (DESIGN §4) before any backend runs, so every backend fails
-the same way on the same mistake. A runner only runs the graph: the threshold its scores are
+A runner is a context manager with ``infer(batch) -> (maps, scores)``. Each backend reports its
+graph's inputs and outputs as ``TensorInfo`` and ``check_io`` holds them against the artifact's
+contract (DESIGN §4) once, here; the base class checks every batch the same way before any backend
+runs, so every backend fails the same way on the same mistake. A runner only runs the graph: the threshold its scores are
 judged by, and ``threshold.json``, are ``glcf_runtime.threshold``'s.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from glcf_runtime.errors import ConfigError
-from glcf_runtime.metadata import ArtifactMetadata
+from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata, MetadataError
 
 if TYPE_CHECKING:
     from glcf_runtime.threshold import ThresholdChoice
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output of a loaded graph, as its backend reports it.
+
+    Attributes:
+        name: the tensor's name.
+        dtype: numpy's name for its element type (``uint8``, ``float32``), else the backend's.
+        shape: its dimensions, None for a dynamic one; None where the backend does not say.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...] | None
+
+    def __str__(self) -> str:
+        if self.shape is None:
+            return f"{self.dtype} [?]"
+        dims = [("B" if i == 0 else "?") if d is None else str(d) for i, d in enumerate(self.shape)]
+        return f"{self.dtype} [{', '.join(dims)}]"
+
+
+def check_io(inputs: list[TensorInfo], outputs: list[TensorInfo], metadata: ArtifactMetadata,
+             source: Path | str, rebuild: str | None = None) -> int | None:
+    """Hold a graph's inputs and outputs against the contract (DESIGN §4).
+
+    Args:
+        inputs, outputs: what the backend reports.
+        metadata: the artifact's contract (H, W).
+        source: the file, for the message.
+        rebuild: how to make a file that keeps the contract; None: re-export it.
+
+    Returns:
+        The graph's fixed batch size, None where the batch is dynamic.
+
+    Raises:
+        MetadataError: other names, or an element type or shape the contract does not allow.
+    """
+    rebuild = rebuild or f"re-export it: glcf export RUN --out DIR (source: {source})"
+    h, w = metadata.height, metadata.width
+    ins = {t.name: t for t in inputs}
+    outs = {t.name: t for t in outputs}
+    if set(ins) != {INPUT_NAME} or set(outs) != {MAP_NAME, SCORE_NAME}:
+        raise MetadataError(
+            f"{source} has inputs {sorted(ins)} and outputs {sorted(outs)}; a GLCF artifact has "
+            f"input {INPUT_NAME!r} and outputs {MAP_NAME!r}, {SCORE_NAME!r}; {rebuild}")
+    expected = {INPUT_NAME: ("uint8", (h, w, 3), f"[B, {h}, {w}, 3]"),
+                MAP_NAME: ("float32", (h, w), f"[B, {h}, {w}]"),
+                SCORE_NAME: ("float32", (), "[B]")}
+    for role, tensors in (("input", ins), ("output", outs)):
+        for name, tensor in tensors.items():
+            dtype, rest, text = expected[name]
+            shape = tensor.shape
+            if tensor.dtype != dtype or (shape is not None and (
+                    len(shape) != len(rest) + 1
+                    or any(d is not None and d != e for d, e in zip(shape[1:], rest, strict=True))
+                    or (role == "input" and None in shape[1:]))):
+                raise MetadataError(
+                    f"{source}: {role} {name!r} is {tensor}, expected {dtype} {text}; {rebuild}")
+    shape = ins[INPUT_NAME].shape
+    return shape[0] if shape is not None else None
 
 
 class Runner(ABC):

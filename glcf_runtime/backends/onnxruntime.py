@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from glcf_runtime.backends.base import Runner
+from glcf_runtime.backends.base import Runner, TensorInfo, check_io
 from glcf_runtime.errors import ConfigError, GlcfError
-from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata, MetadataError
+from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata
+from glcf_runtime.requires import require
 
 # Best first; only those onnxruntime.get_available_providers() lists are used.
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -22,6 +23,11 @@ PROVIDER_ALIASES = {
     "cuda": "CUDAExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
+# What else to install where onnxruntime is missing (its GPU build is another package).
+GPU_BUILD = " (or pip install onnxruntime-gpu for the CUDA and TensorRT providers)"
+# ONNX Runtime's element type names (``tensor(float)``) that are not numpy's.
+ORT_DTYPES = {"float": "float32", "double": "float64", "float16": "float16", "uint8": "uint8",
+              "int8": "int8", "int32": "int32", "int64": "int64", "bool": "bool"}
 OPTIMIZATION_LEVELS = {
     "all": "ORT_ENABLE_ALL",
     "extended": "ORT_ENABLE_EXTENDED",
@@ -30,36 +36,12 @@ OPTIMIZATION_LEVELS = {
 }
 
 
-def import_onnxruntime() -> Any:
-    """``import onnxruntime``, or a GlcfError that says what to install.
-
-    Ctrl-C during the import surfaces as an ImportError raised by the extension's initialisation
-    (pybind11 turns the KeyboardInterrupt into one): that is re-raised as KeyboardInterrupt, and
-    an installed package that fails to import is not reported as missing.
-    """
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise import_failure(exc) from None
-    return onnxruntime
-
-
-def import_failure(exc: ImportError) -> BaseException:
-    """What a failed ``import onnxruntime`` means for the user."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, KeyboardInterrupt):
-            return KeyboardInterrupt()
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "onnxruntime":
-        return GlcfError(
-            "the ONNX Runtime backend needs onnxruntime: pip install onnxruntime "
-            "(or onnxruntime-gpu for the CUDA and TensorRT providers)"
-        )
-    return GlcfError(
-        f"onnxruntime is installed but cannot be imported ({exc}); if the import was "
-        "interrupted, run again, else reinstall it: pip install --force-reinstall onnxruntime"
-    )
+def tensor_info(arg: Any) -> TensorInfo:
+    """An ``onnxruntime.NodeArg`` as ``TensorInfo`` (``tensor(float)`` → ``float32``)."""
+    kind = str(arg.type).removeprefix("tensor(").removesuffix(")")
+    dtype = ORT_DTYPES.get(kind, str(arg.type))
+    shape = None if arg.shape is None else tuple(d if isinstance(d, int) else None for d in arg.shape)
+    return TensorInfo(arg.name, dtype, shape)
 
 
 def choose_providers(requested: list[str] | None, available: list[str]) -> list[str]:
@@ -121,7 +103,7 @@ class OnnxRuntimeRunner(Runner):
             )
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
-        ort = import_onnxruntime()
+        ort = require("onnxruntime", "runtime", note=GPU_BUILD)
         options = ort.SessionOptions()
         options.graph_optimization_level = getattr(
             ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization]
@@ -142,7 +124,8 @@ class OnnxRuntimeRunner(Runner):
         )
         super().__init__(path, metadata)
         self._session = session
-        self._max_batch = _check_io(session, metadata, path)
+        self._max_batch = check_io([tensor_info(i) for i in session.get_inputs()],
+                                   [tensor_info(o) for o in session.get_outputs()], metadata, path)
         self._outputs = [MAP_NAME, SCORE_NAME]
 
     @property
@@ -164,27 +147,3 @@ class OnnxRuntimeRunner(Runner):
     def close(self) -> None:
         self._session = None
 
-
-def _check_io(session: Any, metadata: ArtifactMetadata, path: Path) -> int | None:
-    """Check the graph's inputs and outputs against the contract; return its fixed batch, if any."""
-    rebuild = f"re-export it: glcf export RUN --out DIR (source: {path})"
-    inputs = {i.name: i for i in session.get_inputs()}
-    outputs = {o.name for o in session.get_outputs()}
-    if set(inputs) != {INPUT_NAME} or not {MAP_NAME, SCORE_NAME} <= outputs:
-        raise MetadataError(
-            f"{path} has inputs {sorted(inputs)} and outputs {sorted(outputs)}; a "
-            f"GLCF artifact has input {INPUT_NAME!r} and outputs {MAP_NAME!r}, "
-            f"{SCORE_NAME!r}; {rebuild}"
-        )
-    image = inputs[INPUT_NAME]
-    shape = list(image.shape)
-    if (
-        image.type != "tensor(uint8)"
-        or len(shape) != 4
-        or shape[1:] != [metadata.height, metadata.width, 3]
-    ):
-        raise MetadataError(
-            f"{path}: input {INPUT_NAME!r} is {image.type} {shape}, expected uint8 "
-            f"[B, {metadata.height}, {metadata.width}, 3]; {rebuild}"
-        )
-    return shape[0] if isinstance(shape[0], int) else None

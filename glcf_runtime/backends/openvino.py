@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from glcf_runtime.artifacts import Precision
-from glcf_runtime.backends.base import Runner
+from glcf_runtime.backends.base import Runner, TensorInfo, check_io
 from glcf_runtime.errors import ConfigError, GlcfError
-from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata, MetadataError
+from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata
+from glcf_runtime.requires import installed, require
 
 CACHE_DIR = ".openvino-cache"
 DEVICE = "CPU"
@@ -28,28 +29,20 @@ log = logging.getLogger(__name__)
 # OpenVINO's inference precision for the float parts (INT8 files: the parts not quantized); BF16
 # needs native BF16 instructions (AVX-512 BF16 or AMX)
 OV_PRECISION = {Precision.FP32: "f32", Precision.BF16: "bf16"}
-
-
-def import_openvino() -> Any:
-    """``import openvino``, or a GlcfError that says what to install."""
-    try:
-        import openvino
-    except ImportError:
-        raise GlcfError("the OpenVINO backend needs openvino: pip install 'glcf[openvino]'") from None
-    return openvino
+# OpenVINO's element type names (``u8``) as numpy's
+OV_DTYPES = {"u8": "uint8", "i8": "int8", "i32": "int32", "i64": "int64", "f16": "float16",
+             "f32": "float32", "f64": "float64", "boolean": "bool"}
 
 
 def openvino_available() -> bool:
     """Whether openvino can be imported here (nothing is imported when it cannot be found)."""
-    import importlib.util
-
-    return importlib.util.find_spec("openvino") is not None
+    return installed("openvino")
 
 
 def native_bf16(core: Any = None) -> bool:
     """Whether OpenVINO's CPU plugin has native BF16 here (it lists BF16 among its capabilities
     only on CPUs with AVX-512 BF16 or AMX)."""
-    core = core or import_openvino().Core()
+    core = core or require("openvino", "openvino").Core()
     return "BF16" in core.get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
 
 
@@ -88,7 +81,7 @@ class OpenVinoRunner(Runner):
                               f"{', '.join(p.value for p in OV_PRECISION)}")
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
-        ov = import_openvino()
+        ov = require("openvino", "openvino")
         core = ov.Core()
         if self.hint is Precision.BF16 and not native_bf16(core):
             raise ConfigError(
@@ -109,7 +102,8 @@ class OpenVinoRunner(Runner):
             raise GlcfError(f"openvino cannot load {path}: {exc}") from None
         metadata = ArtifactMetadata.from_props(props, str(path))
         super().__init__(path, metadata)
-        self._max_batch = _check_io(compiled, metadata, path)
+        self._max_batch = check_io([tensor_info(p) for p in compiled.inputs],
+                                   [tensor_info(p) for p in compiled.outputs], metadata, path)
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         self.threads = threads
@@ -159,21 +153,14 @@ def _framework_props(model: Any) -> dict[str, str]:
     return {key: model.get_rt_info(["framework", key]).astype(str) for key in keys}
 
 
-def _check_io(compiled: Any, metadata: ArtifactMetadata, path: Path) -> int | None:
-    """Check the inputs and outputs against the contract; return the fixed batch, if any."""
-    rebuild = f"re-export it: glcf export RUN --out DIR (source: {path})"
-    inputs = {port.get_any_name(): port for port in compiled.inputs}
-    outputs = {name for port in compiled.outputs for name in port.get_names()}
-    if set(inputs) != {INPUT_NAME} or not {MAP_NAME, SCORE_NAME} <= outputs:
-        raise MetadataError(
-            f"{path} has inputs {sorted(inputs)} and outputs {sorted(outputs)}; a GLCF artifact "
-            f"has input {INPUT_NAME!r} and outputs {MAP_NAME!r}, {SCORE_NAME!r}; {rebuild}")
-    image = inputs[INPUT_NAME]
-    shape = image.get_partial_shape()
-    fixed = [d.get_length() if d.is_static else None for d in shape]
-    if (image.get_element_type().get_type_name() != "u8" or len(fixed) != 4
-            or fixed[1:] != [metadata.height, metadata.width, 3]):
-        raise MetadataError(
-            f"{path}: input {INPUT_NAME!r} is {image.get_element_type()} {shape}, expected uint8 "
-            f"[B, {metadata.height}, {metadata.width}, 3]; {rebuild}")
-    return fixed[0]
+
+def tensor_info(port: Any) -> TensorInfo:
+    """A compiled model's input or output port as ``TensorInfo``; of a port's names, the
+    contract's one where it has it."""
+    names = port.get_names()
+    name = next((n for n in (INPUT_NAME, MAP_NAME, SCORE_NAME) if n in names), port.get_any_name())
+    kind = port.get_element_type().get_type_name()
+    partial = port.get_partial_shape()
+    shape = None if partial.rank.is_dynamic else tuple(
+        d.get_length() if d.is_static else None for d in partial)
+    return TensorInfo(name, OV_DTYPES.get(kind, kind), shape)

@@ -12,10 +12,11 @@ import pytest
 from glcf_bench.bench import run_bench
 from glcf_bench.fixtures.contract_model import write_model
 from glcf_bench.machine import matmul_peak_int8_gops
-from glcf_bench.reduced import fill_accuracy, int8_file, open_reduced, spearman
+from glcf_bench.reduced import fill_accuracy, int8_file, open_reduced
 from glcf_bench.report import BenchRow
 from glcf_bench.settings import BenchSettings
 from glcf_runtime.artifacts import GATES_FILE, INT8_FILE
+from glcf_runtime.compare import spearman
 from glcf_runtime.errors import GlcfError
 
 pytest.importorskip("openvino", reason="the openvino extra is not installed")

@@ -119,7 +119,7 @@ def test_no_health_check_option_scores_blank_frames(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ctrl_c_while_onnxruntime_imports_is_never_a_missing_package() -> None:
     """Real interrupts at staggered times over the first ~0.4 s of importing onnxruntime."""
-    code = ("import numpy, glcf_runtime.backends.onnxruntime as b; b.import_onnxruntime(); "
+    code = ("import numpy; from glcf_runtime.requires import require; require('onnxruntime'); "
             "print('imported')")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     for i in range(16):
@@ -132,7 +132,12 @@ def test_ctrl_c_while_onnxruntime_imports_is_never_a_missing_package() -> None:
 
 
 def test_interrupted_import_is_told_apart_from_a_missing_one() -> None:
-    from glcf_runtime.backends.onnxruntime import import_failure
+    from functools import partial
+
+    from glcf_runtime.backends.onnxruntime import GPU_BUILD
+    from glcf_runtime.requires import import_failure as failure
+
+    import_failure = partial(failure, module="onnxruntime", note=GPU_BUILD)
 
     interrupted = ImportError("initialization failed")  # what pybind11 raises on Ctrl-C
     interrupted.__cause__ = KeyboardInterrupt()

@@ -71,7 +71,8 @@ def test_parity_batch_1_and_4(exported: Path, run: Path, synth_root: Path) -> No
     scorer, _ = scorer_for(run, cfg)
     images = load_images(read_split(synth_root, "breakfast_tray", "validation"), PreprocessSpec())[:4]
     ref_maps, ref_scores = checks.torch_reference(model, scorer, images)
-    maps, scores = checks.ort_session(exported / "model.onnx").run(None, {"image": images})
+    with checks.check_runner(exported / "model.onnx") as runner:
+        maps, scores = runner.infer(images)
     assert np.abs(maps - ref_maps).max() <= 1e-4 * (ref_maps.max() - ref_maps.min())
     np.testing.assert_allclose(scores, ref_scores, rtol=1e-5)
 
@@ -199,7 +200,8 @@ def test_position_normalisation_exports_its_maps(trained_run: Path, synth_root: 
     scorer, _ = scorer_for(run, cfg)
     images = load_images(read_split(synth_root, "breakfast_tray", "validation"), PreprocessSpec())[:4]
     ref_maps, ref_scores = checks.torch_reference(model, scorer, images)
-    maps, scores = checks.ort_session(tmp_path / "pos" / "model.onnx").run(None, {"image": images})
+    with checks.check_runner(tmp_path / "pos" / "model.onnx") as runner:
+        maps, scores = runner.infer(images)
     span = ref_maps.max() - ref_maps.min()
     assert np.abs(maps - ref_maps).max() <= 1e-4 * span
     assert np.abs(scores - ref_scores).max() <= 1e-4 * span  # a max score is a map value

@@ -13,7 +13,6 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from glcf_export.checks import spearman
 from glcf_export.export import ExportOptions, export_run
 from glcf_export.gates import AUROC_TOLERANCE, SPEARMAN_MIN, auroc_by_kind
 from glcf_export.onnx_export import SCORER_SCOPE, ExportError
@@ -21,6 +20,7 @@ from glcf_export.quantize import INT8_PRECISION, evenly
 from glcf_export.trt_ops import op_report
 from glcf_runtime.artifacts import GATES_FILE, INT8_FILE
 from glcf_runtime.backends import choose_backend, open_runner
+from glcf_runtime.compare import spearman
 from glcf_runtime.metadata import read_metadata
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.data.datasets import load_images, read_split

@@ -19,6 +19,7 @@ from types import ModuleType
 
 from glcf_runtime.backends.tensorrt.cuda import INSTALL, CudaUnavailable, load_cuda_api
 from glcf_runtime.errors import GlcfError
+from glcf_runtime.requires import BrokenPackage, MissingPackage, require
 
 MIN_VERSION = (10, 3)  # name-based I/O and strong typing; JetPack 6's TensorRT
 MEANWHILE = ("Meanwhile the exported ONNX files stay valid and run with ONNX Runtime: "
@@ -83,25 +84,17 @@ def import_tensorrt() -> ModuleType:
             how to provide it), or too old.
     """
     try:
-        import tensorrt
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] == "tensorrt":
-            raise TensorRTUnavailable(
-                f"tensorrt is not installed for this Python ({sys.executable}). The TensorRT "
-                "backend needs the tensorrt Python package, and engines are built on the target "
-                "device (an engine runs only on the GPU model and TensorRT version that built "
-                f"it): {INSTALL}. {MEANWHILE}",
-                reason="tensorrt is not installed",
-            ) from exc
+        tensorrt = require("tensorrt", "trt")
+    except MissingPackage as exc:
         raise TensorRTUnavailable(
-            f"tensorrt is installed for this Python ({sys.executable}) but incomplete: "
-            f"{exc.name} is missing; reinstall it with its parts (pip install --force-reinstall "
-            f"'glcf[trt]', or 'glcf[trt-cu13]' for TensorRT 11), or on a Jetson use JetPack's "
-            f"TensorRT (apt install python3-libnvinfer). {MEANWHILE}",
-            reason=f"tensorrt is incomplete ({exc.name} is missing)",
+            f"tensorrt is not installed for this Python ({sys.executable}). The TensorRT "
+            "backend needs the tensorrt Python package, and engines are built on the target "
+            "device (an engine runs only on the GPU model and TensorRT version that built "
+            f"it): {INSTALL}. {MEANWHILE}",
+            reason="tensorrt is not installed",
         ) from exc
-    except ImportError as exc:
-        raise _load_failure(exc) from exc
+    except BrokenPackage as exc:
+        raise _import_failure(exc.error) from exc
     version = parse_trt_version(getattr(tensorrt, "__version__", "?"))
     if (version.major, version.minor) < MIN_VERSION:
         raise TensorRTUnavailable(
@@ -111,6 +104,20 @@ def import_tensorrt() -> ModuleType:
             reason=f"TensorRT {version.text} is too old (10.3 or newer needed)",
         )
     return tensorrt
+
+
+def _import_failure(exc: ImportError) -> TensorRTUnavailable:
+    """The package is there but half installed (its bindings wheel is missing), or its shared
+    libraries do not load."""
+    if isinstance(exc, ModuleNotFoundError):
+        return TensorRTUnavailable(
+            f"tensorrt is installed for this Python ({sys.executable}) but incomplete: "
+            f"{exc.name} is missing; reinstall it with its parts (pip install --force-reinstall "
+            f"'glcf[trt]', or 'glcf[trt-cu13]' for TensorRT 11), or on a Jetson use JetPack's "
+            f"TensorRT (apt install python3-libnvinfer). {MEANWHILE}",
+            reason=f"tensorrt is incomplete ({exc.name} is missing)",
+        )
+    return _load_failure(exc)
 
 
 def _libs_wheel() -> str:

@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from glcf_runtime.artifacts import FP32_FILE
-from glcf_runtime.backends.base import Runner
+from glcf_runtime.backends.base import Runner, TensorInfo, check_io
 from glcf_runtime.backends.tensorrt.cuda import CudaApi, load_cuda_api
 from glcf_runtime.backends.tensorrt.probe import import_tensorrt
 from glcf_runtime.backends.tensorrt.sidecar import REBUILD, read_sidecar, sidecar_path
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata, MetadataError
+
+Profiles = dict[str, tuple[int, int]]
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -83,6 +85,28 @@ def dla_core_of(sidecar: dict[str, Any], file: Path) -> int | None:
     return core
 
 
+def engine_io(engine: trt.ICudaEngine) -> tuple[list[TensorInfo], list[TensorInfo], Profiles]:
+    """The engine's inputs and outputs as ``TensorInfo``, and each input's smallest and largest
+    batch in profile 0. An input's shape is profile 0's largest, its batch fixed only where the
+    profile's smallest and largest agree; an output's shape follows the input's, so it is None."""
+    import tensorrt as trt
+
+    inputs: list[TensorInfo] = []
+    outputs: list[TensorInfo] = []
+    profiles: Profiles = {}
+    for name in (engine.get_tensor_name(i) for i in range(engine.num_io_tensors)):
+        dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name
+        if engine.get_tensor_mode(name) != trt.TensorIOMode.INPUT:
+            outputs.append(TensorInfo(name, dtype, None))
+            continue
+        smallest, _, largest = (tuple(int(d) for d in s) for s in
+                                engine.get_tensor_profile_shape(name, 0))  # min, opt, max
+        profiles[name] = (smallest[0], largest[0])
+        batch = largest[0] if smallest[0] == largest[0] else None
+        inputs.append(TensorInfo(name, dtype, (batch, *largest[1:])))
+    return inputs, outputs, profiles
+
+
 class TensorRTRunner(Runner):
     """A GLCF TensorRT engine with pre-allocated buffers for profile 0's largest batch.
 
@@ -126,7 +150,9 @@ class TensorRTRunner(Runner):
                 f"TensorRT could not deserialise {path} (its log says why); rebuild it "
                 f"on this device with {REBUILD}"
             )
-        self._min_batch, self._max_batch = self._check_io(engine)
+        inputs, outputs, profiles = engine_io(engine)
+        check_io(inputs, outputs, self.metadata, path, f"rebuild with {REBUILD}")
+        self._min_batch, self._max_batch = profiles[INPUT_NAME]
         context = engine.create_execution_context()
         self._allocate(context)
         self._runtime: trt.Runtime | None = runtime
@@ -154,30 +180,6 @@ class TensorRTRunner(Runner):
                 "--dla 0 (or without --dla for the GPU)"
             )
         runtime.DLA_core = core
-
-    def _check_io(self, engine: trt.ICudaEngine) -> tuple[int, int]:
-        """Check names, modes and dtypes of the engine's tensors; return profile 0's smallest
-        and largest batch."""
-        import tensorrt as trt
-
-        h, w = self.metadata.height, self.metadata.width
-        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        expected = {INPUT_NAME: np.uint8, MAP_NAME: np.float32, SCORE_NAME: np.float32}
-        dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
-        if inputs != [INPUT_NAME] or dtypes != {k: np.dtype(v) for k, v in expected.items()}:
-            raise MetadataError(
-                f"{self.path} has tensors {dtypes} (inputs {inputs}); a GLCF engine "
-                f"has input {INPUT_NAME} uint8 and outputs {MAP_NAME}, {SCORE_NAME} "
-                f"float32; rebuild with {REBUILD}"
-            )
-        smallest, _, largest = engine.get_tensor_profile_shape(INPUT_NAME, 0)  # min, opt, max
-        if tuple(largest[:])[1:] != (h, w, 3):
-            raise MetadataError(
-                f"{self.path}: profile shape {tuple(largest[:])} does not match the "
-                f"metadata's {h}x{w}; rebuild with {REBUILD}"
-            )
-        return int(smallest[0]), int(largest[0])
 
     def _allocate(self, context: trt.IExecutionContext) -> None:
         """Pinned host and device buffers for the largest batch, bound to the context by name;
