@@ -44,9 +44,8 @@ from glcf_bench.machine import (
 from glcf_bench.pairs import bench_pairs
 from glcf_bench.reduced import check_images, fill_accuracy
 from glcf_bench.report import BenchReport, BenchRow, LoopRow, add_ratios
-from glcf_bench.settings import BenchSettings
+from glcf_bench.settings import TORCH_ROW, BenchSettings
 from glcf_bench.targets import (
-    BenchBackend,
     BenchTarget,
     Log,
     gpu_memory_mb,
@@ -195,7 +194,7 @@ def _run_rounds(bench: BenchTarget, settings: BenchSettings, tmp: Path, log: Log
     for turn in range(settings.rounds):
         last = turn == settings.rounds - 1
         for backend in settings.backends:
-            if backend.value not in report.skipped:
+            if backend not in report.skipped:
                 _bench_backend(report, samples, backend, bench, settings, frames,
                                video if last else None, turn, log, scores)
     if settings.pairs:
@@ -239,7 +238,7 @@ def _new_report(bench: BenchTarget, settings: BenchSettings, log: Log) -> BenchR
 def _bench_backend(
     report: BenchReport,
     samples: dict[tuple[str, int], list[np.ndarray]],
-    backend: BenchBackend,
+    backend: str,
     bench: BenchTarget,
     settings: BenchSettings,
     frames: list[np.ndarray],
@@ -250,7 +249,7 @@ def _bench_backend(
 ) -> None:
     """One round of one backend: open it, time every batch size (and, in the last round, the
     camera loop), close it; a backend that cannot open is recorded with its reason."""
-    name, batches = backend.value, settings.batches
+    name, batches = backend, settings.batches
     reset_peak_rss()
     rss_before = peak_rss_mb()  # right after the reset: the current RSS
     start = time.perf_counter()
@@ -275,7 +274,7 @@ def _bench_backend(
             row.load_s = row.load_s if row.load_s is not None else load_s
             row.rss_before_mb = row.rss_before_mb if row.rss_before_mb is not None else rss_before
         timed = [r for r in rows if r.runnable]
-        if video is not None and timed and backend is not BenchBackend.TORCH:
+        if video is not None and timed and backend != TORCH_ROW:
             log(f"{name}: camera loop over {video.name} at batch {timed[0].batch} …")
             report.loop.append(
                 loop_throughput(runner, video, timed[0].batch, timed[0].images_per_s or 0.0, name)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import numpy as np
 
 from glcf_bench.report import BenchReport
-from glcf_bench.settings import BenchSettings
-from glcf_bench.targets import BenchBackend, BenchTarget, open_backend
+from glcf_bench.settings import TORCH_ROW, BenchSettings
+from glcf_bench.targets import BenchTarget, open_backend
 from glcf_runtime.backends import Runner
 from glcf_runtime.preprocess import preprocess
 
@@ -49,22 +49,22 @@ def bench_pairs(
 ) -> None:
     """Fill ``paired_vs_torch`` of every row whose batch torch also ran."""
     timed = {(r.backend, r.batch) for r in report.rows if r.runnable and r.infer_ms is not None}
-    torch_batches = {b for name, b in timed if name == BenchBackend.TORCH.value}
-    others = [b for b in settings.backends if b is not BenchBackend.TORCH and b.value not in report.skipped]
+    torch_batches = {b for name, b in timed if name == TORCH_ROW}
+    others = [b for b in settings.backends if b != TORCH_ROW and b not in report.skipped]
     if not torch_batches or not others:
         return
     max_batch = max(settings.batches)
-    with open_backend(BenchBackend.TORCH, bench, settings.threads, max_batch, settings.cuda_graphs, log) as ref:
+    with open_backend(TORCH_ROW, bench, settings.threads, max_batch, settings.cuda_graphs, log) as ref:
         spec = ref.metadata.preprocess_spec
         for backend in others:
             try:
                 runner = open_backend(backend, bench, settings.threads, max_batch, settings.cuda_graphs, log)
             except Exception as exc:  # it ran in the rounds; say why it cannot now, and go on
-                log(f"{backend.value}: no paired timing — {exc}")
+                log(f"{backend}: no paired timing — {exc}")
                 continue
             with runner:
                 for row in report.rows:
-                    if row.backend != backend.value or (row.backend, row.batch) not in timed \
+                    if row.backend != backend or (row.backend, row.batch) not in timed \
                             or row.batch not in torch_batches:
                         continue
                     log(f"{row.backend}: batch {row.batch}, {settings.pairs} batches alternating with torch …")

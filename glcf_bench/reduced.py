@@ -19,6 +19,7 @@ from glcf_runtime.artifacts import FP32_FILE, INT8_FILE, RUN_MODES, Backend
 from glcf_runtime.backends import OnnxRuntimeRunner, Runner
 from glcf_runtime.compare import read_gates, spearman
 from glcf_runtime.errors import GlcfError
+from glcf_runtime.requires import require
 
 Log = Callable[[str], None]
 CALIBRATION_FRAMES = 16
@@ -35,10 +36,9 @@ def open_reduced(name: str, folder: Path, temporary: bool, threads: int, max_bat
     if mode is None or (mode.backend is not Backend.OPENVINO and mode.file != INT8_FILE):
         raise GlcfError(f"unknown reduced-precision row {name!r}")
     if mode.backend is Backend.OPENVINO:
-        from glcf_runtime.backends.openvino import OpenVinoRunner, openvino_available
+        from glcf_runtime.backends.openvino import OpenVinoRunner
 
-        if not openvino_available():
-            raise GlcfError("openvino is not installed: pip install 'glcf[openvino]'")
+        require("openvino", "openvino", who=f"the {name} row")
         path = int8_file(folder, temporary, log) if mode.file == INT8_FILE else folder / mode.file
         return OpenVinoRunner(path, precision=mode.precision.value, threads=threads, cache=temporary)
     if mode.backend is Backend.ONNXRUNTIME:

@@ -4,11 +4,16 @@ and the ``benchmarks/`` scripts build it, and the command's defaults are its fie
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from glcf_bench.frames import FRAME_SIZE
-from glcf_bench.targets import BenchBackend
+from glcf_runtime.artifacts import RUN_MODES
 from glcf_runtime.errors import ConfigError
+
+TORCH_ROW = "torch"  # the trained modules + scorer, eager (FP32 on CPU, FP16 autocast on CUDA)
+# The rows glcf bench can run: torch, then the export folder's run modes (glcf_runtime.artifacts).
+BENCH_ROWS = (TORCH_ROW, *RUN_MODES)
 
 
 @dataclass(frozen=True)
@@ -16,7 +21,7 @@ class BenchSettings:
     """What to run. ``backends`` and ``batches`` also take comma-separated text or lists (parsed
     here, as the command line gives them); out-of-range values raise ``ConfigError``."""
 
-    backends: tuple[BenchBackend, ...] = tuple(BenchBackend)  # torch, then every run mode
+    backends: tuple[str, ...] = BENCH_ROWS  # torch, then every run mode
     batches: tuple[int, ...] = (1, 8)
     preset: str | None = None  # a randomly initialised preset instead of a folder (paper, edge, …)
     warmup: int = 3  # untimed batches per backend, batch size and round
@@ -41,24 +46,41 @@ class BenchSettings:
         """The report's ``settings`` (the preset is in its ``target``)."""
         settings = asdict(self)
         del settings["preset"]
-        return {**settings, "backends": [b.value for b in self.backends],
+        return {**settings, "backends": list(self.backends),
                 "frame_size": list(FRAME_SIZE)}
 
 
-def parse_backends(text: str | list[str] | tuple[str, ...]) -> tuple[BenchBackend, ...]:
-    names = text.split(",") if isinstance(text, str) else text
-    try:
-        return tuple(BenchBackend(n.strip()) for n in names if n.strip())
-    except ValueError:
-        choices = ", ".join(b.value for b in BenchBackend)
-        raise ConfigError(f"--backends {text!r}: choose from {choices}") from None
+def parse_backends(text: str | Sequence[str]) -> tuple[str, ...]:
+    """Comma-separated row names (``"torch,onnxruntime"``) or a sequence of them: ``BENCH_ROWS``."""
+    names = tuple(n.strip() for n in (text.split(",") if isinstance(text, str) else text))
+    if any(n not in BENCH_ROWS for n in names if n):
+        raise ConfigError(f"--backends {text!r}: choose from {', '.join(BENCH_ROWS)}")
+    return tuple(n for n in names if n)
 
 
-def parse_batches(text: str | list[int] | tuple[int, ...]) -> tuple[int, ...]:
+def parse_batches(text: str | Sequence[int], option: str = "--batch",
+                  check: Callable[[int], object] | None = None) -> tuple[int, ...]:
+    """Comma-separated batch sizes (``"1,8"``) or a sequence of them, each >= 1.
+
+    Args:
+        text: what ``option`` was given.
+        option: the option named in the errors.
+        check: called on each size instead of the >= 1 test (the CLI's ``check_batch`` also
+            holds it to the batch its export was checked for).
+
+    Raises:
+        ConfigError: not integers, none at all, or a size ``check`` refuses.
+    """
     try:
-        values = tuple(int(v) for v in (text.split(",") if isinstance(text, str) else text))
+        values = tuple(int(v) for v in (text.split(",") if isinstance(text, str) else text)
+                       if str(v).strip())
     except ValueError:
-        raise ConfigError(f"--batch {text!r}: give comma-separated integers, e.g. 1,8") from None
-    if not values or min(values) < 1:
-        raise ConfigError(f"--batch {text!r}: batch sizes must be >= 1")
+        values = ()
+    if not values:
+        raise ConfigError(f"{option} {text!r}: give comma-separated batch sizes, e.g. 1,8")
+    for value in values:
+        if check is not None:
+            check(value)
+        elif value < 1:
+            raise ConfigError(f"{option} {text!r}: batch sizes must be >= 1")
     return values

@@ -9,10 +9,10 @@ raises :class:`BackendUnavailable` with the reason, so no backend is ever silent
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from glcf_bench.settings import TORCH_ROW
 from glcf_bench.target import BenchTarget, Log, folder_metadata
 from glcf_runtime.artifacts import ENGINE_FILE, FP16_FILE, FP32_FILE, INT8_FILE, RUN_MODES, Backend
 from glcf_runtime.backends import OnnxRuntimeRunner, Runner, open_runner
@@ -22,10 +22,6 @@ from glcf_runtime.requires import require
 EXPORT_FILES = (FP32_FILE, FP16_FILE, ENGINE_FILE)
 CHECKPOINT_NAME = "checkpoint.pt"  # what makes a folder a run folder (glcf_train.checkpoint)
 TORCH_SIDE = ("torch", "timm", "onnxslim", "glcf_train", "glcf_export")  # what the torch rows import
-TORCH = "torch"  # the trained modules + scorer, eager (FP32 on CPU, FP16 autocast on CUDA)
-# The rows glcf bench can run: torch, then the export folder's run modes (glcf_runtime.artifacts).
-BenchBackend = Enum("BenchBackend", [(name.upper().replace("-", "_"), name)
-                                     for name in (TORCH, *RUN_MODES)], type=str)
 # Opened by glcf_bench.reduced: OpenVINO, and the INT8 file on ONNX Runtime or TensorRT.
 REDUCED_ROWS = tuple(name for name, mode in RUN_MODES.items()
                      if mode.backend is Backend.OPENVINO or mode.file == INT8_FILE)
@@ -79,32 +75,32 @@ def _torch_targets(what: str) -> Any:
 
 
 def open_backend(
-    backend: BenchBackend,
+    backend: str,
     target: BenchTarget,
     threads: int,
     max_batch: int,
     cuda_graphs: bool = False,
     log: Log = print,
 ) -> Runner:
-    """A runner for ``backend`` on ``target``.
+    """A runner for the row ``backend`` (``glcf_bench.settings.BENCH_ROWS``) on ``target``.
 
     Raises:
         BackendUnavailable: the backend cannot run here; the message says why.
     """
-    if backend is BenchBackend.TORCH:
+    if backend == TORCH_ROW:
         if target.deploy is None:
             raise BackendUnavailable(target.no_torch)
         return _torch_targets("the torch backend").open_torch(target, cuda_graphs)
-    if backend is BenchBackend.TENSORRT:
+    if backend == Backend.TENSORRT.value:
         return _open_tensorrt(target, max_batch, log)
-    if backend.value in REDUCED_ROWS:
+    if backend in REDUCED_ROWS:
         from glcf_bench.reduced import open_reduced
 
         try:
-            return open_reduced(backend.value, target.folder, target.temporary, threads, max_batch, log)
+            return open_reduced(backend, target.folder, target.temporary, threads, max_batch, log)
         except GlcfError as exc:
             raise BackendUnavailable(str(exc)) from None
-    name = RUN_MODES[backend.value].file  # onnxruntime, onnxruntime-fp16
+    name = RUN_MODES[backend].file  # onnxruntime, onnxruntime-fp16
     if not (target.folder / name).is_file():
         raise BackendUnavailable(f"{target.folder} holds no {name}; export it with glcf export")
     return OnnxRuntimeRunner(target.folder / name, providers=["cpu"], threads=threads)

@@ -10,11 +10,11 @@ import typer
 
 from glcf_bench.settings import BenchSettings
 from glcf_cli.common import console
-from glcf_cli.preflight import parse_batches
+from glcf_cli.preflight import check_batches
 
 Opt = typer.Option
 DEFAULTS = BenchSettings()  # the options' defaults are the library's
-ALL_BACKENDS = ",".join(b.value for b in DEFAULTS.backends)  # the trained model, every run mode
+ALL_BACKENDS = ",".join(DEFAULTS.backends)  # the trained model, every run mode
 
 
 def register(app: typer.Typer) -> None:
@@ -85,7 +85,7 @@ def bench(
 
     settings = BenchSettings(
         backends,
-        parse_batches(batch, "--batch", model_or_run),  # before torch or a model loads
+        check_batches(batch, "--batch", model_or_run),  # before torch or a model loads
         warmup=warmup,
         min_time=min_time,
         rounds=rounds,

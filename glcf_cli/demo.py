@@ -42,7 +42,7 @@ class DemoCategory:
 # The easy scenes: the harder ones (fastener_tray, pill_blister) need longer than a demo should.
 DEMO_CATEGORIES = ("breakfast_tray", "cable_pair", "juice_bottle")
 # Training steps per category unless --steps (other presets: their own): shorter than the edge
-# preset's 800, so that the demo keeps to 8 minutes on 2 CPU cores (README: both lengths' figures).
+# preset's 2400, so that the demo keeps to 8 minutes on 2 CPU cores (README: both lengths' figures).
 DEMO_STEPS = {"edge": 600}
 
 

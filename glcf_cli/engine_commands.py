@@ -30,9 +30,9 @@ def _log(message: str) -> None:
 def _batches(text: str) -> tuple[int, int, int]:
     """``--batch 1,8`` → the profile (min, opt, max) = (1, 1, 8); ``--batch 4`` (or ``4,4,4``)
     → (4, 4, 4), the one fixed batch a DLA engine takes."""
-    from glcf_cli.preflight import parse_batches
+    from glcf_cli.preflight import check_batches
 
-    values = sorted(parse_batches(text))
+    values = sorted(check_batches(text))
     return (values[0], values[0], values[-1])
 
 

@@ -35,17 +35,12 @@ def check_batch(value: int, option: str = "--batch", model: Path | None = None) 
     return value
 
 
-def parse_batches(text: str, option: str = "--batch", model: Path | None = None) -> tuple[int, ...]:
-    """Comma-separated batch sizes (``"1,8"``), each checked by :func:`check_batch`."""
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ConfigError(f"{option} {text!r}: give comma-separated batch sizes, e.g. 1,8") from None
-    if not values:
-        raise ConfigError(f"{option} {text!r}: give comma-separated batch sizes, e.g. 1,8")
-    for value in values:
-        check_batch(value, option, model)
-    return values
+def check_batches(text: str, option: str = "--batch", model: Path | None = None) -> tuple[int, ...]:
+    """Comma-separated batch sizes (``"1,8"``, parsed by ``glcf_bench.settings.parse_batches``),
+    each checked by :func:`check_batch`."""
+    from glcf_bench.settings import parse_batches
+
+    return parse_batches(text, option, lambda value: check_batch(value, option, model))
 
 
 def checked_batch(model: Path) -> tuple[int, str] | None:

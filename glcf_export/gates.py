@@ -23,6 +23,7 @@ from glcf_runtime.compare import infer_all, spearman
 from glcf_runtime.errors import GlcfError
 from glcf_runtime.metadata import ArtifactMetadata
 from glcf_runtime.preprocess import PreprocessSpec
+from glcf_runtime.requires import MissingPackage, installed
 
 SPEARMAN_MIN = 0.99  # reduced precision vs FP32, scores of the check images
 AUROC_TOLERANCE = 0.01  # |AUROC change| per defect kind
@@ -126,14 +127,14 @@ def openvino_gates(folder: Path, ref: Reference, checks: CheckSet, batch: int,
     """OpenVINO on this CPU: the gated run modes (``glcf_runtime.artifacts.RUN_MODES``): BF16 on
     ``model.onnx``, and, with ``int8`` (the file was written), the INT8 file with its float parts
     in FP32 and in BF16."""
-    from glcf_runtime.backends.openvino import OpenVinoRunner, native_bf16, openvino_available
+    from glcf_runtime.backends.openvino import OpenVinoRunner, native_bf16
 
     wanted = [(mode.gate, mode.file, mode.precision.value) for mode in RUN_MODES.values()
               if mode.backend is Backend.OPENVINO and mode.gate is not None
               and (int8 or mode.file != INT8_FILE)]
-    if not openvino_available():
-        return [GateResult(n, False, reason="openvino is not installed where the export ran")
-                for n, _, _ in wanted]
+    if not installed("openvino"):
+        missing = MissingPackage("openvino", "openvino", "checking OpenVINO where the export ran")
+        return [GateResult(n, False, reason=str(missing)) for n, _, _ in wanted]
     results = []
     for name, file, precision in wanted:
         if precision == "bf16" and not native_bf16():

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from calibration.threshold import FLOAT32_MAX, MAX_MARGIN
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.preprocess import PreprocessSpec
+from glcf_runtime.requires import require
 
 if TYPE_CHECKING:
     import onnx
@@ -173,11 +174,7 @@ def _source(model: object, source: str | None) -> str:
 def _onnx_props(model: str | Path | onnx.ModelProto, source: str) -> dict[str, str]:
     """Every ONNX file's metadata is read here (``onnx`` is imported only now)."""
     if isinstance(model, (str, Path)):
-        try:
-            import onnx
-        except ImportError:
-            raise ConfigError("reading the model's metadata needs the onnx package: "
-                              "pip install 'glcf[runtime]'") from None
+        onnx = require("onnx", who="reading the model's metadata")
         try:
             model = onnx.load(str(model), load_external_data=False)
         except Exception as exc:  # onnx raises DecodeError, ValueError or OSError on a damaged file

@@ -244,7 +244,9 @@ def _edge() -> GlcfConfig:
         # Swin blocks at the taps' own widths (112 at 14², 40 at 28² for Lite0): heads divide them.
         decoder=DecoderConfig(depths=(1, 1), num_heads=(4, 2)),
     )
-    train = TrainConfig(lr=1e-3, epochs=None, steps=800, weight_decay=0.0)
+    # 2400 steps: at 800 the local decoders still left 20-40 % of the standardised taps' variance
+    # on normal images; 2400 raised logical AUROC on every scene measured (docs/quality.md)
+    train = TrainConfig(lr=1e-3, epochs=None, steps=2400, weight_decay=0.0)
     return GlcfConfig(preset="edge", model=model, train=train)
 
 

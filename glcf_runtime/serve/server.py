@@ -41,6 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from glcf_runtime.backends.base import Runner
 from glcf_runtime.errors import ConfigError
+from glcf_runtime.requires import MissingPackage, require
 from glcf_runtime.serve.access import Access, check_exposure, parse_allowed_hosts
 from glcf_runtime.serve.connections import HeadReader, HttpServer, ServeLimits
 from glcf_runtime.serve.state import LiveState, model_card
@@ -130,12 +131,11 @@ class LiveServer:
         check_exposure(host, token)
         allowed_hosts = parse_allowed_hosts(allowed_hosts)  # before the socket is bound
         try:
-            from glcf_runtime.serve import metrics
-        except ModuleNotFoundError as exc:
-            raise ConfigError(
-                f"--serve needs {exc.name} for /metrics, which is not installed: "
-                "pip install 'glcf[runtime]'"
-            ) from None
+            require("prometheus_client", "runtime", who="--serve (for /metrics)")
+        except MissingPackage as exc:  # an option error like the others here
+            raise ConfigError(str(exc)) from None
+        from glcf_runtime.serve import metrics
+
         self.state, self.max_fps, self.limits = state, max_fps, limits
         self.metrics, self.registry = metrics, metrics.registry(state)
         self.stopping = threading.Event()

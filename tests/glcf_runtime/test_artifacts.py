@@ -59,7 +59,7 @@ def test_every_run_mode_names_a_file_and_a_gate_of_a_real_export(
 
 
 def test_bench_and_inspect_spellings_choose_the_same_row(folder: Path) -> None:
-    assert [b.value for b in parse_backends(ALL_BACKENDS)] == ["torch", *RUN_MODES]
+    assert list(parse_backends(ALL_BACKENDS)) == ["torch", *RUN_MODES]
     for engine in (ENGINE_FILE, INT8_ENGINE_FILE):  # chosen, not opened
         (folder / engine).write_bytes(b"engine")
     for name, mode in RUN_MODES.items():
@@ -95,7 +95,7 @@ def test_both_spellings_open_the_same_runner(folder: Path) -> None:
 
 def test_old_spellings_and_wrong_ones(folder: Path) -> None:
     assert ALL_BACKENDS == OLD_BENCH_NAMES
-    assert [b.value for b in parse_backends(OLD_BENCH_NAMES)] == OLD_BENCH_NAMES.split(",")
+    assert list(parse_backends(OLD_BENCH_NAMES)) == OLD_BENCH_NAMES.split(",")
     for backend in ("onnxruntime", "openvino"):  # glcf inspect's own names keep their meaning
         choice = choose_backend(folder, backend)
         assert (choice.path.name, choice.reason) == (FP32_FILE, f"asked for (--backend {backend})")
