@@ -19,13 +19,23 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from glcf_bench.acceptance import (
+    fp16_autocast,
+    latency,
+    no_cuda,
+    no_cuda_binding,
+    no_ort_cuda,
+    no_tensorrt,
+    no_train_stack,
+    parity,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CATEGORY = "breakfast_tray"
@@ -57,75 +67,6 @@ def log(message: str) -> None:
 def check(ok: bool, message: str) -> None:  # a failed acceptance check: the part is "failed"
     if not ok:
         raise AssertionError(message)
-
-
-# --- what this machine has (cheap: the dry run calls these) ----------------------------------
-
-
-def no_train_stack() -> str | None:
-    import importlib.util
-
-    absent = [n for n in ("torch", "timm", "onnx", "onnxslim", "scipy") if importlib.util.find_spec(n) is None]
-    return f"{', '.join(absent)} missing: pip install 'glcf[train,export]'" if absent else None
-
-
-def no_cuda() -> str | None:
-    import torch
-
-    if not torch.cuda.is_available():
-        return f"PyTorch {torch.__version__} (CUDA build {torch.version.cuda}) sees no CUDA device"
-    return None
-
-
-def no_ort_cuda() -> str | None:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return "onnxruntime is not installed"
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return (f"onnxruntime {ort.__version__} has no CUDAExecutionProvider "
-                f"({', '.join(ort.get_available_providers())}): install onnxruntime-gpu")
-    return None
-
-
-def no_tensorrt() -> str | None:
-    from glcf_runtime.backends.auto import tensorrt_here
-
-    ok, why = tensorrt_here()
-    return None if ok else f"TensorRT unusable here: {why}"
-
-
-def no_cuda_binding() -> str | None:
-    from glcf_runtime.backends.tensorrt.cuda import load_cuda_api
-    from glcf_runtime.errors import GlcfError
-
-    try:
-        load_cuda_api()
-    except GlcfError as exc:
-        return str(exc)
-    return None
-
-
-# --- measuring ----------------------------------------------------------------------------
-
-
-def latency(runner: Any, seconds: float = 3.0) -> list[dict]:
-    """`glcf bench`'s timing (capture, pre-processing, inference, post-processing) at batch 1 and 8."""
-    from glcf_bench.bench import summarise, time_backend
-    from glcf_bench.frames import synthetic_frame
-
-    camera = [synthetic_frame(i) for i in range(8)]
-    return [{"batch": b, **summarise(time_backend(runner, b, 3, seconds, camera), b)} for b in (1, 8)]
-
-
-def parity(ref: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
-    """Map error relative to the reference map's range, score error relative, rank agreement."""
-    from glcf_runtime.compare import spearman
-
-    span = float(ref[0].max() - ref[0].min()) or 1.0
-    return {"map_err_rel_range": float(np.abs(ref[0] - got[0]).max()) / span,
-            "score_err_rel": float(np.abs(ref[1] - got[1]).max() / (np.abs(ref[1]).max() or 1.0)),
-            "spearman": float(spearman(ref[1], got[1]))}
 
 
 def images(ctx: Ctx, split: str = "test", n: int = 8) -> np.ndarray:
@@ -202,27 +143,6 @@ def part_train_paper_amp(ctx: Ctx) -> dict:
     figures = _train(ctx, "paper", ctx.work / "runs" / "paper", TRAIN_STEPS["paper"])
     ctx.done["paper_run"] = ctx.work / "runs" / "paper"
     return figures
-
-
-@contextmanager
-def fp16_autocast() -> Iterator[list[dict]]:
-    """Training's FP16 path (autocast + GradScaler), which it takes on GPUs without BF16, on any
-    GPU; yields the states GradScaler.load_state_dict is given (what a resume restores)."""
-    import torch
-
-    loaded: list[dict] = []
-    original_bf16, original_load = torch.cuda.is_bf16_supported, torch.amp.GradScaler.load_state_dict
-
-    def load(self: Any, state: dict) -> None:
-        loaded.append(dict(state))
-        original_load(self, state)
-
-    torch.cuda.is_bf16_supported = lambda *a, **k: False
-    torch.amp.GradScaler.load_state_dict = load
-    try:
-        yield loaded
-    finally:
-        torch.cuda.is_bf16_supported, torch.amp.GradScaler.load_state_dict = original_bf16, original_load
 
 
 def part_resume_gradscaler(ctx: Ctx) -> dict:
