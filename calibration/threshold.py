@@ -63,13 +63,16 @@ def _scores_1d(scores: np.ndarray, minimum: int) -> np.ndarray:
 
 
 def check_normal_rule(quantile: float, margin: float) -> None:
-    """ValueError unless ``quantile`` lies in [0.5, 1) and ``margin`` in [0, MAX_MARGIN]: check
-    options with it before scoring anything."""
+    """ValueError unless ``quantile`` lies in [0.5, 1) and ``margin`` in [0, MAX_MARGIN] (NaN does
+    not): check options with it before scoring anything. The messages start with the option's
+    name and value (``quantile 2.0: …``), so a command prefixes its flag's dashes."""
     if not 0.5 <= quantile < 1.0:
-        raise ValueError(f"quantile must lie in [0.5, 1) (a high one, e.g. {DEFAULT_QUANTILE}), "
-                         f"got {quantile}")
+        raise ValueError(f"quantile {quantile}: give a quantile in [0.5, 1), a high one "
+                         f"(e.g. {DEFAULT_QUANTILE}); below the median most normal images "
+                         "would be flagged")
     if not 0.0 <= margin <= MAX_MARGIN:
-        raise ValueError(f"margin must lie in [0, {MAX_MARGIN:g}], got {margin}")
+        raise ValueError(f"margin {margin}: give a margin >= 0 and <= {MAX_MARGIN:g}, in "
+                         f"(quantile − median) spreads (e.g. {DEFAULT_MARGIN})")
 
 
 def check_fpr_rule(target_fpr: float) -> None:

@@ -16,10 +16,10 @@ import numpy as np
 
 
 def no_train_stack() -> str | None:
-    import importlib.util
+    from glcf_runtime.requires import install_hint, installed
 
-    absent = [n for n in ("torch", "timm", "onnx", "onnxslim", "scipy") if importlib.util.find_spec(n) is None]
-    return f"{', '.join(absent)} missing: pip install 'glcf[train,export]'" if absent else None
+    absent = [n for n in ("torch", "timm", "onnx", "onnxslim", "scipy") if not installed(n)]
+    return f"{', '.join(absent)} missing: {install_hint('glcf_export')}" if absent else None
 
 
 def no_cuda() -> str | None:
@@ -42,7 +42,7 @@ def no_ort_cuda() -> str | None:
 
 
 def no_tensorrt() -> str | None:
-    from glcf_runtime.backends.auto import tensorrt_here
+    from glcf_runtime.backends.tensorrt.probe import tensorrt_here
 
     ok, why = tensorrt_here()
     return None if ok else f"TensorRT unusable here: {why}"

@@ -79,7 +79,7 @@ def gpu_description() -> tuple[str, str | None] | None:
     torch = sys.modules.get("torch")
     if torch is not None:
         return (torch.cuda.get_device_name(), torch.version.cuda) if torch.cuda.is_available() else None
-    from glcf_runtime.backends.tensorrt.build import gpu_info
+    from glcf_runtime.backends.tensorrt.probe import gpu_info
 
     try:
         return gpu_info().name, None

@@ -45,8 +45,9 @@ def open_reduced(name: str, folder: Path, temporary: bool, threads: int, max_bat
         path = int8_file(folder, temporary, log)
         return OnnxRuntimeRunner(path, providers=["cpu"], threads=threads)
     from glcf_runtime.backends import open_runner
-    from glcf_runtime.backends.tensorrt.build import BuildOptions, require_tensorrt
+    from glcf_runtime.backends.tensorrt.build import BuildOptions
     from glcf_runtime.backends.tensorrt.engines import build_for
+    from glcf_runtime.backends.tensorrt.probe import require_tensorrt
 
     require_tensorrt()  # before the INT8 file is made: nothing to do without a GPU
     engine = folder / mode.runs

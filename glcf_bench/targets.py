@@ -109,8 +109,9 @@ def open_backend(
 def _open_tensorrt(target: BenchTarget, max_batch: int, log: Log) -> Runner:
     """The folder's engine for this device; built from model.fp16.onnx when there is none (into
     ``model.engine`` of a temporary folder, else beside the model as ``glcf inspect`` does)."""
-    from glcf_runtime.backends.tensorrt.build import BuildOptions, require_tensorrt
+    from glcf_runtime.backends.tensorrt.build import BuildOptions
     from glcf_runtime.backends.tensorrt.engines import build_for, engine_for_folder
+    from glcf_runtime.backends.tensorrt.probe import require_tensorrt
 
     try:
         require_tensorrt()

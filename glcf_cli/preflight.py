@@ -7,7 +7,6 @@ No torch here: ``glcf inspect`` and ``glcf threshold`` run on a runtime-only ins
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from glcf_runtime.errors import ConfigError
@@ -85,15 +84,16 @@ def _engine_batch(engine: Path) -> tuple[int, str] | None:
 
 
 def check_threshold_rule(quantile: float, margin: float) -> None:
-    """The normal-quantile rule's options (``calibration.threshold.threshold_from_normal``).
+    """The normal-quantile rule's options, by the rule's own check
+    (``calibration.threshold.check_normal_rule``).
 
     Raises:
-        ConfigError: a quantile outside (0, 1) or a margin below 0 (NaN included).
+        ConfigError: a quantile outside [0.5, 1) or a margin outside [0, MAX_MARGIN] (NaN
+            included), named as the flag (``--quantile 2.0: …``).
     """
-    from calibration.threshold import DEFAULT_MARGIN, DEFAULT_QUANTILE
+    from calibration.threshold import check_normal_rule
 
-    if not 0.0 < quantile < 1.0:
-        raise ConfigError(f"--quantile {quantile}: give a quantile in (0, 1), e.g. {DEFAULT_QUANTILE}")
-    if not (margin >= 0.0 and math.isfinite(margin)):
-        raise ConfigError(f"--margin {margin}: give a margin >= 0, a finite number of "
-                          f"(quantile − median) spreads, e.g. {DEFAULT_MARGIN}")
+    try:
+        check_normal_rule(quantile, margin)
+    except ValueError as exc:
+        raise ConfigError(f"--{exc}") from None

@@ -36,8 +36,9 @@ from glcf_runtime.artifacts import (
     ONNX_FILES,
     TIMING_CACHE,
 )
-from glcf_runtime.backends.tensorrt.build import BuildOptions, require_tensorrt
+from glcf_runtime.backends.tensorrt.build import BuildOptions
 from glcf_runtime.backends.tensorrt.engines import build_for
+from glcf_runtime.backends.tensorrt.probe import require_tensorrt
 from glcf_runtime.backends.tensorrt.sidecar import sidecar_path
 from glcf_runtime.files import atomic_write_json
 from glcf_runtime.metadata import ArtifactMetadata

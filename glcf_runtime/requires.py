@@ -23,6 +23,12 @@ EXTRAS = {
 }
 
 
+def install_hint(module: str, extra: str | None = None) -> str:
+    """``pip install 'glcf[openvino]'``: the command that brings an optional package (``extra``:
+    that extra instead of ``EXTRAS`` of its top-level package)."""
+    return f"pip install 'glcf[{extra or EXTRAS.get(module.split('.')[0], 'all')}]'"
+
+
 class MissingPackage(ConfigError):
     """An optional package that is not installed; the message names the extra that brings it.
 
@@ -35,7 +41,7 @@ class MissingPackage(ConfigError):
         self.module = module
         self.extra = extra
         super().__init__(
-            f"{who} needs {module}, which is not installed: pip install 'glcf[{extra}]'{note}"
+            f"{who} needs {module}, which is not installed: {install_hint(module, extra)}{note}"
         )
 
 

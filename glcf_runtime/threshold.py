@@ -281,7 +281,7 @@ def calibrate_threshold(
         try:
             check_normal_rule(quantile, margin)
         except ValueError as exc:
-            raise ConfigError(f"--quantile / --margin: {exc}") from None
+            raise ConfigError(f"--{exc}") from None
     folders = {"good": good} if anomalous is None else {"good": good, "anomalous": anomalous}
     scores = {
         name: score_images(runner, image_files(folder), batch) for name, folder in folders.items()

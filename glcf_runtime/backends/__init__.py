@@ -98,13 +98,11 @@ def resolve_artifact(
     """
     path = Path(path)
     wanted, mode = parse_backend(backend)
-    if mode is not None:
-        choice = _mode_choice(path, mode)
-        file = choice.path / RUN_MODES[mode].runs if choice.path.is_dir() else choice.path
+    if mode is not None or wanted is Backend.AUTO:  # a file of the export folder: choose it
+        choice = choose_backend(path, backend)
+        file = choice.path / RUN_MODES[choice.mode or "tensorrt"].runs if choice.path.is_dir() \
+            else choice.path
         return resolve_artifact(file, choice.backend)
-    if wanted is Backend.AUTO:
-        choice = choose_backend(path, wanted)
-        return resolve_artifact(choice.path, choice.backend)
     if path.is_dir():
         for candidate, name in FOLDER_FILES.items():
             if (wanted in (None, candidate)) and (path / name).is_file():
@@ -160,7 +158,10 @@ def choose_backend(path: str | Path, backend: str | Backend | None = Backend.AUT
                              mode=run_mode_of(Backend.ONNXRUNTIME, file.name))
     if not path.exists():
         raise ConfigError(f"no model at {path}; {NO_MODEL}")
-    return choose_for_folder(path) if path.is_dir() else choose_for_file(path)
+    if path.is_dir():
+        return choose_for_folder(path)
+    resolve_artifact(path)  # a file type the table knows
+    return choose_for_file(path)
 
 
 def _mode_choice(path: Path, name: str) -> BackendChoice:
@@ -202,8 +203,8 @@ def open_runner(path: str | Path, backend: str | Backend | None = None,
     """
     options = {k: v for k, v in options.items() if v is not None}
     wanted, mode = parse_backend(backend)
+    choice = choose_backend(path, backend, **options)  # the final file, backend and options
     if wanted is Backend.AUTO:
-        choice = choose_backend(path, wanted, **options)
         (log or logging.getLogger(__name__).info)(f"--backend auto: {choice.describe()}")
         dropped = set(options) - OPTIONS[choice.backend]
         if dropped:
@@ -211,20 +212,17 @@ def open_runner(path: str | Path, backend: str | Backend | None = None,
                 f"{', '.join(sorted(dropped))} ignored: {choice.backend.value} does not take them")
         options = {k: v for k, v in options.items() if k not in dropped}
     elif mode is not None:
-        choice = choose_backend(path, mode)
         asked, runs = options.get("precision"), choice.options.get("precision")
         if asked is not None and runs is not None and asked != runs:
             raise ConfigError(f"--backend {mode} runs in {runs}; drop --precision {asked}, or give "
                               f"--backend {choice.backend.value} --precision {asked}")
-    if wanted is Backend.AUTO or mode is not None:
-        path, wanted, mode = choice.path, choice.backend, choice.mode
-        options = {**choice.options, **options}
-    if Path(path).is_dir() and wanted is Backend.TENSORRT:
+    options = {**choice.options, **options}
+    file, chosen = choice.path, choice.backend
+    if file.is_dir() and chosen is Backend.TENSORRT:  # its engine: found, or built on first use
         from glcf_runtime.backends.tensorrt.engines import engine_for_folder
 
-        int8 = RUN_MODES[mode or "tensorrt"].file == INT8_FILE
-        path = engine_for_folder(Path(path), log or logging.getLogger(__name__).warning, int8=int8)
-    file, chosen = resolve_artifact(path, wanted)
+        int8 = RUN_MODES[choice.mode or "tensorrt"].file == INT8_FILE
+        file = engine_for_folder(file, log or logging.getLogger(__name__).warning, int8=int8)
     if chosen is Backend.TENSORRT and options:
         raise ConfigError(
             f"the native TensorRT backend takes no {', '.join(options)} options; "

@@ -24,8 +24,10 @@ from glcf_runtime.artifacts import (
     RUN_MODES,
     Backend,
 )
+from glcf_runtime.backends.tensorrt.probe import tensorrt_here
 from glcf_runtime.compare import read_gates
 from glcf_runtime.errors import ConfigError
+from glcf_runtime.requires import install_hint
 
 
 @dataclass(frozen=True)
@@ -65,18 +67,6 @@ def gate(gates: dict[str, dict], key: str) -> tuple[bool, str]:
     return False, f"{key} did not pass its checks: {entry.get('reason', 'see ' + GATES_FILE)}"
 
 
-def tensorrt_here() -> tuple[bool, str]:
-    """Whether TensorRT (10.3 or newer, loading) and an NVIDIA GPU (seen through cuda-python or
-    pycuda) are usable here, and why not in a few words."""
-    from glcf_runtime.backends.tensorrt.probe import TensorRTUnavailable, require_tensorrt
-
-    try:
-        require_tensorrt()
-    except TensorRTUnavailable as exc:
-        return False, exc.reason
-    return True, "tensorrt and an NVIDIA GPU are present"
-
-
 def choose_for_folder(folder: Path, tensorrt: tuple[bool, str] | None = None) -> BackendChoice:
     """The best backend for an export folder (see the module docstring).
 
@@ -94,7 +84,7 @@ def choose_for_folder(folder: Path, tensorrt: tuple[bool, str] | None = None) ->
     gates = read_gates(folder)
     has_int8 = (folder / INT8_FILE).is_file()
     if not openvino_available():
-        why = f"{trt_why}; openvino is not installed (pip install 'glcf[openvino]')"
+        why = f"{trt_why}; openvino is not installed ({install_hint('openvino')})"
         int8_ok, int8_why = gate(gates, RUN_MODES["onnxruntime-int8"].gate)
         if has_int8 and int8_ok:
             return mode_choice(folder, "onnxruntime-int8", f"{why}; {int8_why}")

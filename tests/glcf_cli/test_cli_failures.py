@@ -199,8 +199,8 @@ def test_bad_or_missing_threshold_in_calibration_json_at_export(
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    (["--quantile", "2"], "--quantile 2.0: give a quantile in (0, 1)"),
-    (["--quantile", "0"], "--quantile 0.0: give a quantile in (0, 1)"),
+    (["--quantile", "2"], "--quantile 2.0: give a quantile in [0.5, 1)"),
+    (["--quantile", "0"], "--quantile 0.0: give a quantile in [0.5, 1)"),
     (["--margin", "-1"], "--margin -1.0: give a margin >= 0"),
     (["--margin", "nan"], "--margin nan: give a margin >= 0"),
 ])

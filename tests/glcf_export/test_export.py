@@ -112,7 +112,7 @@ def test_trt_without_tensorrt_fails_at_once_and_keeps_onnx(run: Path, exported: 
         pytest.skip("tensorrt is installed here; the no-TensorRT path cannot be shown")
     except ImportError:
         pass
-    from glcf_runtime.backends.tensorrt.build import TensorRTUnavailable
+    from glcf_runtime.backends.tensorrt.probe import TensorRTUnavailable
 
     before = {p.name: p.stat().st_mtime_ns for p in exported.iterdir()}
     with pytest.raises(TensorRTUnavailable, match="tensorrt"):

@@ -16,11 +16,8 @@ from onnx import TensorProto
 from tritonclient.grpc import model_config_pb2
 
 from glcf_export.triton import write_triton_repository
-from glcf_runtime.backends.tensorrt.build import (
-    GpuInfo,
-    make_sidecar,
-    profile_shapes,
-)
+from glcf_runtime.backends.tensorrt.build import make_sidecar, profile_shapes
+from glcf_runtime.backends.tensorrt.probe import GpuInfo
 from glcf_runtime.backends.tensorrt.sidecar import sidecar_path
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.files import atomic_write_json

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from glcf_runtime.backends.tensorrt.probe import (
     GpuInfo,
-    TensorRTUnavailable,
     TrtVersion,
     gpu_info,
     parse_trt_version,
@@ -34,8 +33,7 @@ from glcf_runtime.files import atomic_write_bytes, atomic_write_json, file_sha25
 if TYPE_CHECKING:
     import tensorrt as trt
 
-__all__ = ["BuildOptions", "GpuInfo", "TensorRTUnavailable", "build_engine", "gpu_info",
-           "require_tensorrt"]
+__all__ = ["BuildOptions", "build_engine"]
 
 # DLA with a strongly typed network (TensorRT "Strongly Typed Networks for DLA", "Working with
 # DLA"): the precision builder flags (FP16, INT8, PREFER/OBEY_PRECISION_CONSTRAINTS) are not valid,

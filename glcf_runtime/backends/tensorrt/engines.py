@@ -16,13 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from glcf_runtime.artifacts import ENGINE_FILE, FP16_FILE, RUN_MODES, TIMING_CACHE
-from glcf_runtime.backends.tensorrt.build import (
-    BuildOptions,
-    GpuInfo,
-    build_engine,
-    gpu_info,
-    require_tensorrt,
-)
+from glcf_runtime.backends.tensorrt.build import BuildOptions, build_engine
+from glcf_runtime.backends.tensorrt.probe import GpuInfo, gpu_info, require_tensorrt
 from glcf_runtime.backends.tensorrt.sidecar import read_sidecar, sidecar_path
 from glcf_runtime.errors import ConfigError
 from glcf_runtime.metadata import MetadataError, read_onnx_props

@@ -157,6 +157,16 @@ def require_tensorrt() -> ModuleType:
     return trt
 
 
+def tensorrt_here() -> tuple[bool, str]:
+    """Whether TensorRT (10.3 or newer, loading) and an NVIDIA GPU (seen through cuda-python or
+    pycuda) are usable here, and why not in a few words."""
+    try:
+        require_tensorrt()
+    except TensorRTUnavailable as exc:
+        return False, exc.reason
+    return True, "tensorrt and an NVIDIA GPU are present"
+
+
 def gpu_info() -> GpuInfo:
     """Name and compute capability of the current CUDA device, through cuda-python or pycuda.
 

@@ -12,7 +12,7 @@ import pytest
 
 from glcf_bench.fixtures.contract_model import write_model
 from glcf_runtime.backends import open_runner
-from glcf_runtime.backends.tensorrt.build import BuildOptions, GpuInfo, TensorRTUnavailable
+from glcf_runtime.backends.tensorrt.build import BuildOptions
 from glcf_runtime.backends.tensorrt.engines import (
     build_for,
     check_engine,
@@ -21,6 +21,7 @@ from glcf_runtime.backends.tensorrt.engines import (
     engine_matches,
     onnx_source,
 )
+from glcf_runtime.backends.tensorrt.probe import GpuInfo, TensorRTUnavailable
 from glcf_runtime.backends.tensorrt.sidecar import sidecar_path
 from glcf_runtime.errors import ConfigError
 from glcf_runtime.files import atomic_write_json

@@ -17,14 +17,12 @@ import pytest
 from glcf_runtime.backends.tensorrt.build import (
     DLA_NOTE,
     BuildOptions,
-    GpuInfo,
-    TensorRTUnavailable,
     build_engine,
     check_dla,
-    gpu_info,
     make_sidecar,
     profile_shapes,
 )
+from glcf_runtime.backends.tensorrt.probe import GpuInfo, TensorRTUnavailable, gpu_info
 from glcf_runtime.backends.tensorrt.sidecar import sidecar_path
 from glcf_runtime.errors import ConfigError
 from glcf_runtime.files import file_sha256

@@ -9,14 +9,14 @@ import types
 
 import pytest
 
-from glcf_runtime.backends.auto import tensorrt_here
-from glcf_runtime.backends.tensorrt.build import (
+from glcf_runtime.backends.tensorrt.cuda import CudaUnavailable, PyCudaApi, load_cuda_api
+from glcf_runtime.backends.tensorrt.probe import (
     GpuInfo,
     TensorRTUnavailable,
     gpu_info,
     require_tensorrt,
+    tensorrt_here,
 )
-from glcf_runtime.backends.tensorrt.cuda import CudaUnavailable, PyCudaApi, load_cuda_api
 
 
 def _fake_pycuda(devices: int = 1) -> dict[str, types.ModuleType]:

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from glcf_runtime.backends.auto import tensorrt_here
-from glcf_runtime.backends.tensorrt.build import TensorRTUnavailable, require_tensorrt
+from glcf_runtime.backends.tensorrt.probe import (
+    TensorRTUnavailable,
+    require_tensorrt,
+    tensorrt_here,
+)
 from glcf_runtime.backends.tensorrt.runner import TensorRTRunner
 from tests.glcf_runtime.backends.test_backends import _engine
 
