@@ -199,6 +199,10 @@ def _run_rounds(bench: BenchTarget, settings: BenchSettings, tmp: Path, log: Log
                                video if last else None, turn, log, scores)
     if settings.pairs:
         bench_pairs(report, bench, settings, frames, log)
+    if settings.profile:
+        from glcf_bench.profile import profile_report
+
+        profile_report(report, bench, settings, log)
     fill_accuracy(report.rows, scores, bench.folder)
     add_ratios(report)
     return report

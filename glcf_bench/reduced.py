@@ -63,7 +63,9 @@ def int8_file(folder: Path, temporary: bool, log: Log) -> Path:
     if path.is_file():
         return path
     if not temporary:
-        raise GlcfError(f"{folder} holds no {INT8_FILE}; export it with glcf export RUN --out DIR --int8")
+        raise GlcfError(f"{folder} holds no {INT8_FILE}: glcf export writes it where its check "
+                        "against FP32 passes (gates.json says why not; --int8 makes a failed "
+                        "check an error)")
     from glcf_bench.frames import synthetic_frame
     from glcf_export.quantize import quantize_int8
     from glcf_runtime.metadata import read_metadata

@@ -81,6 +81,7 @@ class BenchReport:
     rows: list[BenchRow] = field(default_factory=list)
     loop: list[LoopRow] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # backend → reason
+    profile: list[dict] = field(default_factory=list)  # StageProfile.to_dict() per CPU run mode
 
     @property
     def precision(self) -> str:
@@ -131,11 +132,18 @@ def write_report(
     csv_path: Path | None = None,
     out_dir: Path = Path("."),
 ) -> tuple[Path, Path]:
-    """Write the JSON (everything) and CSV (rows) files; default names from ``result_stem``."""
+    """Write the JSON (everything) and CSV (rows) files. A file not named goes beside the one
+    that is (``--json F`` alone: ``F`` with ``.csv``); neither named: ``out_dir``, with names from
+    ``result_stem``. Nothing is written anywhere else (not in the working directory)."""
     stem = result_stem(report)
+    if json_path and not csv_path:
+        csv_path = Path(json_path).with_suffix(".csv")
+    elif csv_path and not json_path:
+        json_path = Path(csv_path).with_suffix(".json")
     json_path = Path(json_path) if json_path else Path(out_dir) / f"{stem}.json"
     csv_path = Path(csv_path) if csv_path else Path(out_dir) / f"{stem}.csv"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
+    for folder in {json_path.parent, csv_path.parent}:
+        folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(json_path, _finite(report.to_dict()))
     atomic_write_text(csv_path, rows_csv(report))
     return json_path, csv_path
@@ -177,7 +185,7 @@ def _num(value: float | None, digits: int = 1) -> str:
 def _table(title: str, columns: tuple[str, ...]) -> Table:
     table = Table(title=title, title_justify="left")
     for col in columns:
-        table.add_column(col, justify="left" if col in ("backend", "precision") else "right")
+        table.add_column(col, justify="left" if col in ("backend", "precision", "stage") else "right")
     return table
 
 
@@ -260,7 +268,23 @@ def render(report: BenchReport) -> list:
                 _num(r.decode_fps),
             )
         out.append(loop)
+    out += [_profile_table(p) for p in report.profile]
     return out + notes + _summary(report) + _ratio_lines(report)
+
+
+PROFILE_COLUMNS = ("stage", "ms", "share %", "GFLOP", "GFLOP/s", "% of peak")
+
+
+def _profile_table(profile: dict) -> Table:
+    """One run mode's stage table (``glcf_bench.profile.StageProfile``)."""
+    table = _table(f"{profile['backend']} ({profile['precision']}), batch {profile['batch']}: "
+                   f"time per stage over {profile['runs']} runs; peak: {profile['peak_key']}",
+                   PROFILE_COLUMNS)
+    for s in profile["stages"]:
+        pct = None if s["of_peak"] is None else 100 * s["of_peak"]
+        table.add_row(s["stage"], _num(s["ms"], 2), _num(100 * s["share"]), _num(s["gflop"], 3),
+                      _num(s["gflops"]), _num(pct))
+    return table
 
 
 def _summary(report: BenchReport) -> list[str]:

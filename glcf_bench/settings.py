@@ -33,6 +33,7 @@ class BenchSettings:
     loop_frames: int = 300  # frames of the 1280x720 test video for the loop
     cuda_graphs: bool = False  # torch on CUDA: replay CUDA graphs
     pairs: int = 10  # batches alternating with torch, per backend and batch size (0: none)
+    profile: bool = False  # also the per-stage profile of every CPU run mode (glcf_bench.profile)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backends", parse_backends(self.backends))

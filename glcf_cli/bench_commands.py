@@ -53,10 +53,11 @@ def bench(
     ] = DEFAULTS.threads,
     json_path: Annotated[
         Path | None,
-        Opt("--json", help="JSON result file (default: named by machine, versions and date)."),
+        Opt("--json", help="JSON result file (default: beside --csv, or in --out-dir named by "
+                        "machine, versions and date)."),
     ] = None,
     csv_path: Annotated[
-        Path | None, Opt("--csv", help="CSV result file (default: as --json).")
+        Path | None, Opt("--csv", help="CSV result file (default: beside --json, same name).")
     ] = None,
     out_dir: Annotated[
         Path, Opt(help="Folder for the result files without --json / --csv.")
@@ -78,6 +79,12 @@ def bench(
         Opt(help="Then time this many batches per backend alternating one by one with torch: "
             "their median ratio holds on a machine whose speed changes (0: skip)."),
     ] = DEFAULTS.pairs,
+    profile: Annotated[
+        bool,
+        Opt("--profile", help="Also profile every CPU run mode node by node: time per stage "
+            "(pre-processing, Φ_L, bottleneck, each decoder, scoring) beside its FLOPs and the "
+            "share of the MatMul peak of its precision, measured in the same run."),
+    ] = DEFAULTS.profile,
 ) -> None:
     """Time every backend side by side: latency, images/s, memory, FLOP/s vs peak, loop overhead."""
     from glcf_bench.bench import run_bench
@@ -94,6 +101,7 @@ def bench(
         loop_frames=loop_frames,
         cuda_graphs=cuda_graphs,
         pairs=pairs,
+        profile=profile,
     )
     presets = [p.strip() for p in preset.split(",")] if preset else [None]
     if len(presets) > 1 and (json_path or csv_path):

@@ -81,7 +81,10 @@ def run_demo(out: Path, categories: Sequence[str] | None = None, steps: int | No
                               save_maps=run / "anomaly_maps", device=device, report=run / "report")
         log(f"{name}: report {result.report} (open it in a browser)")
         export = run / "export"
-        export_run(run, ExportOptions(export, batch=8), log=log)
+        # No INT8 file: calibrating it on the category's 200 training images and gating it adds
+        # about 30 s per category on 2 shared CPU cores (the float export: 14-24 s), more than
+        # the demo's budget allows; `glcf export` makes it by default.
+        export_run(run, ExportOptions(export, batch=8, int8=False), log=log)
         inspected = _inspect_tests(export, data / name / "test", run / "inspect")
         results.append(DemoCategory(name, run, result, time.perf_counter() - start, export,
                                     inspected, result.report))

@@ -33,8 +33,11 @@ def export(
     triton: Annotated[Path | None, Opt(help="Also write a Triton model repository here.")] = None,
     triton_device: Annotated[str, Opt(
         help="gpu or cpu: where Triton runs the model (cpu serves model.onnx on ONNX Runtime).")] = "gpu",
-    int8: Annotated[bool, Opt("--int8", help="Also write model.int8.onnx (static QDQ INT8 for OpenVINO "
-                              "and TensorRT), refused unless it matches FP32 (Spearman, AUROC).")] = False,
+    int8: Annotated[bool | None, Opt("--int8/--no-int8", help="model.int8.onnx (static QDQ INT8 for "
+                                     "OpenVINO and TensorRT), checked against FP32 (Spearman, AUROC). "
+                                     "Default: made, and left out (the export goes on) if its check "
+                                     "fails; --int8: a failed check fails the export; --no-int8: "
+                                     "not made.", show_default=False)] = None,
     calib_images: Annotated[int, Opt(help="Good images the INT8 ranges are calibrated on (spread "
                                      "over the run's training images; fewer there: all).")] = 256,
     calib_dir: Annotated[Path | None, Opt(help="Calibrate INT8 on this folder of good images "
@@ -48,6 +51,7 @@ def export(
     check_batch(batch, "--batch")  # before torch loads
     _check_dla(dla, trt, batch, out)
     from glcf_export.export import ExportOptions, export_run
+    from glcf_export.gates import gate_lines
 
     opts = ExportOptions(out, batch, not no_fp16, overwrite, parse_branch_mode(branch_mode), trt,
                          workspace_mb, dla, triton, triton_device, int8=int8,
@@ -64,6 +68,9 @@ def export(
         console.print(f"  {key:32s} {value:.3g}")
     console.print(f"  operators ({len(result.checks.ops[FP32_FILE])}, all parsed by TensorRT 10): "
                   + ", ".join(result.checks.ops[FP32_FILE]))
+    console.print("  checks of the reduced-precision runs (gates.json):")
+    for line in gate_lines(result.gates):
+        console.print(f"    {line}", highlight=False)
     console.print(f"exported in {result.seconds:.0f} s")
     if triton is not None:
         console.print(f"Triton model repository: {triton}/glcf")

@@ -62,7 +62,10 @@ class ExportOptions:
     dla_core: int | None = None
     triton: Path | None = None  # also write a Triton model repository here
     triton_device: str = "gpu"  # gpu or cpu: where Triton runs the model (instance_group kind)
-    int8: bool = False  # also write model.int8.onnx (static QDQ INT8), gated against FP32
+    # model.int8.onnx (static QDQ INT8), gated against FP32. None (default): made from the run's
+    # training images (or calib_dir) and published only if its gate passes (gates.json records a
+    # failure, the export goes on); True: required, a failed gate fails the export; False: none.
+    int8: bool | None = None
     calib_images: int = 256  # good images the INT8 activation ranges are calibrated on
     calib_dir: Path | None = None  # those images from this folder, not the run's training images
     calib_method: CalibrationMethod = CalibrationMethod.MINMAX
@@ -75,6 +78,7 @@ class ExportResult:
     checks: CheckReport = field(default_factory=CheckReport)
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)  # seconds per pipeline stage
+    gates: dict[str, dict] = field(default_factory=dict)  # gates.json's content
 
 
 def export_run(run: Path, opts: ExportOptions, log=print) -> ExportResult:
@@ -95,7 +99,8 @@ def export_run(run: Path, opts: ExportOptions, log=print) -> ExportResult:
     meta = _metadata(scorer.cfg, cfg, ckpt, calib)
     images = _check_images(run, cfg, ckpt, log)
     gated = gate_inputs(Path(ckpt["data"]["root"]), ckpt["data"]["category"], cfg.model.image_size,
-                        images, opts.calib_images if opts.int8 else None, opts.calib_dir)
+                        images, None if opts.int8 is False else opts.calib_images, opts.calib_dir,
+                        required=opts.int8 is True, log=log)
     out.parent.mkdir(parents=True, exist_ok=True)
     with _sigterm_interrupts():  # SIGTERM as Ctrl-C: the staging folder goes, nothing is published
         staging = Path(tempfile.mkdtemp(prefix=staging_prefix(out), dir=out.parent))
@@ -250,7 +255,8 @@ def _export_into(folder: Path, model, scorer, meta: ArtifactMetadata, images: np
     checks, calib = gated
     int8 = None if calib is None else (calib, meta, opts.calib_method)
     with check_runner(folder / FP32_FILE) as fp32:
-        gates, failures = reduced_precision(folder, fp32, checks, opts.batch, int8, log)
+        gates, failures = reduced_precision(folder, fp32, checks, opts.batch, int8, log,
+                                            required=opts.int8 is True)
     report.figures.update({f"{name}_{k}": v for name, g in gates.items() for k, v in g["figures"].items()})
     if failures:
         figures = ", ".join(f"{k}={v:.4g}" for k, v in gates["int8"]["figures"].items())
@@ -261,7 +267,7 @@ def _export_into(folder: Path, model, scorer, meta: ArtifactMetadata, images: np
         mark_checked(graph)
     atomic_write_json(folder / GATES_FILE, gates)
     files = {p.name: p.stat().st_size for p in sorted([*folder.glob("*.onnx"), folder / GATES_FILE])}
-    return ExportResult(out=folder, files=files, checks=report, stages=graphs.seconds)
+    return ExportResult(out=folder, files=files, checks=report, stages=graphs.seconds, gates=gates)
 
 
 def _build_engine(out: Path, opts: ExportOptions, log) -> None:

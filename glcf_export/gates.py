@@ -3,9 +3,9 @@ the FP16 file's: score Spearman against FP32 on the check images, image AUROC wi
 for every defect kind where the run has labelled test images, and the anomaly-map error reported.
 
 Results go to ``gates.json`` in the export folder (``glcf_runtime.backends.auto`` reads it):
-``int8`` (``model.int8.onnx`` on ONNX Runtime: a failure fails the export), ``openvino-int8`` and
-``openvino-int8-bf16`` and ``openvino-bf16`` (OpenVINO on this CPU: a failure is recorded, and
-``--backend auto`` skips it).
+``int8`` (``model.int8.onnx`` on ONNX Runtime: by default a failure is recorded and the INT8 file is
+not published; with ``--int8`` it fails the export), ``openvino-int8`` and ``openvino-int8-bf16``
+and ``openvino-bf16`` (OpenVINO on this CPU: a failure is recorded, and ``--backend auto`` skips it).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from glcf_export.quantize import CalibrationMethod, evenly
-from glcf_runtime.artifacts import FP32_FILE, INT8_FILE, RUN_MODES, Backend
+from glcf_runtime.artifacts import FP32_FILE, GATES_FILE, INT8_FILE, RUN_MODES, Backend
 from glcf_runtime.backends.base import Runner
 from glcf_runtime.compare import infer_all, spearman
 from glcf_runtime.errors import GlcfError
@@ -28,6 +28,7 @@ from glcf_runtime.requires import MissingPackage, installed
 SPEARMAN_MIN = 0.99  # reduced precision vs FP32, scores of the check images
 AUROC_TOLERANCE = 0.01  # |AUROC change| per defect kind
 MAX_LABELLED = 96  # labelled test images scored per gate, spread over the kinds
+NO_NATIVE_BF16 = "the CPU the export ran on has no native BF16"  # a BF16 gate's reason
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def openvino_gates(folder: Path, ref: Reference, checks: CheckSet, batch: int,
     results = []
     for name, file, precision in wanted:
         if precision == "bf16" and not native_bf16():
-            results.append(GateResult(name, False, reason="the CPU the export ran on has no native BF16"))
+            results.append(GateResult(name, False, reason=NO_NATIVE_BF16))
             continue
         with OpenVinoRunner(folder / file, precision=precision, cache=False) as runner:
             results.append(run_gate(name, runner, ref, checks, batch))
@@ -147,48 +148,100 @@ def openvino_gates(folder: Path, ref: Reference, checks: CheckSet, batch: int,
 
 def reduced_precision(folder: Path, fp32: Runner, checks: CheckSet, batch: int,
                       int8: tuple[np.ndarray, ArtifactMetadata, CalibrationMethod] | None,
-                      log: Callable[[str], None] = print) -> tuple[dict[str, dict], list[str]]:
+                      log: Callable[[str], None] = print,
+                      required: bool = True) -> tuple[dict[str, dict], list[str]]:
     """Make ``model.int8.onnx`` (when ``int8`` = calibration frames, metadata, method is given) in
     ``folder`` and gate every reduced-precision way of running the graph against ``fp32`` (the
-    runner of ``model.onnx``).
+    runner of ``model.onnx``). An INT8 file that fails its gate is removed from ``folder`` unless
+    ``required`` (``--int8``): then its failures fail the export.
 
     Returns:
-        ``gates.json``'s content, and the failures that must fail the export (the INT8 file's).
+        ``gates.json``'s content, and the failures that must fail the export (the INT8 file's,
+        where it is ``required``).
     """
-    from glcf_export.checks import CheckReport, check_ops, check_runner
-    from glcf_export.quantize import quantize_int8
-
     ref = reference(fp32, checks, batch)
     gates: list[GateResult] = []
-    failures: list[str] = []
+    made = False
     if int8 is not None:
-        frames, meta, method = int8
-        log(f"quantizing to INT8 (static QDQ, calibrated on {len(frames)} good training images) …")
-        model = quantize_int8(folder / FP32_FILE, folder / INT8_FILE, frames, meta, method)
-        log("checking INT8 against FP32 …")
-        with check_runner(folder / INT8_FILE) as runner:
-            gate = run_gate(RUN_MODES["onnxruntime-int8"].gate, runner, ref, checks, batch)
-        ops = CheckReport()
-        check_ops(ops, INT8_FILE, model)
-        gate.failures += ops.failures
-        gate.passed, gate.reason = not gate.failures, "; ".join(gate.failures)
-        gate.figures["calibration_images"] = len(frames)
+        gate = _int8_gate(folder, ref, checks, batch, int8, log, required)
         gates.append(gate)
-        failures += gate.failures
-    if not failures:
-        log("checking OpenVINO (BF16, INT8) against FP32 …")
-        gates += openvino_gates(folder, ref, checks, batch, int8 is not None)
-    return {g.name: g.to_dict() for g in gates}, failures
+        if gate.failures and required:
+            return {g.name: g.to_dict() for g in gates}, gate.failures
+        made = gate.passed
+        if not made:
+            (folder / INT8_FILE).unlink(missing_ok=True)
+            log(f"{INT8_FILE} was not written: its check against FP32 failed "
+                f"({_unnamed(gate.name, gate.reason)}); --backend auto uses the float files")
+    log(f"checking OpenVINO ({'BF16, INT8' if made else 'BF16'}) against FP32 …")
+    gates += openvino_gates(folder, ref, checks, batch, made)
+    return {g.name: g.to_dict() for g in gates}, []
+
+
+def _int8_gate(folder: Path, ref: Reference, checks: CheckSet, batch: int,
+               int8: tuple[np.ndarray, ArtifactMetadata, CalibrationMethod],
+               log: Callable[[str], None], required: bool) -> GateResult:
+    """Quantize ``model.int8.onnx`` and gate it on ONNX Runtime (its operators checked too). A
+    graph the quantizer refuses fails the export where INT8 is ``required``, else fails the gate."""
+    from glcf_export.checks import CheckReport, check_ops, check_runner
+    from glcf_export.onnx_export import ExportError
+    from glcf_export.quantize import quantize_int8
+
+    frames, meta, method = int8
+    name = RUN_MODES["onnxruntime-int8"].gate
+    log(f"quantizing to INT8 (static QDQ, calibrated on {len(frames)} good training images) …")
+    try:
+        model = quantize_int8(folder / FP32_FILE, folder / INT8_FILE, frames, meta, method)
+    except ExportError as exc:
+        if required:
+            raise
+        return GateResult(name, False, {"calibration_images": len(frames)}, [str(exc)], str(exc))
+    log("checking INT8 against FP32 …")
+    with check_runner(folder / INT8_FILE) as runner:
+        gate = run_gate(name, runner, ref, checks, batch)
+    ops = CheckReport()
+    check_ops(ops, INT8_FILE, model)
+    gate.failures += ops.failures
+    gate.passed, gate.reason = not gate.failures, "; ".join(gate.failures)
+    gate.figures["calibration_images"] = len(frames)
+    return gate
+
+
+def _unnamed(name: str, reason: str) -> str:
+    """A gate's reason without the gate's name in front of each failure (the line names it)."""
+    return "; ".join(part.removeprefix(f"{name}: ") for part in reason.split("; "))
+
+
+def gate_lines(gates: dict[str, dict]) -> list[str]:
+    """One line per ``gates.json`` entry: its name, whether it passed, and its figures (Spearman,
+    map error share of range, AUROC change) or why it failed."""
+    from glcf_runtime.backends.auto import gate_figures
+
+    lines = []
+    for name, entry in gates.items():
+        figures = entry.get("figures") or {}
+        if entry.get("passed"):
+            lines.append(f"{name}: passed ({gate_figures(figures)})")
+        elif entry.get("reason") == NO_NATIVE_BF16:
+            lines.append(f"{name}: not checked, {NO_NATIVE_BF16}: --backend auto runs OpenVINO in "
+                         "FP32 (or INT8 where its gate passed) on such a CPU")
+        else:
+            measured = f" ({gate_figures(figures)})" if "spearman" in figures else ""
+            reason = _unnamed(name, str(entry.get("reason") or ""))
+            lines.append(f"{name}: failed: {reason or 'see ' + GATES_FILE}{measured}")
+    return lines
 
 
 def gate_inputs(root: Path, category: str | None, size: int, check_images: np.ndarray,
-                calib_images: int | None, calib_dir: Path | None = None,
-                ) -> tuple[CheckSet, np.ndarray | None]:
+                calib_images: int | None, calib_dir: Path | None = None, required: bool = True,
+                log: Callable[[str], None] = print) -> tuple[CheckSet, np.ndarray | None]:
     """The gates' check set, and the INT8 calibration frames (None: no INT8 file is made):
     ``calib_images`` good training images of the run spread evenly, or the images of ``calib_dir``.
+    Where INT8 is not ``required`` (the default export) and the run's data has no training images
+    at hand, ``log`` says so and no INT8 file is made.
 
     Raises:
         ExportError: ``calib_dir`` holds no images.
+        DataError: INT8 is ``required`` and the run's training folder is missing or empty.
     """
     from glcf_export.onnx_export import ExportError
     from glcf_runtime.preprocess import list_images
@@ -204,4 +257,17 @@ def gate_inputs(root: Path, category: str | None, size: int, check_images: np.nd
         if not paths:
             raise ExportError(f"--calib-dir {calib_dir} holds no images; give a folder of good images")
         return checks, load_images(evenly(paths, calib_images), spec)
-    return checks, load_images(evenly(read_split(root, category, "train"), calib_images), spec)
+    try:
+        train = read_split(root, category, "train")
+    except GlcfError as exc:
+        if required:
+            raise
+        why = str(exc)
+    else:
+        if train or required:  # none with --int8: quantize_int8 says so
+            return checks, load_images(evenly(train, calib_images), spec)
+        why = "the training split is empty"
+    where = Path(root) / (category or "")
+    log(f"skipping {INT8_FILE}: no training images of {where} to calibrate it on ({why}); "
+        "give good images with --calib-dir to make it")
+    return checks, None

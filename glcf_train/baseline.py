@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from glcf_train.model import GLCF
 from glcf_train.progress import counting_progress
-from glcf_train.scoring import GaussianBlur, resize_map
+from glcf_train.scoring import GaussianBlur
 
 
 class Baseline(str, Enum):
@@ -116,5 +116,5 @@ class PatchCore:
         dist = torch.cat([torch.cdist(flat[i : i + self.cfg.chunk], self.bank).amin(dim=1)
                           for i in range(0, len(flat), self.cfg.chunk)])
         patches = dist.reshape(b, h, w)
-        maps = self.blur(resize_map(patches, self.size))
+        maps = self.blur.resized(patches, self.size)
         return maps.numpy().astype(np.float32), patches.flatten(1).amax(dim=1).numpy()

@@ -7,6 +7,7 @@ combination, resizes each scale once, sums, and smooths once with a separable Ga
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -105,6 +106,37 @@ class GaussianBlur(nn.Module):
         x = F.pad(x[:, None], (r, r, r, r), mode="reflect")
         return F.conv2d(F.conv2d(x, self.kx), self.ky)[:, 0]
 
+    def resized(self, x: torch.Tensor, size: int) -> torch.Tensor:
+        """``self(resize_map(x, size))`` as one step at ``x``'s own grid: both are linear and
+        separable, so per axis they are one ``[size, n]`` matrix (``resize_blur_matrix``) and the
+        result is ``R_h · x · R_wᵀ`` — two small MatMuls in place of a resize to the full grid,
+        a reflect pad and two full-grid convolutions (equal to float rounding; an order of
+        magnitude faster in the deploy graph)."""
+        rows = _operator(self.kx.view(-1), int(x.shape[-2]), size).to(x.device)
+        cols = _operator(self.kx.view(-1), int(x.shape[-1]), size).to(x.device)
+        return torch.matmul(torch.matmul(rows, x), cols.T)
+
+
+def resize_blur_matrix(kernel: np.ndarray, n: int, size: int) -> np.ndarray:
+    """``[size, n]`` (float64): a length-``n`` axis resized bilinearly to ``size`` (half-pixel
+    centres, no antialias: ``resize_map``), then smoothed by ``kernel`` with reflect padding
+    (``GaussianBlur``). Column j is the response to the unit vector e_j."""
+    radius = (len(kernel) - 1) // 2
+    up = F.interpolate(torch.eye(n, dtype=torch.float64)[None, None], size=(size, n),
+                       mode="bilinear", align_corners=False)[0, 0]  # [size, n]
+    padded = F.pad(up.T[None], (radius, radius), mode="reflect")[0]  # [n, size + 2r]
+    smooth = F.conv1d(padded[:, None], torch.as_tensor(kernel, dtype=torch.float64).view(1, 1, -1))
+    return smooth[:, 0].T.contiguous().numpy()
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_operator(kernel: tuple[float, ...], n: int, size: int) -> torch.Tensor:
+    return torch.from_numpy(resize_blur_matrix(np.array(kernel), n, size)).float()
+
+
+def _operator(kernel: torch.Tensor, n: int, size: int) -> torch.Tensor:
+    return _cached_operator(tuple(kernel.double().cpu().tolist()), n, size)
+
 
 def resize_map(x: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear resize of ``[B, h, w]`` to ``[B, size, size]`` (half-pixel centres, no antialias)."""
@@ -161,10 +193,10 @@ class TorchScorer(nn.Module):
     def score_errors(self, maps: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """The same from error maps already computed (:func:`error_maps`)."""
         total = None
-        for i in range(3):  # combine the branches at native resolution, resize each scale once
-            scale_map = resize_map(self._scale(maps, i), self.size)
+        for i in range(3):  # combine the branches at native resolution; resize and smooth each
+            scale_map = self.blur.resized(self._scale(maps, i), self.size)  # scale once, at its grid
             total = scale_map if total is None else total + scale_map
-        anomaly_map = self.blur(total) + self.offset
+        anomaly_map = total + self.offset
         return anomaly_map, image_score(anomaly_map, self.cfg.score_rule)
 
 
@@ -186,5 +218,5 @@ def calibration_maps(f: GlcfFeatures | dict, image_size: int,
         if maps is None:
             continue
         for scale, m in zip(SCALES, maps, strict=True):
-            out[(branch, scale)] = blur(resize_map(m, image_size))
+            out[(branch, scale)] = blur.resized(m, image_size)
     return out

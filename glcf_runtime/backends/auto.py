@@ -56,14 +56,25 @@ def mode_choice(folder: Path, name: str, reason: str) -> BackendChoice:
     return BackendChoice(folder / mode.file, mode.backend, reason, options, name)
 
 
+def gate_figures(figures: dict[str, float]) -> str:
+    """A gate's figures in a few words: Spearman of the scores vs FP32, then, where recorded, the
+    anomaly map's largest error (share of the FP32 map's range) and the largest AUROC change."""
+    words = [f"Spearman {figures.get('spearman', float('nan')):.4f} vs FP32"]
+    if "map_err_rel_range" in figures:
+        words.append(f"map error {figures['map_err_rel_range']:.2%} of its range")
+    changes = [v for k, v in figures.items() if k.startswith("auroc_") and k.endswith("_change")]
+    if changes:
+        words.append(f"AUROC change {max(changes, key=abs):+.4f}")
+    return ", ".join(words)
+
+
 def gate(gates: dict[str, dict], key: str) -> tuple[bool, str]:
     """Whether gate ``key`` passed, and a few words on it."""
     entry = gates.get(key)
     if not isinstance(entry, dict):
         return False, f"no {key} check recorded in {GATES_FILE}"
     if entry.get("passed") is True:
-        rho = entry.get("figures", {}).get("spearman", float("nan"))
-        return True, f"{key} passed its checks (Spearman {rho:.4f} vs FP32)"
+        return True, f"{key} passed its checks ({gate_figures(entry.get('figures', {}))})"
     return False, f"{key} did not pass its checks: {entry.get('reason', 'see ' + GATES_FILE)}"
 
 

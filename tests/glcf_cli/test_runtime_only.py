@@ -79,6 +79,20 @@ def test_bench_times_the_onnxruntime_backend(export_dir: Path, tmp_path: Path) -
         assert "pip install 'glcf[trt]'" in " ".join(done.stdout.split()), done.stdout
 
 
+def test_bench_writes_only_where_it_is_told(export_dir: Path, tmp_path: Path) -> None:
+    """--json F alone: the CSV goes beside F, and the working directory is left as it was."""
+    work = tmp_path / "work"
+    work.mkdir()
+    report = tmp_path / "results" / "run.json"
+    done = glcf("bench", str(export_dir), "--backends", "onnxruntime", "--batch", "1",
+                "--min-time", "0.1", "--rounds", "1", "--warmup", "1", "--no-loop", "--pairs", "0",
+                "--json", str(report), cwd=work)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in report.parent.iterdir()) == ["run.csv", "run.json"]
+    assert list(work.iterdir()) == []
+    assert "onnxruntime" in (report.parent / "run.csv").read_text()
+
+
 @pytest.mark.parametrize(("args", "expected"), [
     (("bench", "--preset", "tiny", "--backends", "onnxruntime"), "pip install 'glcf[train,export]'"),
     (("train", "--data", "x", "--out", "y"), "pip install 'glcf[train]'"),

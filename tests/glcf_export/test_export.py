@@ -13,6 +13,7 @@ import glcf_export.checks as checks
 from glcf_export.export import ExportOptions, export_run
 from glcf_export.onnx_export import ExportError
 from glcf_export.trt_ops import op_report
+from glcf_runtime.artifacts import EXPORT_REPORT, GATES_FILE, INT8_FILE
 from glcf_runtime.metadata import read_metadata
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.builder import load_run
@@ -77,8 +78,18 @@ def test_parity_batch_1_and_4(exported: Path, run: Path, synth_root: Path) -> No
     np.testing.assert_allclose(scores, ref_scores, rtol=1e-5)
 
 
+def test_a_plain_export_writes_the_gated_int8_file(exported: Path) -> None:
+    """No --int8 needed: the default export makes model.int8.onnx from the run's training images
+    and publishes it because its gate passed."""
+    int8 = json.loads((exported / GATES_FILE).read_text())["int8"]
+    assert int8["passed"] is True and int8["reason"] == ""
+    assert int8["figures"]["calibration_images"] == 6  # all of the synthetic run's training images
+    assert json.loads((exported / EXPORT_REPORT).read_text())["files"][INT8_FILE] > 0
+    assert read_metadata(onnx.load(str(exported / INT8_FILE)), INT8_FILE).precision == "int8-qdq"
+
+
 def test_local_mode_leaves_global_decoders_out(run: Path, exported: Path, tmp_path: Path) -> None:
-    export_run(run, ExportOptions(tmp_path / "local", batch=4, fp16=False,
+    export_run(run, ExportOptions(tmp_path / "local", batch=4, fp16=False, int8=False,
                                   branch_mode=BranchMode.LOCAL), log=lambda _: None)
     both = onnx.load(str(exported / "model.onnx"))
     local = onnx.load(str(tmp_path / "local" / "model.onnx"))
@@ -133,7 +144,8 @@ def test_dla_over_a_batch_range_is_refused_before_the_export(run: Path, tmp_path
 
 
 def test_triton_repository_from_export(run: Path, tmp_path: Path) -> None:
-    export_run(run, ExportOptions(tmp_path / "m", batch=4, fp16=False, triton=tmp_path / "repo"),
+    export_run(run, ExportOptions(tmp_path / "m", batch=4, fp16=False, int8=False,
+                                  triton=tmp_path / "repo"),
                log=lambda _: None)
     config = (tmp_path / "repo" / "glcf" / "config.pbtxt").read_text()
     assert "max_batch_size: 4" in config and 'platform: "onnxruntime_onnx"' in config
@@ -184,7 +196,7 @@ def test_position_normalisation_exports_its_maps(trained_run: Path, synth_root: 
     calibrate_run(run, CalibrationSettings(device="cpu", scoring={"normalisation": "position",
                                                                   "score_rule": "max"}),
                   progress=False)
-    export_run(run, ExportOptions(tmp_path / "pos", batch=4), log=lambda _: None)
+    export_run(run, ExportOptions(tmp_path / "pos", batch=4, int8=False), log=lambda _: None)
     fp32 = onnx.load(str(tmp_path / "pos" / "model.onnx"))
     meta = read_metadata(fp32, "model.onnx")
     assert meta.fusion["normalisation"] == "position" and meta.score_rule == "max"

@@ -33,7 +33,7 @@ def edge_export(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> t
                        progress=False))
     calibrate_run(run, CalibrationSettings(device="cpu"), progress=False)
     out = run / "export"
-    export_run(run, ExportOptions(out, batch=4), log=lambda _: None)
+    export_run(run, ExportOptions(out, batch=4, int8=False), log=lambda _: None)
     return run, out
 
 

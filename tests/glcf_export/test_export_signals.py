@@ -76,7 +76,7 @@ def test_sigkill_leaves_only_unchecked_files_and_the_next_export_removes_them(
     assert staging.name.startswith(staging_prefix(out, proc.pid))
 
     monkeypatch.setattr(sys, "argv", ["glcf", "export", str(calibrated_run), "--out", str(out),
-                                      "--batch", "4", "--no-fp16"])
+                                      "--batch", "4", "--no-fp16", "--no-int8"])
     with pytest.raises(SystemExit) as exit_info:
         main()
     printed = " ".join(capsys.readouterr().out.split())

@@ -1,9 +1,12 @@
 """``glcf export --int8``: the static QDQ INT8 file, its gates (``gates.json``), and a deliberately
-bad calibration set that is refused with the numbers, leaving nothing behind."""
+bad calibration set that is refused with the numbers, leaving nothing behind; by default (no
+``--int8``) an INT8 file that fails its gate is left out and the export goes on."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -13,19 +16,28 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+import glcf_export.gates as gates_module
 from glcf_export.export import ExportOptions, export_run
-from glcf_export.gates import AUROC_TOLERANCE, SPEARMAN_MIN, auroc_by_kind
+from glcf_export.gates import (
+    AUROC_TOLERANCE,
+    NO_NATIVE_BF16,
+    SPEARMAN_MIN,
+    auroc_by_kind,
+    gate_inputs,
+    gate_lines,
+)
 from glcf_export.onnx_export import SCORER_SCOPE, ExportError
 from glcf_export.quantize import INT8_PRECISION, evenly
 from glcf_export.trt_ops import op_report
-from glcf_runtime.artifacts import GATES_FILE, INT8_FILE
+from glcf_runtime.artifacts import EXPORT_REPORT, GATES_FILE, INT8_FILE
 from glcf_runtime.backends import choose_backend, open_runner
 from glcf_runtime.compare import spearman
+from glcf_runtime.errors import GlcfError
 from glcf_runtime.metadata import read_metadata
 from glcf_runtime.preprocess import PreprocessSpec
 from glcf_train.data.datasets import load_images, read_split
 
-pytestmark = pytest.mark.slow  # two tiny exports, ~30-60 s each on 2 shared cores
+pytestmark = pytest.mark.slow  # three tiny exports, ~30-60 s each on 2 shared cores
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +115,65 @@ def test_bad_calibration_is_refused_and_leaves_nothing(calibrated_run: Path, tmp
     with pytest.raises(ExportError, match="holds no images"):
         export_run(calibrated_run, ExportOptions(out, fp16=False, int8=True, calib_dir=tmp_path / "none"),
                    log=lambda _: None)
+
+
+def test_a_failed_int8_gate_leaves_the_int8_file_out_by_default(
+        calibrated_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(gates_module, "SPEARMAN_MIN", 1.01)  # no reduced precision can meet this
+    monkeypatch.setenv("COLUMNS", "400")  # no wrapped lines
+    monkeypatch.setattr(sys, "argv", ["glcf", "export", str(calibrated_run), "--out",
+                                      str(tmp_path / "models"), "--batch", "4", "--no-fp16"])
+    from glcf_cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    printed = capsys.readouterr()
+    assert exit_info.value.code == 0, printed.out + printed.err  # the export goes on
+    out = tmp_path / "models"
+    assert (out / "model.onnx").is_file() and not (out / INT8_FILE).exists()
+    assert INT8_FILE not in json.loads((out / EXPORT_REPORT).read_text())["files"]
+    gates = json.loads((out / GATES_FILE).read_text())
+    assert gates["int8"]["passed"] is False and gates["int8"]["figures"]["spearman"] > 0.9
+    assert "Spearman of scores vs FP32" in gates["int8"]["reason"] and "< 1.01" in gates["int8"]["reason"]
+    lines = [" ".join(line.split()) for line in printed.out.splitlines()]
+    (note,) = [line for line in lines if f"{INT8_FILE} was not written" in line]
+    assert "Spearman of scores vs FP32" in note and "--backend auto uses the float files" in note
+    (line,) = [line for line in lines if line.startswith("int8:")]  # the gate, printed
+    assert line.startswith("int8: failed: Spearman of scores vs FP32") and "map error" in line
+    for name in gates:  # one line per gate
+        assert sum(line.startswith(f"{name}:") for line in lines) == 1, (name, lines)
+
+
+def test_no_training_images_skip_int8_unless_it_is_required(synth_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(synth_root, root)
+    for image in (root / "breakfast_tray" / "train" / "good").iterdir():
+        image.unlink()  # an empty training split
+    frames = np.zeros((2, 224, 224, 3), np.uint8)
+    said: list[str] = []
+    checks, calib = gate_inputs(root, "breakfast_tray", 224, frames, 256, required=False,
+                                log=said.append)
+    assert calib is None and len(checks.labelled) > 0
+    (line,) = said
+    assert line.startswith(f"skipping {INT8_FILE}: no training images of") and "holds no images" in line
+    with pytest.raises(GlcfError, match="holds no images"):
+        gate_inputs(root, "breakfast_tray", 224, frames, 256, required=True, log=said.append)
+
+
+def test_gate_lines_name_each_gate_and_say_why() -> None:
+    lines = gate_lines({
+        "int8": {"passed": True, "figures": {"spearman": 0.9991, "map_err_rel_range": 0.012,
+                                             "auroc_logical_change": -0.004}},
+        "openvino-bf16": {"passed": False, "figures": {}, "reason": NO_NATIVE_BF16},
+        "openvino-int8": {"passed": False, "figures": {"spearman": 0.95},
+                          "reason": "openvino-int8: Spearman of scores vs FP32 0.9500 < 0.99"},
+    })
+    assert lines[0] == ("int8: passed (Spearman 0.9991 vs FP32, map error 1.20% of its range, "
+                        "AUROC change -0.0040)")
+    assert "has no native BF16" in lines[1] and "--backend auto runs OpenVINO in FP32" in lines[1]
+    assert lines[2] == ("openvino-int8: failed: Spearman of scores vs FP32 0.9500 < 0.99 "
+                        "(Spearman 0.9500 vs FP32)")
 
 
 def test_auroc_by_kind_and_even_spread() -> None:

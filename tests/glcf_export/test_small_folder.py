@@ -49,11 +49,16 @@ def test_a_20_image_plain_folder_trains_calibrates_and_exports(
     _glcf(monkeypatch, capsys, "train", "--data", str(folder), "--preset", "tiny", "--random-init",
           "--steps", "2", "--batch-size", "2", "--device", "cpu", "--out", str(run))
     _glcf(monkeypatch, capsys, "calibrate", str(run), "--device", "cpu")
-    out = _glcf(monkeypatch, capsys, "export", str(run), "--out", str(models), "--batch", "4")
+    out = _glcf(monkeypatch, capsys, "export", str(run), "--out", str(models), "--batch", "4",
+                "--no-int8")
     assert (f"warning: {folder} gives only 2 validation images; the export checks also use "
             f"{MIN_CHECK_IMAGES - 2} of its training images") in out
     for name in ("model.onnx", "model.fp16.onnx", "export_report.json"):
         assert (models / name).is_file(), name
+    assert not (models / "model.int8.onnx").exists()  # --no-int8
+    gates = json.loads((models / "gates.json").read_text())
+    assert "int8" not in gates and "openvino-bf16" in gates  # the BF16 gate runs as before
+    assert "openvino-bf16: " in out  # each gate printed
     figures = json.loads((models / "export_report.json").read_text())["figures"]
     assert figures["fp32_b4_map_err_rel_range"] <= 1e-4 and figures["fp16_spearman"] >= 0.999
 

@@ -112,5 +112,37 @@ def test_blur_preserves_constants_and_mass() -> None:
     assert abs(float(out.sum()) - 1.0) < 1e-5 and out[0, 32, 32] == out.max()
 
 
+@pytest.mark.parametrize(("h", "w", "size", "sigma"),
+                         [(64, 64, 256, 4.0), (7, 7, 224, 4.0), (56, 40, 224, 2.0), (10, 12, 64, 4.0)])
+def test_resize_and_smoothing_as_one_step_equal_the_two(h: int, w: int, size: int, sigma: float) -> None:
+    """R_h · A · R_wᵀ at the map's own grid is the bilinear resize followed by the smoothing."""
+    from glcf_train.scoring import resize_map
+
+    blur = GaussianBlur(sigma)
+    x = torch.rand(3, h, w, generator=torch.Generator().manual_seed(h * w)) * 5 - 1
+    ref = blur(resize_map(x, size))
+    torch.testing.assert_close(blur.resized(x, size), ref, atol=2e-6 * float(ref.abs().max()), rtol=0)
+
+
+def test_the_deploy_scorer_resizes_and_smooths_at_the_native_grid(tmp_path) -> None:
+    """The traced scorer holds MatMuls at each scale's grid: no full-grid Resize, Pad or Conv."""
+    import onnx
+
+    scorer = TorchScorer(ScoringConfig(), SIZE, STATS)
+
+    class Maps(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scorer = scorer
+
+        def forward(self, *maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.scorer.score_errors({"local": list(maps[:3]), "global": list(maps[3:])})
+
+    maps = tuple(torch.rand(1, g, g) for g in GRIDS) * 2
+    torch.onnx.export(Maps(), maps, tmp_path / "scorer.onnx", opset_version=17, dynamo=False)
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "scorer.onnx")).graph.node]
+    assert ops.count("MatMul") == 6 and not {"Resize", "Conv", "Pad"} & set(ops), ops
+
+
 def test_stats_round_trip() -> None:
     assert FusionStats.from_dict(STATS.to_dict()) == STATS

@@ -38,6 +38,16 @@ def test_int8_first_when_its_gates_passed(tmp_path: Path) -> None:
         assert isinstance(runner, OpenVinoRunner) and runner.path.name == INT8_FILE
 
 
+def test_the_choice_names_the_gate_figures(tmp_path: Path) -> None:
+    """auto says why, with the figures of the gate that let the mode through."""
+    figures = {"spearman": 0.9991, "map_err_rel_range": 0.0042, "auroc_logical_change": 0.0,
+               "auroc_structural_change": -0.0031, "auroc_logical_fp32": 0.97}
+    folder = _export(tmp_path, {"openvino-int8": {"passed": True, "figures": figures}}, int8=True)
+    reason = choose_for_folder(folder, NO_TRT).reason
+    assert ("openvino-int8 passed its checks (Spearman 0.9991 vs FP32, map error 0.42% of its "
+            "range, AUROC change -0.0031)") in reason, reason
+
+
 def test_int8_with_bf16_float_parts_first_on_a_bf16_cpu(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     gates = {"openvino-int8": {"passed": True, "figures": {"spearman": 0.995}},
