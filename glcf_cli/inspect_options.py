@@ -121,4 +121,6 @@ EXIT_CODES = {
     3: "finished with error records (unreadable, unhealthy or lost frames, stream outages) "
        "or no frame scored",
     4: "an output stopped accepting writes (disk full); what was written is intact",
+    5: "the --publish outbox is full (--outbox-max-mb): the run stopped; every verdict so far "
+       "is delivered or in the outbox",
 }

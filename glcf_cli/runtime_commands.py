@@ -14,6 +14,7 @@ from rich.table import Table
 
 from calibration.threshold import DEFAULT_MARGIN, DEFAULT_QUANTILE
 from glcf_cli import inspect_options as iopt
+from glcf_cli import inspect_publish as ipub
 from glcf_cli.common import console, err_console, shell
 from glcf_cli.preflight import check_batch, check_threshold_rule
 from glcf_runtime.artifacts import MODE_NAMES
@@ -21,6 +22,7 @@ from glcf_runtime.artifacts import MODE_NAMES
 if TYPE_CHECKING:
     from glcf_runtime.backends.base import Runner
     from glcf_runtime.loop import Summary
+    from glcf_runtime.publish import PublishSink
     from glcf_runtime.sinks import Sink
     from glcf_runtime.sources import FrameSource
 
@@ -140,10 +142,19 @@ def inspect_command(
     serve: ServeOpt = None,
     token: TokenOpt = None,
     allow_host: iopt.AllowHostOpt = None,
+    publish: ipub.PublishOpt = None,
+    mqtt_retain_last: ipub.RetainOpt = False,
+    opcua_node: ipub.OpcNodeOpt = None,
+    outbox: ipub.OutboxOpt = None,
+    outbox_max_mb: ipub.OutboxMaxOpt = 256.0,
+    drain_s: ipub.DrainOpt = 10.0,
+    deadline_ms: ipub.DeadlineOpt = None,
+    publish_secret_file: ipub.SecretFileOpt = None,
+    publish_max_wait: ipub.PublishWaitOpt = 10.0,
 ) -> None:
     """Inspect frames: verdict and heat map per frame. Exit status: 0 every frame scored, 1 stopped
     by a signal, 2 bad input or arguments, 3 error records (unreadable, unhealthy or lost frames,
-    outages), 4 an output could not be written."""
+    outages), 4 an output could not be written, 5 the --publish outbox is full."""
     from glcf_runtime.backends import open_runner
     from glcf_runtime.loop import inspect
     from glcf_runtime.preprocess import MAX_PIXELS, checked_max_pixels, parse_roi
@@ -168,6 +179,8 @@ def inspect_command(
     retries = parse_reconnect(reconnect)
     checks = iopt.health_config(health, health_min_std, health_max_clipped, health_frozen_frames)
     iopt.check_outputs(jsonl, save_video, save_anomalies, summary_json)
+    plant = ipub.plan(publish, mqtt_retain_last, opcua_node, jsonl, outbox, outbox_max_mb, drain_s,
+                      deadline_ms, publish_secret_file, publish_max_wait)
     if summary_json is not None:  # a run killed before its end leaves no stale summary behind
         from glcf_runtime.sinks import start_summary
 
@@ -184,6 +197,7 @@ def inspect_command(
             open_source(source, retries, iopt.backoff(reconnect_max_wait), max_pixels=pixels)
         )
         outputs = _open_sinks(stack, stop, frames.fps, jsonl, save_video, save_anomalies, show)
+        publishing = None if plant is None else ipub.open_publishing(stack, plant, outputs)
         runner.warmup()
         choice = resolve_threshold(runner, threshold)  # the loop and the live page ask it too
         region = "" if runner.metadata.roi is None else f", cropped to {roi or runner.metadata.roi}"
@@ -194,7 +208,8 @@ def inspect_command(
             soft_wrap=True,
         )
         if serve is not None:
-            outputs.append(_serve(stack, runner, frames, threshold, serve, token, allow_host))
+            outputs.append(_serve(stack, runner, frames, threshold, serve, token, allow_host,
+                                  publishing))
         summary = inspect(runner, frames, threshold, batch, outputs, stop, checks)
     console.print(summary_table(summary))
     raise typer.Exit(iopt.write_summary(summary, summary_json))
@@ -208,6 +223,7 @@ def _serve(
     serve: str,
     token: str | None,
     allow_host: list[str] | None = None,
+    publishing: PublishSink | None = None,
 ) -> Sink:
     """Start the live page (closed by ``stack`` after the loop); print its URL; its sink."""
     from rich.markup import escape
@@ -217,6 +233,8 @@ def _serve(
     server = stack.enter_context(
         open_live_page(runner, frames, threshold, serve, token, allow_host or ())
     )
+    if publishing is not None:
+        server.registry.register(server.metrics.PublishCollector(publishing))
     note = " (every route but /healthz needs ?token=T or Authorization: Bearer T)" if token else ""
     console.print(f"live page {escape(server.url)}{escape(note)}", highlight=False, soft_wrap=True)
     return server.state
@@ -270,6 +288,8 @@ def summary_table(summary: Summary) -> Table:
         ("completed", str(summary.completed)),
         ("exit code", f"{int(summary.exit_code)} ({summary.exit_code.name.lower()})"),
     )
+    if summary.publish is not None:
+        rows = (*rows[:-1], ("published", ipub.summary_row(summary.publish)), rows[-1])
     for key, value in rows:
         table.add_row(key, value)
     return table

@@ -21,6 +21,7 @@ from glcf_runtime.backends.base import Runner
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.health import HealthCheck, HealthConfig
 from glcf_runtime.metadata import score_problem
+from glcf_runtime.outbox import OutboxFull
 from glcf_runtime.preprocess import preprocess
 from glcf_runtime.sinks import OutputError, Result, Sink
 from glcf_runtime.sources import Frame, FrameSource
@@ -38,6 +39,8 @@ class ExitCode(IntEnum):
     FRAME_ERRORS = 3  # finished, but with error records: unreadable, unhealthy or lost frames,
     #                   stream outages, a source that gave up, or no frame scored at all
     OUTPUT_FAILED = 4  # an output stopped accepting writes (disk full); what was written is intact
+    OUTBOX_FULL = 5  # --publish: the outbox reached --outbox-max-mb (publishers down too long);
+    #                  the run stopped, every verdict so far is in the outbox or delivered
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Summary:
     unhealthy: int = 0  # error records of frames that failed the health check (flat, clipped, frozen)
     lost: int = 0  # frames a damaged file lost (never decoded)
     exit_code: ExitCode = ExitCode.SCORED
+    publish: dict | None = None  # --publish: outbox, pending at exit, delivered, failures, late
 
     def to_dict(self) -> dict:
         """The summary as JSON-ready values (``exit_code`` as its number)."""
@@ -207,7 +211,8 @@ def inspect(
             (``resolve_threshold``).
         batch: frames per inference; a partial batch runs when the source ends or stops.
         sinks: receive every result in frame order; closed here. A sink that stops accepting
-            writes (``OutputError``) ends the run; what it wrote before stays intact.
+            writes (``OutputError``) ends the run; what it wrote before stays intact. A full
+            outbox (``OutboxFull``, ``--publish``) ends it with ``ExitCode.OUTBOX_FULL``.
         stop_event: set it (from any thread) to stop after the current batch.
         health: the frame-health check (default: on, ``HealthConfig()``).
 
@@ -227,6 +232,7 @@ def inspect(
     state = _Batcher(runner, batch, choice.value, source.name, sinks, check)
     start = time.perf_counter()
     output_failed: str | None = None
+    outbox_full = False
     with _stop_on_signals(stop) as caught:
         try:
             for frame in source.iterate(stop):
@@ -235,7 +241,7 @@ def inspect(
                     break
             state.flush()
         except OutputError as exc:
-            output_failed = str(exc)
+            output_failed, outbox_full = str(exc), isinstance(exc, OutboxFull)
         finally:
             try:
                 _close_all(sinks)
@@ -244,6 +250,9 @@ def inspect(
     seconds = time.perf_counter() - start
     p50, p95 = state.percentiles()
     reason, code = _ending(caught, stop, source, state, output_failed)
+    if outbox_full and not caught:
+        code = ExitCode.OUTBOX_FULL
+    reports = [r for r in (sink.report() for sink in sinks) if r is not None]
     return Summary(
         frames=state.frames,
         anomalies=state.anomalies,
@@ -260,6 +269,7 @@ def inspect(
         unhealthy=state.unhealthy,
         lost=state.lost,
         exit_code=code,
+        publish=reports[0] if reports else None,
     )
 
 

@@ -19,7 +19,7 @@ EXTRAS = {
     "glcf_train": "train", "glcf_export": "train,export", "torch": "train", "timm": "train",
     "torchvision": "train", "safetensors": "train", "scipy": "train", "matplotlib": "train",
     "onnxslim": "train,export", "onnx": "runtime", "onnxruntime": "runtime",
-    "openvino": "openvino", "tensorrt": "trt",
+    "openvino": "openvino", "tensorrt": "trt", "paho": "plant", "asyncua": "plant",
 }
 
 

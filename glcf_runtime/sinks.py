@@ -110,6 +110,10 @@ class Sink(ABC):
     def close(self) -> None:  # noqa: B027 (optional hook, not abstract)
         """Flush and release (idempotent)."""
 
+    def report(self) -> dict | None:
+        """What this sink adds to the run summary, read after ``close`` (None: nothing)."""
+        return None
+
 
 class OutputError(GlcfError):
     """An output that stopped accepting writes mid-run (disk full, device gone)."""
@@ -179,6 +183,7 @@ class JsonlSink(Sink):
 
     def __init__(self, target: Path | TextIO) -> None:
         self.name = str(target) if isinstance(target, Path) else "the JSON lines stream"
+        self._lock = threading.Lock()  # event records come from other threads (publishing)
         self._raw: io.FileIO | None = None
         self._text: TextIO | None = None
         self._good: int | None = None  # end of the last whole record, for a regular file
@@ -197,15 +202,23 @@ class JsonlSink(Sink):
             self._text = target
 
     def write(self, result: Result) -> None:
-        line = json.dumps(result.record(), allow_nan=False) + "\n"
-        if self._raw is not None:
-            self._write(line.encode("utf-8"))
-            return
-        try:
-            self._text.write(line)
-            self._text.flush()
-        except OSError as exc:
-            raise OutputError(f"cannot write {self.name} ({exc.strerror or exc})") from None
+        self.write_record(result.record())
+
+    def write_record(self, record: dict) -> None:
+        """Append one record (a frame's, or an event such as a publishing outage); thread-safe.
+        A record that arrives after ``close`` is dropped here (the caller logs every event)."""
+        line = json.dumps(record, allow_nan=False) + "\n"
+        with self._lock:
+            if self._raw is not None:
+                self._write(line.encode("utf-8"))
+                return
+            if self._text is None:
+                return
+            try:
+                self._text.write(line)
+                self._text.flush()
+            except OSError as exc:
+                raise OutputError(f"cannot write {self.name} ({exc.strerror or exc})") from None
 
     def _write(self, data: bytes) -> None:
         try:
@@ -222,9 +235,10 @@ class JsonlSink(Sink):
             self._good += len(data)
 
     def close(self) -> None:
-        if self._raw is not None:
-            self._raw.close()
-        self._raw = self._text = None
+        with self._lock:
+            if self._raw is not None:
+                self._raw.close()
+            self._raw = self._text = None
 
 
 VIDEO_RESERVE = 1 << 20  # bytes kept free for the container's index written at close

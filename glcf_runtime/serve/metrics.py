@@ -8,7 +8,8 @@ beyond the counting ``LiveState.write`` does anyway, and the scrape always agree
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -20,6 +21,9 @@ from prometheus_client.core import (
 )
 
 from glcf_runtime.serve.state import LATENCY_BUCKETS_S, UNREADABLE, LiveState
+
+if TYPE_CHECKING:
+    from glcf_runtime.publish import PublishSink
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -76,15 +80,63 @@ class LiveCollector:
         )
 
 
-def _latency(buckets: list[int], total_s: float) -> HistogramMetricFamily:
+class PublishCollector:
+    """Metric families of ``glcf inspect --publish`` (one ``publisher`` label per destination)."""
+
+    def __init__(self, publishing: PublishSink) -> None:
+        self.publishing = publishing
+
+    def collect(self) -> Iterator[Metric]:
+        from glcf_runtime.publish.delivery import CAPTURE_TO_ACK_BUCKETS_S
+
+        values = self.publishing.metrics()
+        yield GaugeMetricFamily(
+            "glcf_outbox_pending", "Messages in the outbox not yet acknowledged by every publisher.",
+            value=values["pending"],
+        )
+        families = {
+            "failures": CounterMetricFamily(
+                "glcf_publish_failures", "Delivery attempts that failed (refusals included).",
+                labels=["publisher"]),
+            "refused": CounterMetricFamily(
+                "glcf_publish_refused", "Messages a publisher refused for good (kept in the "
+                "outbox's failed table).", labels=["publisher"]),
+            "late": CounterMetricFamily(
+                "glcf_publish_late", "Messages acknowledged later than --deadline-ms after "
+                "capture.", labels=["publisher"]),
+            "outages": CounterMetricFamily(
+                "glcf_publish_outages", "Times a publisher stopped acknowledging.",
+                labels=["publisher"]),
+            "up": GaugeMetricFamily(
+                "glcf_publish_up", "1 while the last attempt was acknowledged, else 0.",
+                labels=["publisher"]),
+        }
+        ack = HistogramMetricFamily(
+            "glcf_capture_to_ack_seconds", "From a frame being captured to its verdict's "
+            "acknowledgement by the publisher.", labels=["publisher"])
+        for name, found in sorted(values["publishers"].items()):
+            for key, family in families.items():
+                family.add_metric([name], float(found[key]))
+            ack.add_metric([name], _buckets(CAPTURE_TO_ACK_BUCKETS_S, found["buckets"]),
+                           found["ack_sum_s"])
+        yield from families.values()
+        yield ack
+
+
+def _buckets(bounds: Sequence[float], counts: list[int]) -> list[tuple[str, int]]:
+    """Per-bucket counts (the last above every bound) → Prometheus' cumulative buckets."""
     cumulative, running = [], 0
-    for bound, count in zip((*LATENCY_BUCKETS_S, math.inf), buckets, strict=True):
+    for bound, count in zip((*bounds, math.inf), counts, strict=True):
         running += count
         cumulative.append(("+Inf" if math.isinf(bound) else repr(bound), running))
+    return cumulative
+
+
+def _latency(buckets: list[int], total_s: float) -> HistogramMetricFamily:
     return HistogramMetricFamily(
         "glcf_latency_seconds",
         "From a frame being available to its verdict.",
-        buckets=cumulative,
+        buckets=_buckets(LATENCY_BUCKETS_S, buckets),
         sum_value=total_s,
     )
 
