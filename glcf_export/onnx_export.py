@@ -11,13 +11,17 @@ import onnx
 import torch
 
 from glcf_runtime.errors import GlcfError
-from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata
+from glcf_runtime.metadata import (
+    CHECKS_KEY,
+    CHECKS_PASSED,
+    CHECKS_PENDING,
+    INPUT_NAME,
+    MAP_NAME,
+    SCORE_NAME,
+    ArtifactMetadata,
+)
 
 OPSET = 17  # LayerNormalization is one node from opset 17 on
-# ``extra["checks"]`` in every file's metadata: pending until all the export's checks passed.
-CHECKS_KEY = "checks"
-CHECKS_PENDING = "pending: glcf export had not finished checking this file; do not deploy it"
-CHECKS_PASSED = "passed"
 # Node-name prefix of everything the scorer computes (squared errors onwards): kept in FP32.
 SCORER_SCOPE = "/scorer/"
 FP32_OPS = ["LayerNormalization", "Softmax"]

@@ -24,6 +24,11 @@ FORMAT_VERSION = 1  # bump when the graph's inputs, outputs or meaning change
 INPUT_NAME = "image"  # uint8 [B, H, W, 3] BGR
 MAP_NAME = "anomaly_map"  # float32 [B, H, W]
 SCORE_NAME = "score"  # float32 [B]
+# ``extra["checks"]`` in every file glcf export writes: pending until all the export's checks
+# passed (a file left by an export that was killed says so, and ``open_runner`` refuses it).
+CHECKS_KEY = "checks"
+CHECKS_PENDING = "pending: glcf export had not finished checking this file; do not deploy it"
+CHECKS_PASSED = "passed"
 
 
 NORMAL_RULES = ("normal_quantile", "target_fpr")  # threshold rules on normal scores alone

@@ -41,6 +41,7 @@ from glcf_runtime.backends.onnxruntime import OnnxRuntimeRunner
 from glcf_runtime.backends.openvino import OpenVinoRunner
 from glcf_runtime.backends.tensorrt.runner import TensorRTRunner
 from glcf_runtime.errors import ConfigError
+from glcf_runtime.metadata import CHECKS_KEY
 
 BACKEND_BY_SUFFIX = {
     ".onnx": Backend.ONNXRUNTIME,
@@ -232,7 +233,13 @@ def open_runner(path: str | Path, backend: str | Backend | None = None,
     if unknown:
         raise ConfigError(f"--backend {chosen.value} takes no {', '.join(sorted(unknown))} option; "
                           f"it takes {', '.join(sorted(OPTIONS[chosen]))}")
-    return RUNNERS[chosen](file, **options)
+    runner = RUNNERS[chosen](file, **options)
+    checks = str(runner.metadata.extra.get(CHECKS_KEY, ""))
+    if checks.startswith("pending"):  # left by an export that stopped before its checks passed
+        runner.close()
+        raise ConfigError(f"{file}: {checks}. The export that wrote it stopped before its checks "
+                          "passed; export again (glcf export RUN --out DIR), which replaces it")
+    return runner
 
 
 __all__ = [
