@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from calibration.threshold import DEFAULT_MARGIN, DEFAULT_QUANTILE
+from glcf_cli import inspect_cameras as icam
 from glcf_cli import inspect_options as iopt
 from glcf_cli import inspect_publish as ipub
 from glcf_cli.common import console, err_console, shell
@@ -97,14 +98,7 @@ def register(app: typer.Typer) -> None:
 
 def inspect_command(
     model: Model,
-    source: Annotated[
-        str,
-        Opt(
-            "--source",
-            help="Camera index, video file, image folder, "
-            "rtsp:// or http:// URL, or a GStreamer pipeline.",
-        ),
-    ],
+    source: icam.SourceOpt = None,
     threshold: Annotated[
         float | None,
         Opt(
@@ -113,7 +107,9 @@ def inspect_command(
             "model's metadata)."
         ),
     ] = None,
-    batch: Annotated[int, Opt(help="Frames per inference.")] = 1,
+    batch: Annotated[int, Opt(help="Frames per inference (of any cameras).")] = 1,
+    station: icam.StationOpt = None,
+    batch_wait_ms: icam.BatchWaitOpt = 5.0,
     backend: BackendOpt = "auto",
     provider: ProviderOpt = None,
     threads: ThreadsOpt = None,
@@ -158,10 +154,12 @@ def inspect_command(
     from glcf_runtime.backends import open_runner
     from glcf_runtime.loop import inspect
     from glcf_runtime.preprocess import MAX_PIXELS, checked_max_pixels, parse_roi
-    from glcf_runtime.sources import open_source, parse_reconnect
+    from glcf_runtime.sources import parse_reconnect
+    from glcf_runtime.station import inspect_station
     from glcf_runtime.threshold import resolve_threshold
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    specs = icam.plan(source, station, save_video, batch_wait_ms)
     check_batch(batch, "--batch", model)
     crop = parse_roi(roi) if roi is not None else None
     pixels = MAX_PIXELS if max_pixels is None else checked_max_pixels(max_pixels)
@@ -193,24 +191,36 @@ def inspect_command(
         )
         if crop is not None:
             runner.set_roi(crop)
-        frames = stack.enter_context(
-            open_source(source, retries, iopt.backoff(reconnect_max_wait), max_pixels=pixels)
-        )
-        outputs = _open_sinks(stack, stop, frames.fps, jsonl, save_video, save_anomalies, show)
+        cameras = icam.open_cameras(stack, specs, retries, iopt.backoff(reconnect_max_wait),
+                                    pixels)
+        several = len(cameras) > 1
+        if not several and cameras[0].roi is not None:
+            runner.set_roi(cameras[0].roi)
+            roi = None
+        if not several and cameras[0].threshold is not None:
+            threshold = cameras[0].threshold
+        outputs = _open_sinks(stack, stop, cameras[0].source.fps, jsonl, save_video,
+                              save_anomalies, show, several)
         publishing = None if plant is None else ipub.open_publishing(stack, plant, outputs)
         runner.warmup()
         choice = resolve_threshold(runner, threshold)  # the loop and the live page ask it too
         region = "" if runner.metadata.roi is None else f", cropped to {roi or runner.metadata.roi}"
         console.print(
             f"{runner.describe()}\nthreshold {choice.value} ({choice.origin})\n"
-            f"source {frames.name}{region}",
+            f"{icam.describe(cameras)}{region}",
             highlight=False,
             soft_wrap=True,
         )
         if serve is not None:
+            frames = {c.name: c.source for c in cameras} if several else cameras[0].source
             outputs.append(_serve(stack, runner, frames, threshold, serve, token, allow_host,
                                   publishing))
-        summary = inspect(runner, frames, threshold, batch, outputs, stop, checks)
+        if several:
+            summary = inspect_station(runner, cameras, threshold, batch, outputs, stop, checks,
+                                      batch_wait_ms)
+        else:
+            summary = inspect(runner, cameras[0].source, threshold, batch, outputs, stop, checks,
+                              camera=cameras[0].name)
     console.print(summary_table(summary))
     raise typer.Exit(iopt.write_summary(summary, summary_json))
 
@@ -218,7 +228,7 @@ def inspect_command(
 def _serve(
     stack: contextlib.ExitStack,
     runner: Runner,
-    frames: FrameSource,
+    frames: FrameSource | dict[str, FrameSource],
     threshold: float | None,
     serve: str,
     token: str | None,
@@ -248,6 +258,7 @@ def _open_sinks(
     save_video: Path | None,
     save_anomalies: Path | None,
     show: bool,
+    by_camera: bool = False,
 ) -> list[Sink]:
     """The sinks asked for; ``stack`` closes them if anything fails before ``inspect`` runs."""
     from glcf_runtime import sinks as s
@@ -260,9 +271,9 @@ def _open_sinks(
         outputs.append(s.VideoSink(save_video, fps))
         stack.callback(outputs[-1].close)
     if save_anomalies is not None:
-        outputs.append(s.AnomalySink(save_anomalies))
+        outputs.append(s.AnomalySink(save_anomalies, by_camera))
     if show:
-        outputs.append(s.WindowSink(stop))
+        outputs.append(s.WindowSink(stop, by_camera=by_camera))
         stack.callback(outputs[-1].close)
     return outputs
 
@@ -290,6 +301,7 @@ def summary_table(summary: Summary) -> Table:
     )
     if summary.publish is not None:
         rows = (*rows[:-1], ("published", ipub.summary_row(summary.publish)), rows[-1])
+    rows = (*rows[:-1], *icam.camera_rows(summary), rows[-1])
     for key, value in rows:
         table.add_row(key, value)
     return table

@@ -22,7 +22,7 @@ from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.health import HealthCheck, HealthConfig
 from glcf_runtime.metadata import score_problem
 from glcf_runtime.outbox import OutboxFull
-from glcf_runtime.preprocess import preprocess
+from glcf_runtime.preprocess import PreprocessSpec, preprocess
 from glcf_runtime.sinks import OutputError, Result, Sink
 from glcf_runtime.sources import Frame, FrameSource
 from glcf_runtime.threshold import is_anomalous, is_count, resolve_threshold
@@ -63,6 +63,8 @@ class Summary:
     lost: int = 0  # frames a damaged file lost (never decoded)
     exit_code: ExitCode = ExitCode.SCORED
     publish: dict | None = None  # --publish: outbox, pending at exit, delivered, failures, late
+    mean_batch: float | None = None  # frames per inference (None: no inference ran)
+    cameras: dict | None = None  # per camera: frames, anomalies, errors, completed, reason, …
 
     def to_dict(self) -> dict:
         """The summary as JSON-ready values (``exit_code`` as its number)."""
@@ -71,86 +73,46 @@ class Summary:
         return data
 
 
-class _Batcher:
-    """Collects frames into a pre-allocated batch, runs it, and hands results to the sinks."""
+class Verdicts:
+    """One camera's verdicts: the threshold applied to each score, the counters and the latency
+    window, and every result handed to the sinks in the order given.
 
-    def __init__(
-        self,
-        runner: Runner,
-        batch: int,
-        threshold: float | None,
-        source: str,
-        sinks: Sequence[Sink],
-        health: HealthCheck,
-    ) -> None:
+    Args:
+        runner: the runner whose metadata says the score rule and range and the map's colours.
+        threshold: the threshold (None: no verdict).
+        source: the source's name, for records.
+        sinks: receive every result.
+        camera: the camera's name, for records (``camera``) and the summary; None: not recorded.
+        roi: the crop the maps cover (default: the runner's).
+    """
+
+    def __init__(self, runner: Runner, threshold: float | None, source: str,
+                 sinks: Sequence[Sink], camera: str | None = None,
+                 roi: tuple[int, int, int, int] | None = None) -> None:
         meta = runner.metadata
-        self.runner, self.batch, self.threshold, self.source = runner, batch, threshold, source
-        self.health = health
-        self.spec, self.sinks, self.map_range = meta.preprocess_spec, sinks, meta.map_range
-        self.score_rule, self.score_range = meta.score_rule, meta.score_range
-        self.buffer = np.empty((batch, meta.height, meta.width, 3), np.uint8)  # [B, H, W, 3]
-        self.pending: list[Frame] = []  # arrival order, error frames included
-        self.slots = 0  # frames in ``buffer``
+        self.threshold, self.source, self.sinks, self.camera = threshold, source, sinks, camera
+        self.map_range, self.score_rule, self.score_range = meta.map_range, meta.score_rule, meta.score_range
+        self.roi = meta.roi if roi is None else roi
         self.latencies = np.zeros(LATENCY_WINDOW, np.float64)
         self.frames = self.anomalies = self.errors = self.unhealthy = self.lost = 0
 
-    def add(self, frame: Frame) -> None:
-        if frame.error is None:
-            try:
-                slot = self.buffer[self.slots]
-                slot[...] = preprocess(frame.image, self.spec)
-            except GlcfError as exc:
-                frame = replace(frame, image=None, error=f"frame {frame.index}: {exc}")
-            else:
-                problem = self.health.check(slot)
-                if problem is None:
-                    self.slots += 1
-                else:
-                    frame = replace(frame, image=None, health=problem[0].value,
-                                    error=f"frame {frame.index}: {problem[1]}")
-        if frame.error is not None and not self.pending:
-            self._emit(Result(frame, self.source))
-            return
-        self.pending.append(frame)
-        if self.slots == self.batch:
-            self.flush()
+    def error(self, frame: Frame) -> None:
+        """The record of a frame that was not scored."""
+        self._emit(Result(frame, self.source, camera=self.camera))
 
-    def flush(self) -> None:
-        """Infer the collected frames and write every pending result in order."""
-        if not self.pending:
+    def scored(self, frame: Frame, score: float, anomaly_map: np.ndarray) -> None:
+        """A frame's score and map: its verdict, or an error record for an unusable score."""
+        problem = score_problem(score, self.score_rule, self.score_range)
+        if problem is not None:  # never "scored" without a verdict, never good
+            self.error(replace(frame, image=None, error=(
+                f"frame {frame.index}: the model's score is {problem}: no verdict; check the "
+                "artifact and the backend (e.g. --backend onnxruntime)")))
             return
-        if self.slots:
-            maps, scores = self.runner.infer(self.buffer[: self.slots])
-        k = 0
-        for frame in self.pending:
-            if frame.error is not None:
-                self._emit(Result(frame, self.source))
-                continue
-            score, anomaly_map = float(scores[k]), maps[k]
-            k += 1
-            problem = score_problem(score, self.score_rule, self.score_range)
-            if problem is not None:  # never "scored" without a verdict, never good
-                self._emit(Result(replace(frame, image=None, error=(
-                    f"frame {frame.index}: the model's score is {problem}: no verdict; check the "
-                    "artifact and the backend (e.g. --backend onnxruntime)")), self.source))
-                continue
-            latency = (time.time() - frame.timestamp) * 1000.0
-            self.latencies[self.frames % LATENCY_WINDOW] = latency
-            self._emit(
-                Result(
-                    frame,
-                    self.source,
-                    score,
-                    is_anomalous(score, self.threshold),
-                    latency,
-                    anomaly_map,
-                    self.threshold,
-                    self.map_range,
-                    self.spec.roi,
-                )
-            )
-        self.pending.clear()
-        self.slots = 0
+        latency = (time.time() - frame.timestamp) * 1000.0
+        self.latencies[self.frames % LATENCY_WINDOW] = latency
+        self._emit(Result(frame, self.source, score, is_anomalous(score, self.threshold), latency,
+                          anomaly_map, self.threshold, self.map_range, self.roi,
+                          camera=self.camera))
 
     def _emit(self, result: Result) -> None:
         if result.frame.error is not None:
@@ -163,16 +125,79 @@ class _Batcher:
         for sink in self.sinks:
             sink.write(result)
 
-    def percentiles(self) -> tuple[float | None, float | None]:
-        count = min(self.frames, LATENCY_WINDOW)
-        if count == 0:
-            return None, None
-        p50, p95 = np.percentile(self.latencies[:count], [50, 95])
-        return float(p50), float(p95)
+    def window(self) -> np.ndarray:
+        """The latencies kept (the most recent ``LATENCY_WINDOW``), ms."""
+        return self.latencies[: min(self.frames, LATENCY_WINDOW)]
+
+
+def percentiles(latencies: np.ndarray) -> tuple[float | None, float | None]:
+    """p50 and p95 of ``latencies`` (None, None when there are none)."""
+    if latencies.size == 0:
+        return None, None
+    p50, p95 = np.percentile(latencies, [50, 95])
+    return float(p50), float(p95)
+
+
+def prepare(frame: Frame, spec: PreprocessSpec, health: HealthCheck, out: np.ndarray) -> Frame:
+    """Pre-process ``frame`` into ``out`` (uint8 ``[H, W, 3]``) and check its health; the frame,
+    or its error record when it cannot be pre-processed or is unusable."""
+    if frame.error is not None:
+        return frame
+    try:
+        out[...] = preprocess(frame.image, spec)
+    except GlcfError as exc:
+        return replace(frame, image=None, error=f"frame {frame.index}: {exc}")
+    problem = health.check(out)
+    if problem is None:
+        return frame
+    return replace(frame, image=None, health=problem[0].value,
+                   error=f"frame {frame.index}: {problem[1]}")
+
+
+class _Batcher:
+    """Collects one source's frames into a pre-allocated batch, runs it, and hands the results
+    to its ``Verdicts``."""
+
+    def __init__(self, runner: Runner, batch: int, verdicts: Verdicts, health: HealthCheck) -> None:
+        meta = runner.metadata
+        self.runner, self.batch, self.verdicts, self.health = runner, batch, verdicts, health
+        self.spec = meta.preprocess_spec
+        self.buffer = np.empty((batch, meta.height, meta.width, 3), np.uint8)  # [B, H, W, 3]
+        self.pending: list[Frame] = []  # arrival order, error frames included
+        self.slots = 0  # frames in ``buffer``
+        self.inferences = self.inferred = 0  # runner calls, frames they held
+
+    def add(self, frame: Frame) -> None:
+        frame = prepare(frame, self.spec, self.health, self.buffer[self.slots])
+        if frame.error is not None and not self.pending:
+            self.verdicts.error(frame)
+            return
+        self.slots += frame.error is None
+        self.pending.append(frame)
+        if self.slots == self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Infer the collected frames and write every pending result in order."""
+        if not self.pending:
+            return
+        if self.slots:
+            maps, scores = self.runner.infer(self.buffer[: self.slots])
+            self.inferences += 1
+            self.inferred += self.slots
+        k = 0
+        for frame in self.pending:
+            if frame.error is not None:
+                self.verdicts.error(frame)
+                continue
+            self.verdicts.scored(frame, float(scores[k]), maps[k])
+            k += 1
+        self.pending.clear()
+        self.slots = 0
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[list[str]]:
+def stop_on_signals(stop: threading.Event) -> Iterator[list[str]]:
     """SIGINT / SIGTERM set ``stop`` (a second one raises KeyboardInterrupt); main thread only."""
     caught: list[str] = []
     if threading.current_thread() is not threading.main_thread():
@@ -193,6 +218,16 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[list[str]]:
             signal.signal(s, h)
 
 
+def check_batch_size(runner: Runner, batch: int, sinks: Sequence[Sink]) -> None:
+    """ConfigError (the sinks closed) unless ``runner`` takes batches of ``batch`` frames."""
+    if not is_count(batch) or (runner.max_batch is not None and batch > runner.max_batch):
+        close_all(sinks)
+        raise ConfigError(
+            f"--batch {batch}: {runner.path.name} takes 1 to "
+            f"{runner.max_batch or 'any number of'} frames"
+        )
+
+
 def inspect(
     runner: Runner,
     source: FrameSource,
@@ -201,8 +236,11 @@ def inspect(
     sinks: Sequence[Sink] = (),
     stop_event: threading.Event | None = None,
     health: HealthConfig | None = None,
+    camera: str | None = None,
 ) -> Summary:
     """Inspect every frame of ``source`` with ``runner`` and send the results to ``sinks``.
+
+    Several cameras on one runner: ``glcf_runtime.station.inspect_station``.
 
     Args:
         runner: an open runner; not closed here.
@@ -215,25 +253,23 @@ def inspect(
             outbox (``OutboxFull``, ``--publish``) ends it with ``ExitCode.OUTBOX_FULL``.
         stop_event: set it (from any thread) to stop after the current batch.
         health: the frame-health check (default: on, ``HealthConfig()``).
+        camera: the camera's name: records carry it (``camera``) and the summary has its entry
+            in ``cameras``; None leaves both out.
 
     Returns:
         The run's summary; ``completed`` is False when stopped, interrupted, an output failed,
         the source failed or a damaged file lost frames.
     """
-    if not is_count(batch) or (runner.max_batch is not None and batch > runner.max_batch):
-        _close_all(sinks)
-        raise ConfigError(
-            f"--batch {batch}: {runner.path.name} takes 1 to "
-            f"{runner.max_batch or 'any number of'} frames"
-        )
+    check_batch_size(runner, batch, sinks)
     choice = resolve_threshold(runner, threshold)
     stop = stop_event or threading.Event()
     check = HealthCheck(health or HealthConfig(), live=source.live)
-    state = _Batcher(runner, batch, choice.value, source.name, sinks, check)
+    verdicts = Verdicts(runner, choice.value, source.name, sinks, camera)
+    state = _Batcher(runner, batch, verdicts, check)
     start = time.perf_counter()
     output_failed: str | None = None
     outbox_full = False
-    with _stop_on_signals(stop) as caught:
+    with stop_on_signals(stop) as caught:
         try:
             for frame in source.iterate(stop):
                 state.add(frame)
@@ -244,56 +280,69 @@ def inspect(
             output_failed, outbox_full = str(exc), isinstance(exc, OutboxFull)
         finally:
             try:
-                _close_all(sinks)
+                close_all(sinks)
             except OutputError as exc:
                 output_failed = output_failed or str(exc)
     seconds = time.perf_counter() - start
-    p50, p95 = state.percentiles()
-    reason, code = _ending(caught, stop, source, state, output_failed)
+    p50, p95 = percentiles(verdicts.window())
+    reason, code = ending(caught, stop, source, verdicts, output_failed)
     if outbox_full and not caught:
         code = ExitCode.OUTBOX_FULL
+    completed = (not stop.is_set() and source.failed is None and output_failed is None
+                 and verdicts.lost == 0)
     reports = [r for r in (sink.report() for sink in sinks) if r is not None]
     return Summary(
-        frames=state.frames,
-        anomalies=state.anomalies,
-        errors=state.errors,
+        frames=verdicts.frames,
+        anomalies=verdicts.anomalies,
+        errors=verdicts.errors,
         seconds=seconds,
-        fps=state.frames / seconds if seconds > 0 else 0.0,
+        fps=verdicts.frames / seconds if seconds > 0 else 0.0,
         latency_p50_ms=p50,
         latency_p95_ms=p95,
-        completed=not stop.is_set() and source.failed is None and output_failed is None
-        and state.lost == 0,
+        completed=completed,
         reason=reason,
         threshold=choice.value,
         threshold_origin=choice.origin,
-        unhealthy=state.unhealthy,
-        lost=state.lost,
+        unhealthy=verdicts.unhealthy,
+        lost=verdicts.lost,
         exit_code=code,
         publish=reports[0] if reports else None,
+        mean_batch=state.inferred / state.inferences if state.inferences else None,
+        cameras=None if camera is None else {
+            camera: camera_entry(verdicts, completed, reason, code)},
     )
 
 
-def _ending(caught: list[str], stop: threading.Event, source: FrameSource, state: _Batcher,
-            output_failed: str | None) -> tuple[str, ExitCode]:
-    """Why the run ended, and its exit code."""
+def camera_entry(verdicts: Verdicts, completed: bool, reason: str, code: ExitCode) -> dict:
+    """A camera's entry in the summary's ``cameras``."""
+    return {"frames": verdicts.frames, "anomalies": verdicts.anomalies, "errors": verdicts.errors,
+            "unhealthy": verdicts.unhealthy, "lost": verdicts.lost, "completed": completed,
+            "reason": reason, "exit_code": int(code), "threshold": verdicts.threshold,
+            "latency_p95_ms": percentiles(verdicts.window())[1]}
+
+
+def ending(caught: list[str], stop: threading.Event, source: FrameSource, state: Verdicts,
+           output_failed: str | None, failed: str | None = None) -> tuple[str, ExitCode]:
+    """Why a camera's run ended, and its exit code (``failed``: why its reader gave up)."""
     if caught:
         return f"stopped by {caught[0]}", ExitCode.SIGNAL
     if output_failed is not None:
         return output_failed, ExitCode.OUTPUT_FAILED
+    failed = failed or source.failed
     if stop.is_set():
         reason = "stopped"
-    elif source.failed:
-        reason = source.failed
+    elif failed:
+        reason = failed
     elif state.lost:
         reason = f"source ended; {state.lost} frame(s) lost (damaged file)"
     else:
         reason = "source ended"
-    if state.errors or source.failed or state.frames == 0:
+    if state.errors or failed or state.frames == 0:
         return reason, ExitCode.FRAME_ERRORS
     return reason, ExitCode.SCORED
 
 
-def _close_all(sinks: Sequence[Sink]) -> None:
+def close_all(sinks: Sequence[Sink]) -> None:
     """Close every sink even if one fails; re-raise the first failure."""
     failure: BaseException | None = None
     for sink in sinks:

@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 import threading
 import time
@@ -44,6 +45,7 @@ class Result:
         threshold: the threshold used.
         map_range: ``(vmin, vmax)`` of the heat-map colours (the metadata's).
         roi: the region of interest ``(x, y, w, h)`` the map covers, None for the whole frame.
+        camera: the camera's name (the record's ``camera``); None: not recorded.
     """
 
     frame: Frame
@@ -55,6 +57,7 @@ class Result:
     threshold: float | None = None
     map_range: tuple[float, float] = (0.0, 1.0)
     roi: tuple[int, int, int, int] | None = None
+    camera: str | None = None
     _view: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -82,6 +85,8 @@ class Result:
         """The JSON-lines record of this frame."""
         frame = self.frame
         rec: dict = {"frame": frame.index, "source": self.source}
+        if self.camera is not None:
+            rec["camera"] = self.camera
         if frame.error is not None:
             rec["path"] = None if frame.path is None else str(frame.path)
             rec["error"] = frame.error
@@ -305,14 +310,16 @@ class AnomalySink(Sink):
     """A side-by-side panel PNG (frame | heat map, verdict banner) per anomalous frame.
 
     Files are named ``<run start>_<frame index>[_<image name>].png``, so runs never overwrite
-    each other's panels.
+    each other's panels; with ``by_camera`` (several cameras, each numbering its own frames)
+    ``<run start>_<camera>_<frame index>[_<image name>].png``.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, by_camera: bool = False) -> None:
         check_writable(folder, "--save-anomalies", folder=True)
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self._prefix = time.strftime("%Y%m%d-%H%M%S")
+        self.by_camera = by_camera
         self.written: list[Path] = []
 
     def write(self, result: Result) -> None:
@@ -329,7 +336,8 @@ class AnomalySink(Sink):
             result.label,
         )
         stem = "" if result.frame.path is None else f"_{result.frame.path.stem}"
-        file = self.folder / f"{self._prefix}_{result.frame.index:06d}{stem}.png"
+        camera = f"_{safe_name(result.camera)}" if self.by_camera and result.camera else ""
+        file = self.folder / f"{self._prefix}{camera}_{result.frame.index:06d}{stem}.png"
         try:
             written = cv2.imwrite(str(file), image)
         except cv2.error:
@@ -339,28 +347,37 @@ class AnomalySink(Sink):
         self.written.append(file)
 
 
-class WindowSink(Sink):
-    """Shows annotated frames in an OpenCV window; ``q`` or Esc sets ``stop``."""
+def safe_name(name: str) -> str:
+    """``name`` with every character but letters, digits, ``.``, ``-`` and ``_`` as ``_`` (for
+    file names)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
-    def __init__(self, stop: threading.Event, title: str = "glcf inspect") -> None:
-        self.stop, self.title = stop, title
-        self._open = False
+
+class WindowSink(Sink):
+    """Shows annotated frames in an OpenCV window (one per camera with ``by_camera``); ``q`` or
+    Esc sets ``stop``."""
+
+    def __init__(self, stop: threading.Event, title: str = "glcf inspect",
+                 by_camera: bool = False) -> None:
+        self.stop, self.title, self.by_camera = stop, title, by_camera
+        self._windows: set[str] = set()
 
     def write(self, result: Result) -> None:
         if result.frame.error is not None:
             return
+        title = f"{self.title}: {result.camera}" if self.by_camera and result.camera else self.title
         try:
-            cv2.imshow(self.title, result.annotated())
+            cv2.imshow(title, result.annotated())
         except cv2.error as exc:
             raise GlcfError(
                 "this OpenCV cannot open windows (opencv-python-headless?); drop "
                 f"--show or install opencv-python ({exc})"
             ) from None
-        self._open = True
+        self._windows.add(title)
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             self.stop.set()
 
     def close(self) -> None:
-        if self._open:
-            cv2.destroyWindow(self.title)
-            self._open = False
+        for title in self._windows:
+            cv2.destroyWindow(title)
+        self._windows.clear()

@@ -97,7 +97,7 @@ class PublishSink(Sink):
 
     def write(self, result: Result) -> None:
         record = result.record()
-        camera = result.source
+        camera = record.get("camera", result.source)
         body = {**record, "message_id": f"{self.run_id}:{camera}:{record['frame']}",
                 "camera": camera, "capture_time": round(result.frame.timestamp, 6)}
         try:

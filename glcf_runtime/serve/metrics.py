@@ -20,7 +20,8 @@ from prometheus_client.core import (
     Metric,
 )
 
-from glcf_runtime.serve.state import LATENCY_BUCKETS_S, UNREADABLE, LiveState
+from glcf_runtime.serve.cameras import LATENCY_BUCKETS_S, UNREADABLE
+from glcf_runtime.serve.state import LiveState
 
 if TYPE_CHECKING:
     from glcf_runtime.publish import PublishSink
@@ -29,46 +30,58 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class LiveCollector:
-    """Metric families of one ``LiveState`` (names start with ``glcf_``)."""
+    """Metric families of one ``LiveState`` (names start with ``glcf_``).
+
+    With one camera the series carry no camera label; with several, every per-frame series
+    carries ``camera`` (one series per camera, no unlabelled total: sum them in PromQL).
+    """
 
     def __init__(self, state: LiveState) -> None:
         self.state = state
 
     def collect(self) -> Iterator[Metric]:
         values = self.state.metrics()
-        yield CounterMetricFamily("glcf_frames", "Frames scored.", value=values["frames"])
-        yield CounterMetricFamily(
-            "glcf_anomalies", "Frames scored at or above the threshold.", value=values["anomalies"]
-        )
+        cameras = values["cameras"]
+        labels = ["camera"] if len(cameras) > 1 else []
+        rows = [([name], found) for name, found in cameras.items()] if labels else [([], values)]
+        frames = CounterMetricFamily("glcf_frames", "Frames scored.", labels=labels)
+        anomalies = CounterMetricFamily(
+            "glcf_anomalies", "Frames scored at or above the threshold.", labels=labels)
         errors = CounterMetricFamily(
             "glcf_errors",
             "Frames not scored: unreadable, or unusable by the frame-health check (kind).",
-            labels=["kind"],
+            labels=[*labels, "kind"],
         )
-        for kind, count in sorted({UNREADABLE: 0, **values["errors"]}.items()):
-            errors.add_metric([kind], count)
-        yield errors
-        yield _latency(values["buckets"], values["latency_sum_s"])
-        yield GaugeMetricFamily(
-            "glcf_fps", "Frames scored per second, recent seconds.", value=values["fps"]
-        )
-        yield GaugeMetricFamily(
+        latency = HistogramMetricFamily(
+            "glcf_latency_seconds", "From a frame being available to its verdict.", labels=labels)
+        fps = GaugeMetricFamily(
+            "glcf_fps", "Frames scored per second, recent seconds.", labels=labels)
+        score = GaugeMetricFamily(
             "glcf_last_score", "Image score of the last frame scored (NaN before the first).",
-            value=_number(values["last_score"]),
-        )
+            labels=labels)
+        up = GaugeMetricFamily(
+            "glcf_source_up", "1 while the frame source delivers, 0 when lost or failed.",
+            labels=labels)
+        reconnects = CounterMetricFamily(
+            "glcf_source_reconnects", "Times a live source was reopened after it was lost.",
+            labels=labels)
+        for label, found in rows:
+            frames.add_metric(label, found["frames"])
+            anomalies.add_metric(label, found["anomalies"])
+            for kind, count in sorted({UNREADABLE: 0, **found["errors"]}.items()):
+                errors.add_metric([*label, kind], count)
+            latency.add_metric(label, _buckets(LATENCY_BUCKETS_S, found["buckets"]),
+                               found["latency_sum_s"])
+            fps.add_metric(label, found["fps"])
+            score.add_metric(label, _number(found["last_score"]))
+            up.add_metric(label, 1.0 if found["source"]["up"] else 0.0)
+            reconnects.add_metric(label, found["source"]["reconnects"])
+        yield from (frames, anomalies, errors, latency, fps, score)
         yield GaugeMetricFamily(
             "glcf_threshold", "Anomalous if score >= this (NaN when not calibrated).",
             value=_number(values["threshold"]),
         )
-        source = values["source"]
-        yield GaugeMetricFamily(
-            "glcf_source_up", "1 while the frame source delivers, 0 when lost or failed.",
-            value=1.0 if source["up"] else 0.0,
-        )
-        yield CounterMetricFamily(
-            "glcf_source_reconnects", "Times a live source was reopened after it was lost.",
-            value=source["reconnects"],
-        )
+        yield from (up, reconnects)
         card = self.state.card
         yield InfoMetricFamily(
             "glcf_model",
@@ -130,15 +143,6 @@ def _buckets(bounds: Sequence[float], counts: list[int]) -> list[tuple[str, int]
         running += count
         cumulative.append(("+Inf" if math.isinf(bound) else repr(bound), running))
     return cumulative
-
-
-def _latency(buckets: list[int], total_s: float) -> HistogramMetricFamily:
-    return HistogramMetricFamily(
-        "glcf_latency_seconds",
-        "From a frame being available to its verdict.",
-        buckets=_buckets(LATENCY_BUCKETS_S, buckets),
-        sum_value=total_s,
-    )
 
 
 def _number(value: float | None) -> float:

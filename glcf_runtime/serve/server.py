@@ -7,16 +7,19 @@ none writes files or changes the run.
 | route | what |
 |---|---|
 | ``/`` and ``/static/*`` | the page (HTML, JS, CSS served from this package: no CDN) |
-| ``/api/status`` | counters, latest frame, source state, gallery, model card (JSON) |
+| ``/api/status`` | counters, latest frame, source state, gallery, model card, ``cameras`` (JSON) |
 | ``/api/results?since=FRAME&limit=N`` | the JSON-lines records of frames after FRAME |
+| ``/api/timeline`` | each camera's recent scores and the write count they reach (JSON) |
 | ``/api/events?since=FRAME`` | server-sent events: status and new records, a few times a second |
+|   (``after=SEQ``) | the records written after write SEQ (an event's ``seq``) instead |
 | ``/frame.jpg`` | the latest annotated frame (its record in the ``X-Frame-Record`` header) |
 | ``/stream.mjpg`` | the annotated frames as MJPEG, at most ``max_fps`` per second |
 | ``/flagged/ID.jpg?width=W`` | a flagged frame of the gallery, full size (W: a thumbnail) |
 | ``/metrics`` | Prometheus text format |
 | ``/healthz`` | 200 while the source delivers, 503 otherwise; the only route without the token |
 
-Every route answers GET and HEAD. Who may ask (token, the page's cookie, the ``Host`` header) is
+``?camera=NAME`` picks a camera on ``/frame.jpg``, ``/stream.mjpg`` (default: the first) and on
+``/api/results`` and ``/api/timeline`` (default: every camera). Every route answers GET and HEAD. Who may ask (token, the page's cookie, the ``Host`` header) is
 ``access``'s concern. Clients cannot hold the server: a request's line and headers must arrive
 within ``ServeLimits.head_timeout_s`` however slowly they trickle in, a viewer that stops reading
 is dropped after ``write_timeout_s``, and at most ``max_connections`` are open at once (each is a
@@ -31,7 +34,7 @@ import logging
 import re
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import CancelledError
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -53,6 +56,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 FILES = {  # route -> (file in STATIC, content type)
     "/": ("index.html", "text/html; charset=utf-8"),
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/static/tiles.js": ("tiles.js", "text/javascript; charset=utf-8"),
     "/static/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 EVENT_INTERVAL_S = 0.2  # at most 5 events a second per viewer
@@ -80,7 +84,7 @@ def parse_bind(text: str) -> tuple[str, int]:
 
 def open_live_page(
     runner: Runner,
-    source: FrameSource,
+    sources: FrameSource | Mapping[str, FrameSource],
     threshold: float | None,
     bind: str,
     token: str | None = None,
@@ -90,7 +94,8 @@ def open_live_page(
 
     Args:
         runner: the open runner (for the model card).
-        source: the open source (for its up/down state).
+        sources: the open source, or ``{camera name: source}`` for several cameras (for their
+            up/down state; results are grouped by ``Result.source``, the camera's name).
         threshold: the ``--threshold`` override, or None: ``threshold.json``, then the metadata's
             (``resolve_threshold``, as the loop resolves it).
         bind: ``PORT`` or ``HOST:PORT`` (see ``parse_bind``).
@@ -102,7 +107,7 @@ def open_live_page(
     """
     choice = resolve_threshold(runner, threshold)
     host, port = parse_bind(bind)
-    state = LiveState(model_card(runner, choice), source)
+    state = LiveState(model_card(runner, choice), sources)
     return LiveServer(state, host, port, token, allowed_hosts=allowed_hosts)
 
 
@@ -235,7 +240,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, path: str, query: dict[str, list[str]]) -> None:
         state = self.server.live.state
         flagged = FLAGGED_ROUTE.match(path)
-        if path in FILES:
+        camera = query.get("camera", [None])[-1]
+        if camera is not None and state.camera(camera) is None:
+            known = ", ".join(state.camera_names()) or "none yet"
+            self._send_json({"error": f"no camera {camera!r}; cameras: {known}"},
+                            HTTPStatus.NOT_FOUND)
+        elif path in FILES:
             name, content_type = FILES[path]
             headers = {"Referrer-Policy": "no-referrer"}  # the page's URL may hold the token
             cookie = self.server.live.access.page_cookie(query.get("token", []))
@@ -249,16 +259,18 @@ class _Handler(BaseHTTPRequestHandler):
             if since is None:
                 self._send_json({"error": "since must be a frame index"}, HTTPStatus.BAD_REQUEST)
             else:
-                self._send_json(state.results(since, limit))
+                self._send_json(state.results(since, limit, camera))
+        elif path == "/api/timeline":
+            self._send_json(state.timeline(camera))
         elif path == "/api/events":
-            self._events(_int(query, "since", -1))
+            self._events(_int(query, "since", -1), _int(query, "after", None))
         elif path == "/metrics":
             live = self.server.live
             self._send(HTTPStatus.OK, live.metrics.render(live.registry), live.metrics.CONTENT_TYPE)
         elif path == "/frame.jpg":
-            self._frame()
+            self._frame(camera)
         elif path == "/stream.mjpg":
-            self._stream()
+            self._stream(camera)
         elif flagged is not None:
             width = _int(query, "width", None)
             data = state.flagged_jpeg(int(flagged.group(1)), None if width is None else max(64, width))
@@ -286,12 +298,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, "application/json", headers)
 
     def _healthz(self) -> None:
-        up = self.server.live.state.source_state()["up"]
-        body = b"ok\n" if up else b"source down\n"
+        source = self.server.live.state.source_state()
+        up, down = source["up"], source.get("down")
+        body = b"ok\n" if up else f"cameras down: {', '.join(down)}\n".encode() if down else (
+            b"source down\n")
         self._send(HTTPStatus.OK if up else HTTPStatus.SERVICE_UNAVAILABLE, body, "text/plain")
 
-    def _frame(self) -> None:
-        found = self.server.live.state.latest_jpeg()
+    def _frame(self, camera: str | None) -> None:
+        found = self.server.live.state.latest_jpeg(camera)
         if found is None:
             self._send_json({"error": "no frame scored yet"}, HTTPStatus.SERVICE_UNAVAILABLE,
                             {"Retry-After": "1"})
@@ -300,8 +314,9 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"X-Frame-Seq": str(seq), "X-Frame-Record": json.dumps(record)}
             self._send(HTTPStatus.OK, data, "image/jpeg", headers)
 
-    def _events(self, since: int | None) -> None:
-        """Server-sent events: ``data: {"status": …, "records": […]}`` until the run ends."""
+    def _events(self, since: int | None, after: int | None) -> None:
+        """Server-sent events: ``data: {"status": …, "records": […], "seq": S}`` until the run
+        ends (S: the write the records reach)."""
         live, state = self.server.live, self.server.live.state
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream")
@@ -309,9 +324,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.head_only:
             return
-        seen, records = state.updates(None, -1 if since is None else since)
+        seen, records = state.updates(after, -1 if since is None else since)
         while not live.stopping.is_set():
-            payload = {"status": state.status(), "records": records[-EVENT_RECORDS:]}
+            payload = {"status": state.status(), "records": records[-EVENT_RECORDS:], "seq": seen}
             self.wfile.write(f"data: {json.dumps(payload, allow_nan=False)}\n\n".encode())
             self.wfile.flush()
             if not payload["status"]["running"]:
@@ -322,8 +337,9 @@ class _Handler(BaseHTTPRequestHandler):
             state.wait(seen, KEEPALIVE_S)
             seen, records = state.updates(seen)
 
-    def _stream(self) -> None:
-        """MJPEG: the newest annotated frame whenever it changed, at most ``max_fps`` a second."""
+    def _stream(self, camera: str | None) -> None:
+        """MJPEG: the newest annotated frame of ``camera`` (None: the first) whenever it
+        changed, at most ``max_fps`` a second."""
         live = self.server.live
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
@@ -334,7 +350,7 @@ class _Handler(BaseHTTPRequestHandler):
         sent = 0
         while not live.stopping.is_set():
             live.state.wait(sent, 1.0)
-            found = live.state.latest_jpeg()
+            found = live.state.latest_jpeg(camera)
             if found is not None and found[0] != sent:
                 sent, _, data = found
                 head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"

@@ -1,4 +1,5 @@
-"""What the live page shows: a sink that keeps the latest frame, recent records and counters.
+"""What the live page shows: a sink that keeps the latest frame, recent records and counters,
+in all and per camera (``cameras``: results are grouped by ``Result.source``, the camera's name).
 
 ``LiveState.write`` runs in the inspection loop, so it only stores references, copies the
 anomaly map (the backend may overwrite its buffer) and counts: no drawing, no encoding. The HTTP
@@ -10,11 +11,10 @@ is cached so viewers share it.
 
 from __future__ import annotations
 
-import bisect
-import math
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
+from collections.abc import Mapping
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from glcf_runtime.backends.base import Runner
+from glcf_runtime.serve.cameras import Camera, Tally, camera_sources, combined_source, finite
 from glcf_runtime.sinks import Result, Sink
 from glcf_runtime.sources import FrameSource
 from glcf_runtime.threshold import ThresholdChoice
@@ -31,12 +32,8 @@ KEEP_RECORDS = 10_000  # records /api/results can return (about 2 MB)
 GALLERY = 12  # flagged frames the page's gallery lists, newest first
 KEEP_FLAGGED = 2 * GALLERY  # kept (full size) so a listed frame can still be fetched after
 #                             it left the list: a page loads its thumbnails a moment later
-KEEP_LATENCIES = 1_000  # latency percentiles on the page are over the most recent frames
-FPS_WINDOW_S = 5.0  # fps on the page: frames scored in the last seconds
-LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 VIEW_WIDTH = 640  # the live frame is drawn at most this wide (flagged frames: full size)
 JPEG_QUALITY = 80
-UNREADABLE = "unreadable"  # error kind of records without a "health" field
 
 
 def model_card(runner: Runner, threshold: ThresholdChoice) -> dict[str, Any]:
@@ -59,17 +56,6 @@ def model_card(runner: Runner, threshold: ThresholdChoice) -> dict[str, Any]:
         "threshold": threshold.value,
         "threshold_origin": threshold.origin,
     }
-
-
-def error_kind(record: dict) -> str:
-    """What an error record is about: the frame-health verdict (``"flat"``, ``"frozen"``…),
-    ``"outage"`` (a live stream lost), ``"lost"`` (frames a damaged video lacks) or
-    ``"unreadable"`` (a frame that could not be decoded or pre-processed)."""
-    if record.get("health"):
-        return str(record["health"])
-    if record.get("outage_s") is not None:
-        return "outage"
-    return "lost" if record.get("lost") else UNREADABLE
 
 
 def encode_jpeg(image: np.ndarray) -> bytes:
@@ -108,7 +94,8 @@ class Flagged:
     def summary(self) -> dict:
         frame = self.result.frame
         return {"id": self.id, "frame": frame.index, "timestamp": round(frame.timestamp, 3),
-                "score": self.result.score, "label": self.result.label}
+                "score": self.result.score, "label": self.result.label,
+                "camera": self.result.source}
 
 
 class LiveState(Sink):
@@ -116,28 +103,26 @@ class LiveState(Sink):
 
     Args:
         card: ``model_card(runner, threshold)``.
-        source: the running source, read for its state (``failed``, and ``connected`` /
-            ``reconnects`` where a live source has them).
+        sources: the running source, or ``{camera name: source}`` for several cameras; read for
+            their state (``failed``, and ``connected`` / ``reconnects`` where a live source has
+            them). A result whose ``source`` names no camera of the mapping gets a camera of its
+            own; one source is one camera, named as its first result names it.
     """
 
-    def __init__(self, card: dict[str, Any], source: FrameSource | None = None) -> None:
-        self.card, self.source = card, source
+    def __init__(
+        self, card: dict[str, Any], sources: FrameSource | Mapping[str, FrameSource] | None = None
+    ) -> None:
+        self.card = card
         self.threshold: float | None = card.get("threshold")
         self.changed = threading.Condition(threading.RLock())  # notified on writes and on close
         self.seq = 0  # results written, errors included
-        self.frames = self.anomalies = 0
-        self.errors: Counter[str] = Counter()
+        self.total = Tally()  # every camera's results
+        self.cameras = {name: Camera(name, s) for name, s in camera_sources(sources).items()}
+        self._one_source = isinstance(sources, FrameSource)
         self.records: deque[tuple[int, dict]] = deque(maxlen=KEEP_RECORDS)  # (seq, record)
         self.flagged: deque[Flagged] = deque(maxlen=KEEP_FLAGGED)
-        self.latest: Result | None = None  # the last scored frame
-        self.latest_seq = 0  # its seq
-        self.last_score: float | None = None
         self.closed = False
         self.started = time.time()
-        self.bucket_counts = [0] * (len(LATENCY_BUCKETS_S) + 1)  # last: above every bound
-        self.latency_sum_s = 0.0
-        self._latencies: deque[float] = deque(maxlen=KEEP_LATENCIES)
-        self._times: deque[float] = deque(maxlen=4096)  # monotonic time of each scored frame
         self._jpegs: dict[tuple[str, int, int | None], bytes] = {}  # (kind, id, width)
         self._jpeg_lock = threading.Lock()
         self._render = ThreadPoolExecutor(1, thread_name_prefix="glcf-render")
@@ -147,28 +132,26 @@ class LiveState(Sink):
         kept = result
         if result.anomaly_map is not None and result._view is None:
             kept = replace(result, anomaly_map=result.anomaly_map.copy())
+        now = time.monotonic()
         with self.changed:
             self.seq += 1
             self.records.append((self.seq, record))
-            if result.frame.error is not None:
-                self.errors[error_kind(record)] += 1
-            else:
-                self._count_scored(kept, self.seq)
+            camera = self.cameras.get(result.source) or self._new_camera(result.source)
+            for tally in (self.total, camera):
+                tally.count(kept, record, self.seq, now)
+            if kept.frame.error is None and kept.anomalous:
+                self.flagged.append(Flagged(self.total.anomalies, kept))
             self.changed.notify_all()
 
-    def _count_scored(self, result: Result, seq: int) -> None:
-        self.frames += 1
-        self.latest, self.latest_seq = result, seq
-        self.last_score = result.score
-        self._times.append(time.monotonic())
-        if result.latency_ms is not None:
-            seconds = result.latency_ms / 1000.0
-            self._latencies.append(result.latency_ms)
-            self.bucket_counts[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
-            self.latency_sum_s += seconds
-        if result.anomalous:
-            self.anomalies += 1
-            self.flagged.append(Flagged(self.anomalies, result))
+    def _new_camera(self, name: str) -> Camera:
+        """A camera for results named ``name``; one source: its camera, renamed on its first."""
+        if not self._one_source:
+            camera = self.cameras[name] = Camera(name)
+            return camera
+        (camera,) = self.cameras.values()
+        if camera.seen == 0:
+            camera.name, self.cameras = name, {name: camera}
+        return camera
 
     def close(self) -> None:
         """The loop ended: streams finish; images stay available until ``release``."""
@@ -186,65 +169,77 @@ class LiveState(Sink):
             self.changed.wait_for(lambda: self.seq > seen or self.closed, timeout)
             return self.seq
 
+    def camera(self, name: str | None) -> Camera | None:
+        """The camera called ``name``; None: the first camera (None before any is known)."""
+        with self.changed:
+            if name is None:
+                return next(iter(self.cameras.values()), None)
+            return self.cameras.get(name)
+
+    def camera_names(self) -> list[str]:
+        with self.changed:
+            return list(self.cameras)
+
     def source_state(self) -> dict[str, Any]:
-        """``up`` (bool), ``reconnects``, ``failed`` (why a live source gave up) and ``name``."""
-        source = self.source
-        if source is None:
-            return {"name": None, "up": not self.closed, "reconnects": 0, "failed": None}
-        failed = getattr(source, "failed", None)
-        connected = bool(getattr(source, "connected", True))
-        return {
-            "name": source.name,
-            "up": failed is None and connected and not self.closed,
-            "reconnects": int(getattr(source, "reconnects", 0) or 0),
-            "failed": failed,
-        }
+        """``up`` (bool), ``reconnects``, ``failed`` (why a live source gave up) and ``name``;
+        with several cameras, their ``combined_source`` (up while every camera is up)."""
+        with self.changed:
+            cameras = list(self.cameras.values())
+            if len(cameras) > 1:
+                return combined_source(cameras, self.closed)
+            return (cameras[0] if cameras else Camera("")).source_state(self.closed)
 
     def fps(self) -> float:
         """Frames scored per second over the last ``FPS_WINDOW_S`` seconds."""
         now = time.monotonic()
         with self.changed:
-            times = list(self._times)
-        recent = [t for t in times if now - t <= FPS_WINDOW_S]
-        if len(recent) < 2:
-            return 0.0
-        span = max(now - recent[0], recent[-1] - recent[0])
-        return (len(recent) - 1) / span if span > 0 else 0.0
+            return self.total.fps(now)
 
     def status(self) -> dict[str, Any]:
-        """Counters, latest frame, source state, gallery and model card, for ``/api/status``."""
+        """Counters, latest frame, source state, gallery and model card, for ``/api/status``;
+        ``cameras``: each camera's counters and state."""
+        now = time.monotonic()
         with self.changed:
-            latencies = np.fromiter(self._latencies, np.float64)
-            status = {
+            total = self.total
+            p50, p95 = total.latency_ms()
+            return {
                 "seq": self.seq,
                 "running": not self.closed,
-                "frames": self.frames,
-                "anomalies": self.anomalies,
-                "errors": dict(self.errors),
-                "errors_total": sum(self.errors.values()),
-                "last_score": _finite(self.last_score),
-                "latest_frame": None if self.latest is None else self.latest.frame.index,
-                "latest_seq": self.latest_seq if self.latest is not None else None,
+                "frames": total.frames,
+                "anomalies": total.anomalies,
+                "errors": dict(total.errors),
+                "errors_total": sum(total.errors.values()),
+                "last_score": finite(total.last_score),
+                "latest_frame": None if total.latest is None else total.latest.frame.index,
+                "latest_seq": total.latest_seq if total.latest is not None else None,
                 "flagged": [f.summary() for f in list(reversed(self.flagged))[:GALLERY]],
                 "started": round(self.started, 3),
+                "fps": round(total.fps(now), 3),
+                "latency_p50_ms": p50,
+                "latency_p95_ms": p95,
+                "uptime_s": round(time.time() - self.started, 3),
+                "source": self.source_state(),
+                "model": self.card,
+                "cameras": [c.summary(self.closed, now) for c in self.cameras.values()],
             }
-        p50, p95 = (np.percentile(latencies, [50, 95]).tolist() if latencies.size else (None, None))
-        status.update(
-            fps=round(self.fps(), 3),
-            latency_p50_ms=p50,
-            latency_p95_ms=p95,
-            uptime_s=round(time.time() - self.started, 3),
-            source=self.source_state(),
-            model=self.card,
-        )
-        return status
 
-    def results(self, since: int = -1, limit: int | None = None) -> list[dict]:
+    def timeline(self, camera: str | None = None) -> dict[str, Any]:
+        """``{"seq": S, "cameras": {name: [[timestamp, score, anomalous], …]}}``: each camera's
+        recent scores (score None: an error), oldest first, up to write ``S``; ``camera``: that
+        one only."""
+        with self.changed:
+            chosen = [c for c in self.cameras.values() if camera in (None, c.name)]
+            return {"seq": self.seq, "cameras": {c.name: [list(p) for p in c.timeline]
+                                                 for c in chosen}}
+
+    def results(self, since: int = -1, limit: int | None = None,
+                camera: str | None = None) -> list[dict]:
         """Records of frames after frame index ``since``, in the order written (the last
-        ``limit`` of them)."""
+        ``limit`` of them); ``camera``: that camera's only."""
         with self.changed:
             kept = list(self.records)
-        found = [record for _, record in kept if record.get("frame", since + 1) > since]
+        found = [record for _, record in kept if record.get("frame", since + 1) > since
+                 and camera in (None, record.get("source"))]
         return found if limit is None else found[-limit:] if limit > 0 else []
 
     def updates(self, seen: int | None, since: int = -1) -> tuple[int, list[dict]]:
@@ -261,13 +256,15 @@ class LiveState(Sink):
                 found.append(record)
             return self.seq, found[::-1]
 
-    def latest_jpeg(self) -> tuple[int, dict, bytes] | None:
-        """``(seq, record, JPEG)`` of the last scored frame, at most ``VIEW_WIDTH`` wide."""
+    def latest_jpeg(self, camera: str | None = None) -> tuple[int, dict, bytes] | None:
+        """``(seq, record, JPEG)`` of the last scored frame of ``camera`` (None: the first
+        camera), at most ``VIEW_WIDTH`` wide; None before its first."""
         with self.changed:
-            result, seq = self.latest, self.latest_seq
+            found = self.camera(camera)
+            result, seq = (None, 0) if found is None else (found.latest, found.latest_seq)
         if result is None:
             return None
-        return seq, result.record(), self._jpeg(("live", seq, VIEW_WIDTH), result)
+        return seq, result.record(), self._jpeg((f"live {result.source}", seq, VIEW_WIDTH), result)
 
     def flagged_jpeg(self, flag_id: int, max_width: int | None = None) -> bytes | None:
         """JPEG of a flagged frame still in the gallery (full size, or at most ``max_width``
@@ -279,8 +276,8 @@ class LiveState(Sink):
         return self._jpeg(("flagged", flag_id, max_width), found)
 
     def _jpeg(self, key: tuple[str, int, int | None], result: Result) -> bytes:
-        """Draw and encode once per key, on the render thread; keeps the newest live frame and
-        the recent flagged ones."""
+        """Draw and encode once per key, on the render thread; keeps the newest live frame of
+        each camera and the recent flagged ones."""
         with self._jpeg_lock:
             cached = self._jpegs.get(key)
         if cached is not None:
@@ -298,27 +295,22 @@ class LiveState(Sink):
             return cached
         data = encode_jpeg(draw(result, key[2]))
         with self._jpeg_lock:
-            for old in [k for k in self._jpegs if k[0] == key[0] == "live"]:
+            for old in [k for k in self._jpegs if k[0] == key[0] != "flagged"]:
                 del self._jpegs[old]
-            while len(self._jpegs) > 2 * KEEP_FLAGGED:
+            while sum(k[0] == "flagged" for k in self._jpegs) > 2 * KEEP_FLAGGED:
                 self._jpegs.pop(next(k for k in self._jpegs if k[0] == "flagged"))
             self._jpegs[key] = data
         return data
 
     def metrics(self) -> dict[str, Any]:
-        """Everything ``/metrics`` exports, read at once."""
+        """Everything ``/metrics`` exports, read at once: the totals, and ``cameras`` (the same
+        values of each camera, its ``source`` included)."""
+        now = time.monotonic()
         with self.changed:
-            values = {
-                "frames": self.frames,
-                "anomalies": self.anomalies,
-                "errors": dict(self.errors),
-                "buckets": list(self.bucket_counts),
-                "latency_sum_s": self.latency_sum_s,
-                "last_score": self.last_score,
-            }
-        values.update(fps=self.fps(), threshold=self.threshold, source=self.source_state())
+            values = self.total.values(now)
+            values.update(
+                threshold=self.threshold,
+                source=self.source_state(),
+                cameras={n: c.values(now, self.closed) for n, c in self.cameras.items()},
+            )
         return values
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None

@@ -1,6 +1,8 @@
 // The live page of `glcf inspect --serve`: server-sent events for counters and records, the
 // latest annotated frame fetched at most 10 times a second (one request in flight, frames in
 // between are dropped), and a score timeline drawn on a <canvas>. No libraries, no CDN.
+// Several cameras: a grid of tiles (tiles.js), one per camera, each with its own frame,
+// verdict, counters and timeline; the totals, model card and gallery stay.
 // With a token, the page was opened as /?token=T and the server set an HttpOnly cookie: every
 // request below carries it, none carries the token.
 "use strict";
@@ -22,6 +24,8 @@
   let galleryKey = "";
   let galleryTime = -Infinity;
   let events = null;
+  let lastSeq = 0; // several cameras: the write the records received reach
+  const glcf = { points, tiles: null }; // tiles: the grid of cameras (tiles.js)
 
   const fmt = (value, digits = 4) =>
     value === null || value === undefined ? "–" : Number(value).toPrecision(digits);
@@ -34,6 +38,7 @@
   }
 
   function addRecords(records) {
+    if (glcf.tiles) return glcf.tiles.add(records);
     for (const r of records) {
       if (r.frame !== undefined && r.frame <= lastFrame) continue;
       lastFrame = Math.max(lastFrame, r.frame ?? lastFrame);
@@ -41,6 +46,10 @@
       points.push({ t, score: r.score, anomalous: r.anomalous, error: Boolean(r.error) });
       if (r.error || shownSeq === null) latest = r;
     }
+    trim(points);
+  }
+
+  function trim(points) { // the last WINDOW_S seconds, at most MAX_POINTS
     const newest = points.length ? points[points.length - 1].t : 0;
     while (points.length && points[0].t < newest - WINDOW_S) points.shift();
     if (points.length > MAX_POINTS) { // a fast loop: thin out, keep every anomalous point
@@ -49,9 +58,9 @@
     }
   }
 
-  function renderVerdict() {
-    const box = $("verdict");
-    if (!latest) return;
+  function renderVerdict(box = $("verdict"), shown = latest) {
+    if (!shown) return;
+    const latest = shown;
     const threshold = status ? status.model.threshold : null;
     box.className = "verdict";
     if (latest.error) {
@@ -103,9 +112,10 @@
       link.title = "open full size";
       const img = document.createElement("img");
       img.src = `flagged/${f.id}.jpg?width=${THUMB_WIDTH}`;
-      img.alt = `flagged frame ${f.frame}`;
+      const camera = glcf.tiles ? `${f.camera} · ` : "";
+      img.alt = `flagged frame ${f.frame}${camera && ` of ${f.camera}`}`;
       const caption = document.createElement("span");
-      caption.textContent = `frame ${f.frame} · score ${fmt(f.score)}`;
+      caption.textContent = `${camera}frame ${f.frame} · score ${fmt(f.score)}`;
       link.append(img, caption);
       return link;
     }));
@@ -123,18 +133,22 @@
     $("p95").textContent = ms(s.latency_p95_ms);
     $("reconnects").textContent = s.source.reconnects;
     $("uptime").textContent = duration(s.uptime_s);
-    $("source").textContent = s.source.name ? `source ${s.source.name}` : "";
+    const several = s.cameras.length > 1;
+    $("source").textContent = several ? `${s.cameras.length} cameras`
+      : s.source.name ? `source ${s.source.name}` : "";
     const state = $("state");
     const down = s.running && !s.source.up;
-    state.textContent = !s.running ? "stopped" : down ? "source down" : "running";
+    const what = several ? `camera down: ${(s.source.down || []).join(", ")}` : "source down";
+    state.textContent = !s.running ? "stopped" : down ? what : "running";
     state.className = `pill ${!s.running ? "stopped" : down ? "down" : "running"}`;
     renderCard(s.model);
     renderGallery(s.flagged);
-    renderVerdict();
+    if (glcf.tiles) glcf.tiles.render(s);
+    else if (several) location.reload(); // a second camera appeared: the grid
+    else renderVerdict();
   }
 
-  function drawTimeline() {
-    const canvas = $("timeline");
+  function drawTimeline(canvas = $("timeline"), points = glcf.points) {
     const ratio = window.devicePixelRatio || 1;
     const width = canvas.clientWidth, height = canvas.clientHeight;
     if (canvas.width !== Math.round(width * ratio)) canvas.width = Math.round(width * ratio);
@@ -145,6 +159,7 @@
     const left = 52, right = width - 8, top = 8, bottom = height - 20;
     const threshold = status ? status.model.threshold : null;
     const scores = points.filter((p) => p.score !== null && p.score !== undefined);
+    canvas.dataset.points = scores.length;
     let top_value = Math.max(threshold === null ? 0 : threshold * 1.25, ...scores.map((p) => p.score));
     top_value = top_value > 0 ? top_value * 1.05 : 1;
     const end = points.length ? points[points.length - 1].t : Date.now() / 1000;
@@ -179,31 +194,33 @@
     }
   }
 
-  async function frameLoop() {
-    const img = $("frame");
-    for (;;) {
+  async function showFrame(url, img) { // the newest frame into img: {seq, shown}, else null
+    try {
+      const response = await fetch(url, { cache: "no-store" });
+      if (!response.ok) return null;
+      const seq = Number(response.headers.get("X-Frame-Seq"));
+      const shown = JSON.parse(response.headers.get("X-Frame-Record"));
+      const blob = URL.createObjectURL(await response.blob());
+      await new Promise((resolve) => { img.onload = img.onerror = resolve; img.src = blob; });
+      if (img.dataset.url) URL.revokeObjectURL(img.dataset.url);
+      img.dataset.url = blob;
+      img.dataset.seq = seq;
+      return { seq, shown };
+    } catch (error) {
+      return null; // the server went away; the event stream reports it
+    }
+  }
+
+  async function frameLoop(url, img, wanted, onShown, interval = FRAME_INTERVAL_MS) {
+    for (let seen = null; ;) { // wanted(): {seq, running} of the newest frame, or null
       const started = performance.now();
-      if (status && status.latest_seq !== null && status.latest_seq !== shownSeq) {
-        try {
-          const response = await fetch("frame.jpg", { cache: "no-store" });
-          if (response.ok) {
-            const seq = Number(response.headers.get("X-Frame-Seq"));
-            const shown = JSON.parse(response.headers.get("X-Frame-Record"));
-            const url = URL.createObjectURL(await response.blob());
-            await new Promise((resolve) => { img.onload = img.onerror = resolve; img.src = url; });
-            if (img.dataset.url) URL.revokeObjectURL(img.dataset.url);
-            img.dataset.url = url;
-            img.dataset.seq = seq;
-            shownSeq = seq;
-            latest = shown; // the verdict line describes the frame on screen
-            renderVerdict();
-          }
-        } catch (error) {
-          // the server went away; the event stream reports it
-        }
+      const want = wanted();
+      if (want && want.seq !== null && want.seq !== seen) {
+        const found = await showFrame(url, img);
+        if (found) { seen = found.seq; onShown(found.shown, found.seq); }
       }
-      if (status && !status.running && shownSeq === status.latest_seq) return;
-      const wait = FRAME_INTERVAL_MS - (performance.now() - started);
+      if (want && !want.running && seen === want.seq) return;
+      const wait = interval - (performance.now() - started);
       await new Promise((resolve) => setTimeout(resolve, Math.max(10, wait)));
     }
   }
@@ -220,12 +237,14 @@
   }
 
   function connect() {
-    events = new EventSource(`api/events?since=${lastFrame}`);
+    events = new EventSource(glcf.tiles ? `api/events?after=${lastSeq}` : `api/events?since=${lastFrame}`);
     events.onmessage = (message) => {
       const data = JSON.parse(message.data);
+      lastSeq = data.seq ?? lastSeq;
       addRecords(data.records);
       renderStatus(data.status);
-      drawTimeline();
+      if (glcf.tiles) glcf.tiles.draw();
+      else drawTimeline();
     };
     events.addEventListener("end", () => events.close());
     events.onerror = () => {
@@ -237,12 +256,27 @@
   }
 
   async function start() {
+    const first = await fetch("api/status", { cache: "no-store" });
+    if (!first.ok) return refused(first);
+    const initial = await first.json();
+    if (initial.cameras.length > 1) {
+      glcf.tiles = window.glcfTiles({ $, fmt, ms, trim, drawTimeline, renderVerdict, frameLoop });
+      lastSeq = await glcf.tiles.start(initial);
+      connect();
+      window.addEventListener("resize", () => glcf.tiles.draw());
+      return;
+    }
     const response = await fetch("api/results?since=-1&limit=3000", { cache: "no-store" });
     if (!response.ok) return refused(response);
     addRecords(await response.json());
     connect();
-    frameLoop();
-    window.addEventListener("resize", drawTimeline);
+    const wanted = () => (status ? { seq: status.latest_seq, running: status.running } : null);
+    frameLoop("frame.jpg", $("frame"), wanted, (shown, seq) => {
+      shownSeq = seq;
+      latest = shown; // the verdict line describes the frame on screen
+      renderVerdict();
+    });
+    window.addEventListener("resize", () => drawTimeline());
   }
 
   start();

@@ -1,0 +1,155 @@
+"""Several cameras on one box: one `glcf inspect` batched across the cameras, against one process
+per camera.
+
+Four (``--cameras``) 1280x720 MJPG videos of synthetic frames (glcf_bench.frames), ``--frames``
+each, inspected in alternating rounds:
+
+(a) one process: ``glcf inspect EXPORT --source cam0=FILE … --batch N`` (N = the cameras, or
+    ``--batch``), one runner for every camera;
+(b) one ``glcf inspect EXPORT --source FILE`` per camera, all started at once, batch 1.
+
+images/s is every camera's frames over the wall time from the start of the processes to the
+last one's exit (model loading included, as on a station that starts); ``steady images/s`` is
+the frames over the span of the records' timestamps (from the first frame to the last, loading
+excluded). The p95 latency (capture → verdict) is over every record of the round, from the JSONL.
+
+    python benchmarks/station_batching.py                   # the contract model (tiny)
+    python benchmarks/station_batching.py --export /tmp/p23/cp_new
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from glcf_bench.frames import write_video
+from glcf_bench.machine import machine_info, slug, versions
+from glcf_runtime.files import atomic_write_json
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _glcf(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "glcf_cli", "inspect", *args]
+
+
+def _records(paths: list[Path]) -> list[dict]:
+    return [json.loads(line) for p in paths for line in p.read_text().splitlines()]
+
+
+def _figures(paths: list[Path], summaries: list[Path], wall: float) -> dict:
+    records = [r for r in _records(paths) if "score" in r]
+    times = [r["timestamp"] for r in records]
+    latencies = np.array([r["latency_ms"] for r in records])
+    span = max(times) - min(times) if times else 0.0
+    reports = [json.loads(s.read_text()) for s in summaries]
+    return {
+        "frames": len(records),
+        "wall_s": wall,
+        "images_per_s": len(records) / wall,
+        "steady_images_per_s": len(records) / span if span > 0 else None,
+        "latency_p50_ms": float(np.percentile(latencies, 50)),
+        "latency_p95_ms": float(np.percentile(latencies, 95)),
+        "summary_latency_p95_ms": [r["latency_p95_ms"] for r in reports],
+        "mean_batch": [r.get("mean_batch") for r in reports],
+        "exit_codes": [r["exit_code"] for r in reports],
+    }
+
+
+def run_batched(export: Path, videos: list[Path], batch: int, extra: list[str], out: Path) -> dict:
+    jsonl, summary = out / "a.jsonl", out / "a.json"
+    for p in (jsonl, summary):
+        p.unlink(missing_ok=True)
+    sources = [a for i, v in enumerate(videos) for a in ("--source", f"cam{i}={v}")]
+    start = time.perf_counter()
+    subprocess.run(_glcf([str(export), *sources, "--batch", str(batch), "--jsonl", str(jsonl),
+                          "--summary-json", str(summary), *extra]),
+                   check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return _figures([jsonl], [summary], time.perf_counter() - start)
+
+
+def run_separate(export: Path, videos: list[Path], extra: list[str], out: Path) -> dict:
+    jsonls = [out / f"b{i}.jsonl" for i in range(len(videos))]
+    summaries = [out / f"b{i}.json" for i in range(len(videos))]
+    for p in (*jsonls, *summaries):
+        p.unlink(missing_ok=True)
+    start = time.perf_counter()
+    procs = [subprocess.Popen(_glcf([str(export), "--source", str(v), "--batch", "1", "--jsonl",
+                                     str(j), "--summary-json", str(s), *extra]),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for v, j, s in zip(videos, jsonls, summaries, strict=True)]
+    for proc in procs:
+        proc.wait()
+    return _figures(jsonls, summaries, time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--export", type=Path, default=None,
+                        help="an export folder (default: the contract model, written here)")
+    parser.add_argument("--cameras", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=150, help="frames per camera")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=None, help="(a)'s batch (default: cameras)")
+    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    machine = machine_info()
+    print(f"CPU: {machine['cpu']} ({machine['usable_cores']} usable cores)", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        export = args.export
+        if export is None:
+            from glcf_bench.fixtures.contract_model import write_model
+
+            export = write_model(work / "export").parent
+        videos = [write_video(work / f"cam{i}.avi", args.frames) for i in range(args.cameras)]
+        extra = ["--backend", args.backend, "--threshold", "1e9"]  # no anomaly panels, no wait
+        batch = args.batch or args.cameras
+        rounds: list[dict] = []
+        for number in range(1, args.rounds + 1):
+            a = run_batched(export, videos, batch, extra, work)
+            b = run_separate(export, videos, extra, work)
+            rounds.append({"batched": a, "separate": b})
+            for name, r in ((f"(a) one process, batch {batch}", a),
+                            (f"(b) {args.cameras} processes, batch 1", b)):
+                steady = r["steady_images_per_s"] or 0.0
+                print(f"round {number} {name}: {r['images_per_s']:.1f} images/s "
+                      f"({steady:.1f} steady), p95 {r['latency_p95_ms']:.1f} ms, "
+                      f"exit {r['exit_codes']}", flush=True)
+
+    def median(mode: str, key: str) -> float:
+        return statistics.median(r[mode][key] or 0.0 for r in rounds)
+
+    result = {
+        "benchmark": "station_batching", "export": str(args.export or "contract model"),
+        "backend": args.backend, "cameras": args.cameras, "frames_per_camera": args.frames,
+        "batch": batch, "machine": machine, "versions": versions(), "rounds": rounds,
+        "median": {mode: {key: median(mode, key) for key in
+                          ("images_per_s", "steady_images_per_s", "latency_p95_ms")}
+                   for mode in ("batched", "separate")},
+    }
+    med = result["median"]
+    print(f"median of {args.rounds} rounds on {machine['cpu']}: (a) "
+          f"{med['batched']['images_per_s']:.1f} images/s, p95 {med['batched']['latency_p95_ms']:.1f}"
+          f" ms; (b) {med['separate']['images_per_s']:.1f} images/s, p95 "
+          f"{med['separate']['latency_p95_ms']:.1f} ms")
+    name = "contract" if args.export is None else slug(args.export.name)
+    file = args.out / (f"station-batching_{name}_{slug(machine['cpu'])}_"
+                       f"{os.cpu_count()}c_{time.strftime('%Y%m%d-%H%M%S')}.json")
+    file.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(file, result)
+    print(f"→ {file}")
+
+
+if __name__ == "__main__":
+    main()
