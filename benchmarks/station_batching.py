@@ -13,8 +13,15 @@ last one's exit (model loading included, as on a station that starts); ``steady 
 the frames over the span of the records' timestamps (from the first frame to the last, loading
 excluded). The p95 latency (capture → verdict) is over every record of the round, from the JSONL.
 
+With ``--live-fps N`` the cameras are live instead: each video is served as an MJPEG stream over
+HTTP at N frames per second (``glcf inspect`` reads it as a live camera: the newest frame only,
+no queue), and the stream closes after ``--frames`` frames (``--reconnect 0``: the camera then
+ends). Below the box's capacity every frame is scored either way, and the latency is what a
+line sees; frames a path could not keep up with are dropped by the live source and counted.
+
     python benchmarks/station_batching.py                   # the contract model (tiny)
-    python benchmarks/station_batching.py --export /tmp/p23/cp_new
+    python benchmarks/station_batching.py --live-fps 10     # four live cameras at 10 fps each
+    python benchmarks/station_batching.py --export models/cable_pair   # an export of yours
 """
 
 from __future__ import annotations
@@ -36,6 +43,50 @@ from glcf_bench.machine import machine_info, slug, versions
 from glcf_runtime.files import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class _Streams:
+    """Serves ``/camK.mjpg``: ``frames`` JPEG frames at ``fps`` as multipart/x-mixed-replace (the
+    MJPEG stream IP cameras give), from the moment a client connects, then closes."""
+
+    def __init__(self, frames: int, fps: float) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import cv2
+
+        from glcf_bench.frames import synthetic_frame
+
+        jpegs = [cv2.imencode(".jpg", synthetic_frame(i))[1].tobytes() for i in range(frames)]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                start = time.perf_counter()
+                try:
+                    for i, jpeg in enumerate(jpegs):
+                        time.sleep(max(0.0, start + i / fps - time.perf_counter()))
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                         + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def urls(self, cameras: int) -> list[str]:
+        host, port = self.server.server_address[:2]
+        return [f"http://{host}:{port}/cam{i}.mjpg" for i in range(cameras)]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def _glcf(args: list[str]) -> list[str]:
@@ -101,6 +152,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=None, help="(a)'s batch (default: cameras)")
     parser.add_argument("--backend", default="auto")
+    parser.add_argument("--live-fps", type=float, default=None,
+                        help="serve the cameras as live MJPEG streams at this many frames per second")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     machine = machine_info()
@@ -112,8 +165,12 @@ def main() -> None:
             from glcf_bench.fixtures.contract_model import write_model
 
             export = write_model(work / "export").parent
-        videos = [write_video(work / f"cam{i}.avi", args.frames) for i in range(args.cameras)]
+        streams = _Streams(args.frames, args.live_fps) if args.live_fps else None
+        videos = streams.urls(args.cameras) if streams else [
+            write_video(work / f"cam{i}.avi", args.frames) for i in range(args.cameras)]
         extra = ["--backend", args.backend, "--threshold", "1e9"]  # no anomaly panels, no wait
+        if streams:
+            extra += ["--reconnect", "0"]  # the stream's end ends the camera
         batch = args.batch or args.cameras
         rounds: list[dict] = []
         for number in range(1, args.rounds + 1):
@@ -123,19 +180,22 @@ def main() -> None:
             for name, r in ((f"(a) one process, batch {batch}", a),
                             (f"(b) {args.cameras} processes, batch 1", b)):
                 steady = r["steady_images_per_s"] or 0.0
-                print(f"round {number} {name}: {r['images_per_s']:.1f} images/s "
+                print(f"round {number} {name}: {r['frames']} frames, {r['images_per_s']:.1f} images/s "
                       f"({steady:.1f} steady), p95 {r['latency_p95_ms']:.1f} ms, "
                       f"exit {r['exit_codes']}", flush=True)
+        if streams:
+            streams.close()
 
     def median(mode: str, key: str) -> float:
         return statistics.median(r[mode][key] or 0.0 for r in rounds)
 
     result = {
         "benchmark": "station_batching", "export": str(args.export or "contract model"),
+        "live_fps": args.live_fps, "frames_sent_per_camera": args.frames,
         "backend": args.backend, "cameras": args.cameras, "frames_per_camera": args.frames,
         "batch": batch, "machine": machine, "versions": versions(), "rounds": rounds,
         "median": {mode: {key: median(mode, key) for key in
-                          ("images_per_s", "steady_images_per_s", "latency_p95_ms")}
+                          ("frames", "images_per_s", "steady_images_per_s", "latency_p95_ms")}
                    for mode in ("batched", "separate")},
     }
     med = result["median"]
@@ -144,6 +204,8 @@ def main() -> None:
           f" ms; (b) {med['separate']['images_per_s']:.1f} images/s, p95 "
           f"{med['separate']['latency_p95_ms']:.1f} ms")
     name = "contract" if args.export is None else slug(args.export.name)
+    if args.live_fps:
+        name += f"_live{args.live_fps:g}fps"
     file = args.out / (f"station-batching_{name}_{slug(machine['cpu'])}_"
                        f"{os.cpu_count()}c_{time.strftime('%Y%m%d-%H%M%S')}.json")
     file.parent.mkdir(parents=True, exist_ok=True)

@@ -140,10 +140,17 @@ def test_refused_before_the_model_loads(args: list[str], message: str, tmp_path:
 
 
 def _scrape(url: str) -> dict[str, float]:
+    """``/metrics`` through prometheus_client's own parser: ``name{label="value",…}`` → value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode()
-    return {line.split(" ")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line.startswith("glcf_")}
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            values[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+    return {k: v for k, v in values.items() if k.startswith("glcf_")}
 
 
 def test_metrics_show_pending_failures_and_the_ack_histogram(model: Path, tmp_path: Path) -> None:
