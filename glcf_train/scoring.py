@@ -98,6 +98,7 @@ class GaussianBlur(nn.Module):
         super().__init__()
         k = gaussian_kernel1d(sigma)
         self.radius = (k.numel() - 1) // 2
+        self.kernel = tuple(k.double().tolist())  # the key of its resize-and-smooth matrices
         self.register_buffer("kx", k.view(1, 1, 1, -1), persistent=False)
         self.register_buffer("ky", k.view(1, 1, -1, 1), persistent=False)
 
@@ -112,8 +113,8 @@ class GaussianBlur(nn.Module):
         result is ``R_h · x · R_wᵀ`` — two small MatMuls in place of a resize to the full grid,
         a reflect pad and two full-grid convolutions (equal to float rounding; an order of
         magnitude faster in the deploy graph)."""
-        rows = _operator(self.kx.view(-1), int(x.shape[-2]), size).to(x.device)
-        cols = _operator(self.kx.view(-1), int(x.shape[-1]), size).to(x.device)
+        rows = _operator(self.kernel, int(x.shape[-2]), size, str(x.device))
+        cols = _operator(self.kernel, int(x.shape[-1]), size, str(x.device))
         return torch.matmul(torch.matmul(rows, x), cols.T)
 
 
@@ -130,12 +131,10 @@ def resize_blur_matrix(kernel: np.ndarray, n: int, size: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_operator(kernel: tuple[float, ...], n: int, size: int) -> torch.Tensor:
-    return torch.from_numpy(resize_blur_matrix(np.array(kernel), n, size)).float()
-
-
-def _operator(kernel: torch.Tensor, n: int, size: int) -> torch.Tensor:
-    return _cached_operator(tuple(kernel.double().cpu().tolist()), n, size)
+def _operator(kernel: tuple[float, ...], n: int, size: int, device: str) -> torch.Tensor:
+    """``resize_blur_matrix`` as float32 on ``device``, made once per kernel, grid and device
+    (no host transfer per call)."""
+    return torch.from_numpy(resize_blur_matrix(np.array(kernel), n, size)).float().to(device)
 
 
 def resize_map(x: torch.Tensor, size: int) -> torch.Tensor:
