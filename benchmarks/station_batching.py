@@ -6,7 +6,9 @@ each, inspected in alternating rounds:
 
 (a) one process: ``glcf inspect EXPORT --source cam0=FILE … --batch N`` (N = the cameras, or
     ``--batch``), one runner for every camera;
-(b) one ``glcf inspect EXPORT --source FILE`` per camera, all started at once, batch 1.
+(b) one ``glcf inspect EXPORT --source FILE`` per camera, all started at once, batch 1;
+(c) with ``--streams S``: (a) with ``--streams S --batch B`` (B = ``--streams-batch``, default
+    the cameras / S): one process, S batches scored at once on S CPU streams.
 
 images/s is every camera's frames over the wall time from the start of the processes to the
 last one's exit (model loading included, as on a station that starts); ``steady images/s`` is
@@ -116,14 +118,15 @@ def _figures(paths: list[Path], summaries: list[Path], wall: float) -> dict:
     }
 
 
-def run_batched(export: Path, videos: list[Path], batch: int, extra: list[str], out: Path) -> dict:
-    jsonl, summary = out / "a.jsonl", out / "a.json"
+def run_batched(export: Path, videos: list[Path], batch: int, extra: list[str], out: Path,
+                streams: int = 1) -> dict:
+    jsonl, summary = out / f"a{streams}.jsonl", out / f"a{streams}.json"
     for p in (jsonl, summary):
         p.unlink(missing_ok=True)
     sources = [a for i, v in enumerate(videos) for a in ("--source", f"cam{i}={v}")]
     start = time.perf_counter()
     subprocess.run(_glcf([str(export), *sources, "--batch", str(batch), "--jsonl", str(jsonl),
-                          "--summary-json", str(summary), *extra]),
+                          "--summary-json", str(summary), "--streams", str(streams), *extra]),
                    check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return _figures([jsonl], [summary], time.perf_counter() - start)
 
@@ -152,6 +155,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=None, help="(a)'s batch (default: cameras)")
     parser.add_argument("--backend", default="auto")
+    parser.add_argument("--streams", type=int, default=None,
+                        help="add (c): one process with this many inference streams")
+    parser.add_argument("--streams-batch", type=int, default=None,
+                        help="(c)'s batch (default: cameras / streams)")
     parser.add_argument("--live-fps", type=float, default=None,
                         help="serve the cameras as live MJPEG streams at this many frames per second")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -172,13 +179,19 @@ def main() -> None:
         if streams:
             extra += ["--reconnect", "0"]  # the stream's end ends the camera
         batch = args.batch or args.cameras
+        streams_batch = args.streams_batch or max(1, args.cameras // (args.streams or 1))
         rounds: list[dict] = []
         for number in range(1, args.rounds + 1):
             a = run_batched(export, videos, batch, extra, work)
             b = run_separate(export, videos, extra, work)
             rounds.append({"batched": a, "separate": b})
-            for name, r in ((f"(a) one process, batch {batch}", a),
-                            (f"(b) {args.cameras} processes, batch 1", b)):
+            rows = [(f"(a) one process, batch {batch}", a),
+                    (f"(b) {args.cameras} processes, batch 1", b)]
+            if args.streams:
+                c = run_batched(export, videos, streams_batch, extra, work, args.streams)
+                rounds[-1]["streams"] = c
+                rows.append((f"(c) one process, {args.streams} streams, batch {streams_batch}", c))
+            for name, r in rows:
                 steady = r["steady_images_per_s"] or 0.0
                 print(f"round {number} {name}: {r['frames']} frames, {r['images_per_s']:.1f} images/s "
                       f"({steady:.1f} steady), p95 {r['latency_p95_ms']:.1f} ms, "
@@ -193,19 +206,24 @@ def main() -> None:
         "benchmark": "station_batching", "export": str(args.export or "contract model"),
         "live_fps": args.live_fps, "frames_sent_per_camera": args.frames,
         "backend": args.backend, "cameras": args.cameras, "frames_per_camera": args.frames,
-        "batch": batch, "machine": machine, "versions": versions(), "rounds": rounds,
+        "batch": batch, "streams": args.streams, "streams_batch": streams_batch if args.streams
+        else None, "machine": machine, "versions": versions(), "rounds": rounds,
         "median": {mode: {key: median(mode, key) for key in
                           ("frames", "images_per_s", "steady_images_per_s", "latency_p95_ms")}
-                   for mode in ("batched", "separate")},
+                   for mode in ("batched", "separate", "streams") if mode in rounds[0]},
     }
     med = result["median"]
     print(f"median of {args.rounds} rounds on {machine['cpu']}: (a) "
           f"{med['batched']['images_per_s']:.1f} images/s, p95 {med['batched']['latency_p95_ms']:.1f}"
           f" ms; (b) {med['separate']['images_per_s']:.1f} images/s, p95 "
-          f"{med['separate']['latency_p95_ms']:.1f} ms")
+          f"{med['separate']['latency_p95_ms']:.1f} ms" + (
+              f"; (c) {med['streams']['images_per_s']:.1f} images/s, p95 "
+              f"{med['streams']['latency_p95_ms']:.1f} ms" if "streams" in med else ""))
     name = "contract" if args.export is None else slug(args.export.name)
     if args.live_fps:
         name += f"_live{args.live_fps:g}fps"
+    if args.streams:
+        name += f"_streams{args.streams}"
     file = args.out / (f"station-batching_{name}_{slug(machine['cpu'])}_"
                        f"{os.cpu_count()}c_{time.strftime('%Y%m%d-%H%M%S')}.json")
     file.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from glcf_runtime.backends.base import cpu_cores
 from glcf_runtime.errors import GlcfError
 
 VERSION_OF = {
@@ -42,12 +43,11 @@ def cpu_model() -> str:
 
 def machine_info() -> dict:
     gpu = gpu_description()
-    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     return {
         "hostname": platform.node(),
         "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
-        "usable_cores": len(affinity) if affinity else os.cpu_count(),
+        "usable_cores": cpu_cores(),
         "physical_cores": physical_cores(),
         "os": platform.platform(),
         "python": platform.python_version(),
@@ -107,7 +107,7 @@ def versions() -> dict[str, str | None]:
 def physical_cores() -> int:
     """Physical cores this process may use (distinct core ids in /proc/cpuinfo, capped by the
     CPU affinity); the logical count where /proc/cpuinfo says nothing."""
-    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    allowed = cpu_cores()
     cores, physical = set(), "0"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

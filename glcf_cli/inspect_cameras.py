@@ -1,4 +1,5 @@
-"""`glcf inspect`'s cameras: --source (repeatable, NAME=URI), --station FILE, --batch-wait-ms.
+"""`glcf inspect`'s cameras: --source (repeatable, NAME=URI), --station FILE, --batch-wait-ms,
+--streams.
 Everything here is checked before the model loads. See docs/station.md."""
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ BatchWaitOpt = Annotated[
     float,
     Opt(help="Several cameras: how long (ms) a batch that is not full waits for more frames "
         "before it runs."),
+]
+StreamsOpt = Annotated[
+    int,
+    Opt(min=1, help="Several cameras, OpenVINO or ONNX Runtime: score up to N batches at once, "
+        "each on its own CPU stream (the threads split between them): lower latency when the "
+        "cameras' frames arrive together, e.g. --streams 2 with four cameras."),
 ]
 NAMED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)=(.+)$", re.DOTALL)
 KEYS = ("name", "source", "roi", "threshold")
@@ -137,7 +144,7 @@ def read_station(path: Path) -> list[CameraSpec]:
 
 
 def plan(sources: list[str] | None, station: Path | None, save_video: Path | None,
-         batch_wait_ms: float) -> list[CameraSpec]:
+         batch_wait_ms: float, streams: int = 1) -> list[CameraSpec]:
     """The cameras the options give, checked (ConfigError, exit 2)."""
     if sources and station is not None:
         raise _error(f"--station {station} and --source both name cameras; give the cameras "
@@ -153,6 +160,10 @@ def plan(sources: list[str] | None, station: Path | None, save_video: Path | Non
             raise _error(f"{where}: two cameras are named {name!r}; give each camera its own name")
     if not (0 <= batch_wait_ms < float("inf")):
         raise _error(f"--batch-wait-ms {batch_wait_ms}: give milliseconds >= 0, e.g. 5")
+    if streams > 1 and len(specs) == 1:
+        raise _error(f"--streams {streams} scores several cameras' frames at once; one camera's "
+                     "frames are scored in order, one batch at a time: drop --streams, or raise "
+                     "--batch")
     if len(specs) > 1 and save_video is not None:
         raise _error("--save-video writes one camera's frames; with several cameras use "
                      "--save-anomalies, --jsonl or --serve")

@@ -110,6 +110,7 @@ def inspect_command(
     batch: Annotated[int, Opt(help="Frames per inference (of any cameras).")] = 1,
     station: icam.StationOpt = None,
     batch_wait_ms: icam.BatchWaitOpt = 5.0,
+    streams: icam.StreamsOpt = 1,
     backend: BackendOpt = "auto",
     provider: ProviderOpt = None,
     threads: ThreadsOpt = None,
@@ -159,7 +160,7 @@ def inspect_command(
     from glcf_runtime.threshold import resolve_threshold
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    specs = icam.plan(source, station, save_video, batch_wait_ms)
+    specs = icam.plan(source, station, save_video, batch_wait_ms, streams)
     check_batch(batch, "--batch", model)
     crop = parse_roi(roi) if roi is not None else None
     pixels = MAX_PIXELS if max_pixels is None else checked_max_pixels(max_pixels)
@@ -187,7 +188,7 @@ def inspect_command(
     with contextlib.ExitStack() as stack:
         runner = stack.enter_context(
             open_runner(model, backend, log=_progress, providers=provider, threads=threads,
-                        precision=precision)
+                        precision=precision, streams=streams if streams > 1 else None)
         )
         if crop is not None:
             runner.set_roi(crop)

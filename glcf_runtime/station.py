@@ -10,6 +10,10 @@ one per camera with a frame ready per turn, starting each batch one camera furth
 camera waits behind another; it waits at most ``batch_wait_ms`` for more frames before it runs a
 partial batch. Each camera keeps its own frame numbers, health check, reconnect policy, threshold
 and crop, and its own ending: a camera whose source ends or gives up never stalls the others.
+
+A runner opened with several streams (``Runner.lanes``) scores that many batches at once, one
+lane thread each: a camera with a frame in flight is skipped until its verdict is out, so each
+camera's verdicts still leave in its frame order, and the sinks are written by one lane at a time.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -79,6 +83,7 @@ class _Feed:
         self.shape = (meta.height, meta.width, 3)
         self.capacity = capacity
         self.queue: deque[_Item] = deque()
+        self.busy = False  # a frame of this camera is being scored (by any lane)
         self.done = False
         self.failed: str | None = None  # why the reader stopped with an exception
         self.thread = threading.Thread(target=self._run, daemon=True,
@@ -117,46 +122,123 @@ class _Scheduler:
         self.turn = 0  # the camera the next batch starts with
 
     def ready(self) -> bool:
-        return any(f.queue for f in self.feeds)
+        return any(f.queue and not f.busy for f in self.feeds)
 
     def finished(self) -> bool:
         return all(f.done and not f.queue for f in self.feeds)
 
     def take(self, taken: list[tuple[_Feed, _Item]], images: int) -> int:
         """Move ready items into ``taken``, one per camera per round, until the batch holds
-        ``batch`` images or nothing is ready; returns the images now taken (call under cond)."""
+        ``batch`` images or nothing is ready; a camera another lane is scoring is skipped;
+        returns the images now taken (call under cond)."""
+        mine = {id(feed) for feed, _ in taken}
         moved = True
         while moved and images < self.batch:
             moved = False
             for k in range(len(self.feeds)):
                 feed = self.feeds[(self.turn + k) % len(self.feeds)]
-                if feed.queue and images < self.batch:
+                if feed.queue and images < self.batch and (not feed.busy or id(feed) in mine):
                     item = feed.queue.popleft()
                     taken.append((feed, item))
+                    feed.busy = True
+                    mine.add(id(feed))
                     images += item.image is not None
                     moved = True
         self.cond.notify_all()  # room in the queues
         return images
 
-    def next_batch(self, stop: threading.Event, wait_s: float) -> list[tuple[_Feed, _Item]]:
+    def next_batch(self, halted: Callable[[], bool], wait_s: float) -> list[tuple[_Feed, _Item]]:
         """The next batch (error records included): empty when every feed has ended or
-        ``stop`` is set."""
+        ``halted()``. Its cameras stay busy until ``release``."""
         taken: list[tuple[_Feed, _Item]] = []
         with self.cond:
             while not self.ready():
-                if self.finished() or stop.is_set():
+                if self.finished() or halted():
                     return taken
                 self.cond.wait(WAKE_S)
             images = self.take(taken, 0)
             deadline = time.monotonic() + wait_s
-            while images < self.batch and not stop.is_set() and not self.finished():
+            while images < self.batch and not halted() and not self.finished():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self.cond.wait_for(self.ready, left)
                 images = self.take(taken, images)
-        self.turn = (self.turn + 1) % len(self.feeds)
+            self.turn = (self.turn + 1) % len(self.feeds)
         return taken
+
+    def release(self, taken: list[tuple[_Feed, _Item]]) -> None:
+        """The batch's verdicts are out: its cameras may be taken again."""
+        with self.cond:
+            for feed, _ in taken:
+                feed.busy = False
+            self.cond.notify_all()
+
+
+@dataclass
+class _Lanes:
+    """What the lanes share: the counters, the sinks' lock, and how the run ended early."""
+
+    scheduler: _Scheduler
+    verdicts: list[Verdicts]
+    stop: threading.Event
+    wait_s: float
+    emit: threading.Lock = field(default_factory=threading.Lock)
+    quit: threading.Event = field(default_factory=threading.Event)  # a lane failed: all stop
+    inferences: int = 0
+    inferred: int = 0
+    output_failed: str | None = None
+    outbox_full: bool = False
+    error: BaseException | None = None  # not an output's: raised again after the lanes end
+
+    def halted(self) -> bool:
+        return self.stop.is_set() or self.quit.is_set()
+
+    def run(self, infer: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+            buffer: np.ndarray) -> None:
+        """One lane: take a batch, score it, hand its verdicts to the sinks; until the cameras
+        end, ``stop`` is set or another lane failed."""
+        try:
+            while not self.halted():
+                taken = self.scheduler.next_batch(self.halted, self.wait_s)
+                if not taken:
+                    break
+                try:
+                    self._score(infer, buffer, taken)
+                finally:
+                    self.scheduler.release(taken)
+        except OutputError as exc:
+            with self.emit:
+                if self.output_failed is None:
+                    self.output_failed, self.outbox_full = str(exc), isinstance(exc, OutboxFull)
+            self._fail()
+        except BaseException as exc:
+            self.error = self.error or exc
+            self._fail()
+
+    def _fail(self) -> None:
+        self.quit.set()
+        with self.scheduler.cond:
+            self.scheduler.cond.notify_all()
+
+    def _score(self, infer: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+               buffer: np.ndarray, taken: list[tuple[_Feed, _Item]]) -> None:
+        slots = [item.image for _, item in taken if item.image is not None]
+        maps = scores = None
+        if slots:
+            for k, image in enumerate(slots):
+                buffer[k] = image
+            maps, scores = infer(buffer[: len(slots)])
+        with self.emit:
+            if slots:
+                self.inferences, self.inferred = self.inferences + 1, self.inferred + len(slots)
+            k = 0
+            for feed, item in taken:
+                if item.image is None:
+                    self.verdicts[feed.index].error(item.frame)
+                    continue
+                self.verdicts[feed.index].scored(item.frame, float(scores[k]), maps[k])
+                k += 1
 
 
 def camera_threshold(runner: Runner, camera: Camera, threshold: float | None) -> ThresholdChoice:
@@ -199,7 +281,8 @@ def inspect_station(
     """Inspect every frame of every camera with one ``runner``; results go to ``sinks``.
 
     Args:
-        runner: an open runner; not closed here.
+        runner: an open runner; not closed here. Opened with several streams, it scores that
+            many batches at once (``Runner.lanes``).
         cameras: the cameras, their sources open (not closed here).
         threshold: the run's threshold (a camera's own ``threshold`` wins), else
             ``threshold.json``, then the metadata's.
@@ -233,44 +316,39 @@ def inspect_station(
                 for c, choice, feed in zip(cameras, choices, feeds, strict=True)]
     scheduler = _Scheduler(feeds, cond, batch)
     meta = runner.metadata
-    buffer = np.empty((batch, meta.height, meta.width, 3), np.uint8)
-    inferences = inferred = 0
+    lanes = _Lanes(scheduler, verdicts, stop, batch_wait_ms / 1000.0)
+    infers = runner.lanes()
+    buffers = [np.empty((batch, meta.height, meta.width, 3), np.uint8) for _ in infers]
     start = time.perf_counter()
-    output_failed: str | None = None
-    outbox_full = False
     for feed in feeds:
         feed.thread.start()
     with stop_on_signals(stop) as caught:
         try:
-            while not stop.is_set():
-                taken = scheduler.next_batch(stop, batch_wait_ms / 1000.0)
-                if not taken:
-                    break
-                slots = [item.image for _, item in taken if item.image is not None]
-                if slots:
-                    for k, image in enumerate(slots):
-                        buffer[k] = image
-                    maps, scores = runner.infer(buffer[: len(slots)])
-                    inferences, inferred = inferences + 1, inferred + len(slots)
-                k = 0
-                for feed, item in taken:
-                    if item.image is None:
-                        verdicts[feed.index].error(item.frame)
-                        continue
-                    verdicts[feed.index].scored(item.frame, float(scores[k]), maps[k])
-                    k += 1
-        except OutputError as exc:
-            output_failed, outbox_full = str(exc), isinstance(exc, OutboxFull)
+            if len(infers) == 1:
+                lanes.run(infers[0], buffers[0])
+            else:
+                threads = [threading.Thread(target=lanes.run, args=(infer, buf), daemon=True,
+                                            name=f"glcf-lane-{k}")
+                           for k, (infer, buf) in enumerate(zip(infers, buffers, strict=True))]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    while thread.is_alive():  # short joins: signals reach the main thread
+                        thread.join(WAKE_S)
         finally:
             halt.set()
             with cond:
                 cond.notify_all()
             for feed in feeds:
                 feed.thread.join(timeout=5.0)
+            output_failed = lanes.output_failed
             try:
                 close_all(sinks)
             except OutputError as exc:
                 output_failed = output_failed or str(exc)
+    if lanes.error is not None:
+        raise lanes.error
+    outbox_full = lanes.outbox_full
     seconds = time.perf_counter() - start
     entries: dict[str, dict] = {}
     codes: list[ExitCode] = []
@@ -305,6 +383,6 @@ def inspect_station(
         lost=sum(v.lost for v in verdicts),
         exit_code=max(codes),
         publish=reports[0] if reports else None,
-        mean_batch=inferred / inferences if inferences else None,
+        mean_batch=lanes.inferred / lanes.inferences if lanes.inferences else None,
         cameras=entries,
     )

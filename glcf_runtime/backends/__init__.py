@@ -59,8 +59,8 @@ FOLDER_FILES = {  # order: preference
     Backend.OPENVINO: RUN_MODES["openvino"].file,
 }
 OPTIONS = {  # the options each runner takes
-    Backend.ONNXRUNTIME: {"providers", "threads", "optimization", "spinning"},
-    Backend.OPENVINO: {"precision", "threads", "cache"},
+    Backend.ONNXRUNTIME: {"providers", "threads", "optimization", "spinning", "streams"},
+    Backend.OPENVINO: {"precision", "threads", "cache", "streams"},
     Backend.TENSORRT: set(),
 }
 NO_MODEL = f"give {FP32_FILE}, {ENGINE_FILE} or an export folder"

@@ -9,8 +9,11 @@ judged by, and ``threshold.json``, are ``glcf_runtime.threshold``'s.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -85,6 +88,20 @@ def check_io(inputs: list[TensorInfo], outputs: list[TensorInfo], metadata: Arti
     return shape[0] if shape is not None else None
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_streams(streams: int, threads: int | None) -> None:
+    """ConfigError unless ``streams`` is a whole number >= 1 with a thread for each stream."""
+    if isinstance(streams, bool) or not isinstance(streams, int) or streams < 1:
+        raise ConfigError(f"streams must be a whole number >= 1, got {streams!r}")
+    if threads is not None and threads < streams:
+        raise ConfigError(f"{threads} threads cannot run {streams} streams: each stream needs a "
+                          "thread of its own; give --threads >= --streams, or leave --threads out")
+
+
 class Runner(ABC):
     """Runs a GLCF deploy artifact: uint8 BGR frames in, anomaly maps and scores out.
 
@@ -103,6 +120,29 @@ class Runner(ABC):
     @abstractmethod
     def max_batch(self) -> int | None:
         """Largest batch the backend accepts; None when unlimited."""
+
+    @property
+    def streams(self) -> int:
+        """How many batches the runner can score at the same time (``lanes``); 1 unless it was
+        opened with ``streams=N`` (OpenVINO, ONNX Runtime)."""
+        return len(self._stream_runs())
+
+    def lanes(self) -> list[Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]:
+        """One ``infer`` per stream: each may run on its own thread at the same time as the
+        others, each with its own output buffers (overwritten by its own next call)."""
+        runs = self._stream_runs()
+        if len(runs) == 1:
+            return [self.infer]
+        return [partial(self._checked, run) for run in runs]
+
+    def _stream_runs(self) -> list[Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]:
+        """The backend's inference per stream, on checked batches (one stream: ``_infer``)."""
+        return [self._infer]
+
+    def _checked(self, run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                 batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.check_batch(batch)
+        return run(batch)
 
     @abstractmethod
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,12 +6,14 @@ keep this module from shadowing the package).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from glcf_runtime.backends.base import Runner, TensorInfo, check_io
+from glcf_runtime.backends.base import Runner, TensorInfo, check_io, check_streams, cpu_cores
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata
 from glcf_runtime.requires import require
@@ -78,6 +80,8 @@ class OnnxRuntimeRunner(Runner):
         optimization: graph optimisation level: all, extended, basic or disable.
         spinning: let idle intra-op threads busy-wait (lower latency on an otherwise idle
             many-core machine; off by default).
+        streams: sessions of the same file, the threads split between them (``lanes``):
+            batches that score at the same time, each on its caller's thread.
 
     Raises:
         ConfigError: missing file, unknown provider or optimisation level.
@@ -93,6 +97,7 @@ class OnnxRuntimeRunner(Runner):
         threads: int | None = None,
         optimization: str = "all",
         spinning: bool = False,
+        streams: int = 1,
     ) -> None:
         path = Path(path)
         if not path.is_file():
@@ -103,6 +108,9 @@ class OnnxRuntimeRunner(Runner):
             )
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
+        check_streams(streams, threads)
+        if streams > 1:  # the cores split between the sessions
+            threads = max(1, (threads or cpu_cores()) // streams)
         ort = require("onnxruntime", "runtime", note=GPU_BUILD)
         options = ort.SessionOptions()
         options.graph_optimization_level = getattr(
@@ -116,14 +124,17 @@ class OnnxRuntimeRunner(Runner):
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         chosen = choose_providers(providers, ort.get_available_providers())
         try:
-            session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+            sessions = [ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+                        for _ in range(streams)]
         except Exception as exc:  # onnxruntime raises its own exception types
             raise GlcfError(f"onnxruntime cannot load {path}: {exc}") from None
+        session = sessions[0]
         metadata = ArtifactMetadata.from_props(
             session.get_modelmeta().custom_metadata_map, str(path)
         )
         super().__init__(path, metadata)
         self._session = session
+        self._sessions = sessions
         self._max_batch = check_io([tensor_info(i) for i in session.get_inputs()],
                                    [tensor_info(o) for o in session.get_outputs()], metadata, path)
         self._outputs = [MAP_NAME, SCORE_NAME]
@@ -137,13 +148,21 @@ class OnnxRuntimeRunner(Runner):
         """Providers the session really uses, best first."""
         return list(self._session.get_providers())
 
+    def _stream_runs(self) -> list[Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]:
+        return [partial(self._run, session) for session in self._sessions]
+
     def describe(self) -> str:
-        return f"onnxruntime {self.path.name} on {', '.join(self.providers)}"
+        streams = f", {self.streams} streams" if self.streams > 1 else ""
+        return f"onnxruntime {self.path.name} on {', '.join(self.providers)}{streams}"
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        maps, scores = self._session.run(self._outputs, {INPUT_NAME: batch})
+        return self._run(self._session, batch)
+
+    def _run(self, session: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        maps, scores = session.run(self._outputs, {INPUT_NAME: batch})
         return maps, scores
 
     def close(self) -> None:
         self._session = None
+        self._sessions = []
 

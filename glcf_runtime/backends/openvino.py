@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from glcf_runtime.artifacts import Precision
-from glcf_runtime.backends.base import Runner, TensorInfo, check_io
+from glcf_runtime.backends.base import Runner, TensorInfo, check_io, check_streams
 from glcf_runtime.errors import ConfigError, GlcfError
 from glcf_runtime.metadata import INPUT_NAME, MAP_NAME, SCORE_NAME, ArtifactMetadata
 from glcf_runtime.requires import installed, require
@@ -58,6 +60,9 @@ class OpenVinoRunner(Runner):
             MatMuls and convolutions in INT8).
         precision: fp32 or bf16 (OpenVINO's ``INFERENCE_PRECISION_HINT``).
         threads: inference threads; None: OpenVINO's default (all cores).
+        streams: CPU streams, each with its own infer request (``lanes``): batches that score
+            at the same time, the threads shared between them; 1: one stream for the lowest
+            latency of a single batch (OpenVINO's LATENCY hint).
         cache: cache the compiled model in ``.openvino-cache`` next to ``path``.
 
     Raises:
@@ -68,7 +73,7 @@ class OpenVinoRunner(Runner):
     backend = "openvino"
 
     def __init__(self, path: str | Path, precision: str | Precision = Precision.FP32,
-                 threads: int | None = None, cache: bool = True) -> None:
+                 threads: int | None = None, cache: bool = True, streams: int = 1) -> None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"no ONNX model at {path}; give model.onnx from glcf export")
@@ -81,6 +86,7 @@ class OpenVinoRunner(Runner):
                               f"{', '.join(p.value for p in OV_PRECISION)}")
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
+        check_streams(streams, threads)
         ov = require("openvino", "openvino")
         core = ov.Core()
         if self.hint is Precision.BF16 and not native_bf16(core):
@@ -90,8 +96,11 @@ class OpenVinoRunner(Runner):
         self.cache = _cache_dir(path) if cache else None
         if self.cache is not None:
             core.set_property({"CACHE_DIR": str(self.cache)})
-        config = {"INFERENCE_PRECISION_HINT": OV_PRECISION[self.hint],
-                  "PERFORMANCE_HINT": "LATENCY"}
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": OV_PRECISION[self.hint]}
+        if streams == 1:
+            config["PERFORMANCE_HINT"] = "LATENCY"
+        else:
+            config["NUM_STREAMS"] = streams
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = threads
         try:
@@ -104,13 +113,21 @@ class OpenVinoRunner(Runner):
         super().__init__(path, metadata)
         self._max_batch = check_io([tensor_info(p) for p in compiled.inputs],
                                    [tensor_info(p) for p in compiled.outputs], metadata, path)
+        granted = int(compiled.get_property("NUM_STREAMS"))
+        if granted < streams:
+            raise ConfigError(f"OpenVINO runs at most {granted} streams of {path.name} on this CPU "
+                              f"({cpu_name(core)}), not {streams}; lower --streams")
         self._compiled = compiled
-        self._request = compiled.create_infer_request()
+        self._requests = [compiled.create_infer_request() for _ in range(streams)]
+        self._request = self._requests[0]
         self.threads = threads
 
     @property
     def max_batch(self) -> int | None:
         return self._max_batch
+
+    def _stream_runs(self) -> list[Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]:
+        return [partial(self._run, request) for request in self._requests]
 
     @property
     def precision(self) -> str:
@@ -121,15 +138,19 @@ class OpenVinoRunner(Runner):
 
     def describe(self) -> str:
         threads = f", {self.threads} threads" if self.threads else ""
-        return f"openvino {self.path.name} on {DEVICE} ({self.hint.value}{threads})"
+        streams = f", {self.streams} streams" if self.streams > 1 else ""
+        return f"openvino {self.path.name} on {DEVICE} ({self.hint.value}{threads}{streams})"
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self._request.infer({INPUT_NAME: batch}, share_inputs=True)
-        maps = self._request.get_tensor(MAP_NAME).data
-        scores = self._request.get_tensor(SCORE_NAME).data
-        return maps, scores
+        return self._run(self._request, batch)
+
+    @staticmethod
+    def _run(request: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        request.infer({INPUT_NAME: batch}, share_inputs=True)
+        return request.get_tensor(MAP_NAME).data, request.get_tensor(SCORE_NAME).data
 
     def close(self) -> None:
+        self._requests = []
         self._request = None
         self._compiled = None
 

@@ -128,6 +128,25 @@ def test_one_source_without_a_name_is_its_own_camera(site: Path, tmp_path: Path,
     assert list(json.loads(summary.read_text())["cameras"]) == [str(site / "side.avi")]
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_streams_score_several_cameras_at_once(site: Path, tmp_path: Path, monkeypatch, capsys,
+                                               backend: str) -> None:
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    jsonl, summary = tmp_path / "r.jsonl", tmp_path / "s.json"
+    code, out = _glcf(["inspect", site / "export", "--backend", backend, "--threads", "2",
+                       "--streams", "2", "--batch", "2", "--source", f"top={site / 'top.avi'}",
+                       "--source", f"side={site / 'side.avi'}", "--source",
+                       f"lane3={site / 'lane3.avi'}", "--jsonl", jsonl, "--summary-json", summary],
+                      monkeypatch, capsys)
+    assert code == 0 and "2 streams" in out, out
+    frames = {"top": 30, "side": 8, "lane3": 18}
+    assert json.loads(summary.read_text())["frames"] == sum(frames.values())
+    records = _records(jsonl)
+    for name, n in frames.items():
+        assert [r["frame"] for r in records if r["camera"] == name] == list(range(n))
+
+
 @pytest.mark.parametrize(("args", "station", "message"), [
     (["--source", "a=X", "--source", "a=X"], None,
      "--source: two cameras are named 'a'; give each camera its own name"),
@@ -153,6 +172,8 @@ def test_one_source_without_a_name_is_its_own_camera(site: Path, tmp_path: Path,
     (["--source", "a=X", "--source", "b=X", "--save-video", "v.avi"], None,
      "--save-video writes one camera's frames; with several cameras use"),
     (["--source", "a=X", "--batch-wait-ms", "-1"], None, "--batch-wait-ms -1.0: give milliseconds"),
+    (["--source", "a=X", "--streams", "2"], None,
+     "--streams 2 scores several cameras' frames at once; one camera's frames are scored in order"),
 ])
 def test_camera_errors_exit_2_before_the_model_loads(
         tmp_path: Path, monkeypatch, capsys, args: list[str], station: str | None,
