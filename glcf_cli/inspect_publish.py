@@ -63,6 +63,25 @@ PublishWaitOpt = Annotated[
                "doubles from 0.25 s up to this).")
 ]
 
+CaOpt = Annotated[
+    Path | None,
+    Opt("--publish-ca", metavar="FILE",
+        help="mqtts:// and https://: trust only the CA certificates in FILE (PEM, one or more; "
+        "e.g. the plant's own CA) instead of the system's. Hostnames are still checked."),
+]
+ClientCertOpt = Annotated[
+    Path | None,
+    Opt("--publish-client-cert", metavar="FILE",
+        help="mqtts:// and https:// with mutual TLS: the station's certificate (PEM); with "
+        "--publish-client-key."),
+]
+ClientKeyOpt = Annotated[
+    Path | None,
+    Opt("--publish-client-key", metavar="FILE",
+        help="The private key of --publish-client-cert (PEM, unencrypted; readable by the "
+        "station's user only)."),
+]
+
 
 @dataclass(frozen=True)
 class PublishPlan:
@@ -76,8 +95,9 @@ class PublishPlan:
 
 def plan(uris: list[str] | None, retain_last: bool, opcua_nodes: list[str] | None,
          jsonl: Path | None, outbox: Path | None, outbox_max_mb: float, drain_s: float,
-         deadline_ms: float | None, secret_file: Path | None, max_wait_s: float
-         ) -> PublishPlan | None:
+         deadline_ms: float | None, secret_file: Path | None, max_wait_s: float,
+         ca_file: Path | None = None, client_cert: Path | None = None,
+         client_key: Path | None = None) -> PublishPlan | None:
     """Check the publishing options before the model loads (ConfigError, exit 2); None when
     nothing is published."""
     from glcf_runtime.errors import ConfigError
@@ -89,7 +109,9 @@ def plan(uris: list[str] | None, retain_last: bool, opcua_nodes: list[str] | Non
     if not uris:
         given = [name for name, value in (("--mqtt-retain-last", retain_last),
                  ("--opcua-node", opcua_nodes), ("--outbox", outbox),
-                 ("--deadline-ms", deadline_ms), ("--publish-secret-file", secret_file)) if value]
+                 ("--deadline-ms", deadline_ms), ("--publish-secret-file", secret_file),
+                 ("--publish-ca", ca_file), ("--publish-client-cert", client_cert),
+                 ("--publish-client-key", client_key)) if value]
         if given:
             raise ConfigError(f"{given[0]} is an option of --publish: add --publish URI")
         return None
@@ -102,7 +124,8 @@ def plan(uris: list[str] | None, retain_last: bool, opcua_nodes: list[str] | Non
     path = outbox_path(jsonl, outbox)
     check_writable(path, "--outbox")
     options = PublishOptions(tuple(uris), retain_last, tuple(opcua_nodes or ()), secret_file,
-                             deadline_ms, drain_s, max_wait_s, dict(os.environ))
+                             deadline_ms, drain_s, max_wait_s, ca_file, client_cert, client_key,
+                             dict(os.environ))
     return PublishPlan(options, make_publishers(options), path, int(outbox_max_mb * 1e6))
 
 

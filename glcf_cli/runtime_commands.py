@@ -148,6 +148,9 @@ def inspect_command(
     deadline_ms: ipub.DeadlineOpt = None,
     publish_secret_file: ipub.SecretFileOpt = None,
     publish_max_wait: ipub.PublishWaitOpt = 10.0,
+    publish_ca: ipub.CaOpt = None,
+    publish_client_cert: ipub.ClientCertOpt = None,
+    publish_client_key: ipub.ClientKeyOpt = None,
 ) -> None:
     """Inspect frames: verdict and heat map per frame. Exit status: 0 every frame scored, 1 stopped
     by a signal, 2 bad input or arguments, 3 error records (unreadable, unhealthy or lost frames,
@@ -179,7 +182,8 @@ def inspect_command(
     checks = iopt.health_config(health, health_min_std, health_max_clipped, health_frozen_frames)
     iopt.check_outputs(jsonl, save_video, save_anomalies, summary_json)
     plant = ipub.plan(publish, mqtt_retain_last, opcua_node, jsonl, outbox, outbox_max_mb, drain_s,
-                      deadline_ms, publish_secret_file, publish_max_wait)
+                      deadline_ms, publish_secret_file, publish_max_wait, publish_ca,
+                      publish_client_cert, publish_client_key)
     if summary_json is not None:  # a run killed before its end leaves no stale summary behind
         from glcf_runtime.sinks import start_summary
 

@@ -39,6 +39,9 @@ class PublishOptions:
     deadline_ms: float | None = None  # a message acknowledged later than this after capture is late
     drain_s: float = 10.0  # at the end, wait this long for pending deliveries
     max_wait_s: float = 10.0  # longest wait between attempts (doubles from 0.25 s)
+    ca_file: Path | None = None  # TLS outputs trust only these CA certificates (PEM), if given
+    client_cert: Path | None = None  # mutual TLS: the station's certificate (PEM) ...
+    client_key: Path | None = None  # ... and its unencrypted private key (PEM)
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
 
 

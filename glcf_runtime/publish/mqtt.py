@@ -1,7 +1,8 @@
 """MQTT (paho-mqtt 2.x): QoS 1, a message is acknowledged when the broker's PUBACK arrives.
 
 ``mqtt://[user@]host[:1883]/topic`` (``mqtts://``: TLS, port 8883 by default, the system's CA
-certificates). The password comes from ``GLCF_MQTT_PASSWORD`` or ``--publish-secret-file``.
+certificates or only those of ``--publish-ca``, see ``tls``). The password comes from
+``GLCF_MQTT_PASSWORD`` or ``--publish-secret-file``.
 Any failure drops the connection; the next attempt opens a new one (clean session), so the
 only resends are the delivery thread's own.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import time
 from typing import Any
@@ -23,6 +25,7 @@ from glcf_runtime.publish.base import (
     secret,
     split,
 )
+from glcf_runtime.publish.tls import tls_context, tls_failure
 from glcf_runtime.requires import require
 
 PUBACK_POLL_S = 0.02  # how often a send waiting for its PUBACK looks at the connection
@@ -45,6 +48,8 @@ class MqttPublisher(Publisher):
         self.user = parts.username
         self.password = secret(parts.scheme.lower(), options) if self.user else None
         self.retain_last = options.mqtt_retain_last
+        self.options = options
+        self._tls = tls_context(options) if self.tls else None
         self._client = None
         self._connected = threading.Event()
         self._refused: str | None = None
@@ -55,8 +60,8 @@ class MqttPublisher(Publisher):
                              clean_session=True)
         if self.user:
             client.username_pw_set(self.user, self.password)
-        if self.tls:
-            client.tls_set()
+        if self._tls is not None:
+            client.tls_set_context(self._tls)
         self._connected.clear()
         self._refused = None
 
@@ -75,6 +80,9 @@ class MqttPublisher(Publisher):
         client.on_connect, client.on_disconnect = on_connect, on_disconnect
         try:
             client.connect(self.host, self.port, keepalive=15)
+        except ssl.SSLError as exc:  # a handshake that failed: name the certificate problem
+            raise SendFailed(f"{self.host}:{self.port}: "
+                             f"{tls_failure(exc, 'the broker', self.options)}") from None
         except OSError as exc:
             raise SendFailed(f"cannot connect to {self.host}:{self.port} ({exc.strerror or exc})") from None
         client.loop_start()

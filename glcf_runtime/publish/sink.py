@@ -17,6 +17,7 @@ from glcf_runtime.publish.base import Publisher, PublishOptions, mask, split
 from glcf_runtime.publish.delivery import Delivery
 from glcf_runtime.publish.mqtt import MqttPublisher
 from glcf_runtime.publish.opcua import OpcUaPublisher
+from glcf_runtime.publish.tls import check_tls
 from glcf_runtime.publish.webhook import WebhookPublisher
 from glcf_runtime.sinks import OutputError, Result, Sink
 
@@ -45,6 +46,7 @@ def make_publishers(options: PublishOptions) -> list[Publisher]:
         raise ConfigError(f"--deadline-ms {options.deadline_ms}: give milliseconds > 0, e.g. 200")
     if not options.drain_s >= 0:
         raise ConfigError(f"--drain-s {options.drain_s}: give seconds >= 0, e.g. 10")
+    check_tls(options, schemes)
     return [PUBLISHERS[scheme](uri, options) for scheme, uri in zip(schemes, options.uris, strict=True)]
 
 

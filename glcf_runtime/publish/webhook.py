@@ -4,7 +4,8 @@
 (3xx, 4xx) refuses the message for good: it stays in the outbox's ``failed`` table, becomes a
 ``publish_refused`` record and is counted, and the next message goes on. The bearer token comes
 from ``GLCF_WEBHOOK_TOKEN`` or ``--publish-secret-file``. ``Idempotency-Key`` carries the
-message id, so a receiver can drop a resent message.
+message id, so a receiver can drop a resent message. ``https://`` verifies the server's
+certificate and hostname (``tls``: the system's CA certificates, or only ``--publish-ca``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from glcf_runtime.publish.base import (
     secret,
     split,
 )
+from glcf_runtime.publish.tls import tls_context, tls_failure
 
 RETRIED = {408, 429}  # client errors that are worth another try
 
@@ -33,13 +35,15 @@ class WebhookPublisher(Publisher):
         self.host, self.port = parts.hostname, parts.port
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.token = secret(parts.scheme.lower(), options)
+        self.options = options
+        self._tls = tls_context(options) if self.https else None
         self._conn: http.client.HTTPConnection | None = None
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
             if self.https:
                 self._conn = http.client.HTTPSConnection(
-                    self.host, self.port, timeout=SEND_TIMEOUT_S, context=ssl.create_default_context())
+                    self.host, self.port, timeout=SEND_TIMEOUT_S, context=self._tls)
             else:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=SEND_TIMEOUT_S)
         return self._conn
@@ -54,6 +58,10 @@ class WebhookPublisher(Publisher):
             conn.request("POST", self.target, body, headers)
             response = conn.getresponse()
             response.read()
+        except ssl.SSLError as exc:
+            self.close()
+            raise SendFailed(f"{self.host}:{self.port}: "
+                             f"{tls_failure(exc, 'the server', self.options)}") from None
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise SendFailed(f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}") from None

@@ -1,7 +1,8 @@
 """`glcf inspect --publish` as a process: SIGKILLed while its webhook is down, the next run on
 the same outbox delivers the rest, old messages first, nothing lost; a full outbox stops the run
 with exit code 5 and an alarm record; passwords on the command line are refused, and user
-information is masked in the records."""
+information is masked in the records; mqtts:// trusts the plant's CA given with --publish-ca,
+and a TLS file that cannot be used is refused before the model loads."""
 
 from __future__ import annotations
 
@@ -19,7 +20,17 @@ import pytest
 
 from glcf_bench.fixtures.contract_model import write_images, write_model
 from glcf_cli import main
-from tests.glcf_runtime.publish.plant import Webhook, dedup, free_port, records, slow_folder
+from tests.glcf_runtime.publish.pki import Pki, make_pki
+from tests.glcf_runtime.publish.plant import (
+    Mosquitto,
+    Subscriber,
+    Webhook,
+    dedup,
+    free_port,
+    needs_mosquitto,
+    records,
+    slow_folder,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,6 +147,84 @@ def test_refused_before_the_model_loads(args: list[str], message: str, tmp_path:
     err = " ".join(capsys.readouterr().err.split())
     assert exit_info.value.code == 2 and message in err, err
     assert "hunter2xyz" not in err
+    assert not (tmp_path / "run.jsonl.outbox.sqlite").exists()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@needs_mosquitto
+def test_mqtts_with_the_plant_ca(model: Path, pki: Pki, tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker", tls=pki).start()
+    subscriber = Subscriber(broker.port, "line/#", tls=pki)
+    frames = write_images(tmp_path / "frames", [False, True, False])[0].parent
+    summary = tmp_path / "summary.json"
+    try:
+        done = subprocess.run(
+            _glcf(str(model), "--source", str(frames), "--outbox", str(tmp_path / "o.sqlite"),
+                  "--publish", f"mqtts://localhost:{broker.port}/line/v", "--publish-ca",
+                  str(pki.ca), "--summary-json", str(summary)),
+            cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+        got = subscriber.wait_for(3, topic="line/v", timeout=10)
+    finally:
+        subscriber.close()
+        broker.stop()
+    assert done.returncode == 0, done.stderr
+    assert [m["frame"] for m in dedup(got)] == [0, 1, 2]
+    publish = json.loads(summary.read_text())["publish"]
+    assert (publish["delivered"], publish["pending"], publish["failures"]) == (3, 0, 0)
+
+
+def _tls_files(pki: Pki, folder: Path) -> dict[str, str]:
+    """Placeholders of the TLS refusals below → files."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(pki.client_key.read_bytes(), None)
+    (folder / "encrypted.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret")))
+    (folder / "notes.txt").write_text("the plant's CA, ask IT\n")
+    return {"CA": str(pki.ca), "CERT": str(pki.client_cert), "KEY": str(pki.client_key),
+            "OTHERKEY": str(pki.server_key), "ENCKEY": str(folder / "encrypted.key"),
+            "TXT": str(folder / "notes.txt"), "MISSING": str(folder / "ca.pem"), "DIR": str(folder),
+            "UNREADABLE": "/proc/self/mem"}
+
+
+MQTTS = "mqtts://127.0.0.1:8883/v"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--publish", MQTTS, "--publish-ca", "MISSING"], "ca.pem: no such file; give the PEM file"),
+    (["--publish", MQTTS, "--publish-ca", "DIR"], ": not a file; give the PEM file"),
+    (["--publish", MQTTS, "--publish-ca", "UNREADABLE"], "/proc/self/mem: cannot read it"),
+    (["--publish", MQTTS, "--publish-ca", "TXT"], "notes.txt: holds no PEM certificate"),
+    (["--publish", MQTTS, "--publish-ca", "KEY"], "client.key: holds no PEM certificate"),
+    (["--publish", "mqtt://127.0.0.1:1883/v", "--publish-ca", "CA"],
+     "--publish-ca is for the TLS outputs: give --publish mqtts://"),
+    (["--publish", "opc.tcp://127.0.0.1:4840", "--opcua-node", "verdict=ns=2;s=R",
+      "--publish-ca", "CA"], "--publish-ca is for the TLS outputs"),
+    (["--publish-ca", "CA"], "--publish-ca is an option of --publish: add --publish URI"),
+    (["--publish", "https://127.0.0.1/v", "--publish-client-key", "KEY"],
+     "mutual TLS needs both --publish-client-cert FILE"),
+    (["--publish", "https://127.0.0.1/v", "--publish-client-cert", "CERT",
+      "--publish-client-key", "ENCKEY"], "encrypted.key: the key is encrypted"),
+    (["--publish", "https://127.0.0.1/v", "--publish-client-cert", "CERT",
+      "--publish-client-key", "OTHERKEY"], "server.key: cannot use them"),
+])
+def test_tls_files_refused_before_the_model_loads(
+        args: list[str], message: str, pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    files = _tls_files(pki, tmp_path)
+    monkeypatch.setattr(sys, "argv", ["glcf", "inspect", str(tmp_path / "missing.onnx"),
+                                      "--source", str(tmp_path), "--jsonl",
+                                      str(tmp_path / "run.jsonl"),
+                                      *[files.get(a, a) for a in args]])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == 2 and message in err, err
     assert not (tmp_path / "run.jsonl.outbox.sqlite").exists()
 
 

@@ -1,6 +1,6 @@
 """Real plant-side servers for the publishing tests: a Mosquitto broker (a subprocess on a free
-loopback port), an MQTT subscriber, a webhook receiver (http.server) and an OPC UA server
-(asyncua's, in this process)."""
+loopback port; with ``tls``, a TLS listener), an MQTT subscriber, a webhook receiver
+(http.server; with ``tls``, HTTPS) and an OPC UA server (asyncua's, in this process)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,20 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from tests.glcf_runtime.publish.pki import Pki
 
 MOSQUITTO = shutil.which("mosquitto") or next(
     (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
@@ -69,13 +74,18 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 class Mosquitto:
     """A broker on ``port`` that keeps persistent sessions across a restart (SIGTERM saves them)."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, tls: Pki | None = None,
+                 require_client_cert: bool = False) -> None:
         self.port = port or free_port()
         folder.mkdir(parents=True, exist_ok=True)
         self.config = folder / "mosquitto.conf"
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {folder}/\nmax_queued_messages 100000\n")
+        config = (f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                  f"persistence_location {folder}/\nmax_queued_messages 100000\n")
+        if tls is not None:  # run as root, stay root: the keys in the test's folder stay readable
+            config += (f"cafile {tls.ca}\ncertfile {tls.server_cert}\nkeyfile {tls.server_key}\n"
+                       f"require_certificate {str(require_client_cert).lower()}\n"
+                       + ("user root\n" if os.geteuid() == 0 else ""))
+        self.config.write_text(config)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Mosquitto:
@@ -95,7 +105,8 @@ class Subscriber:
     """Collects every message on ``topic`` (QoS 1, a persistent session: none lost while the
     broker restarts)."""
 
-    def __init__(self, port: int, topic: str, client_id: str = "test-subscriber") -> None:
+    def __init__(self, port: int, topic: str, client_id: str = "test-subscriber",
+                 tls: Pki | None = None) -> None:
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[str, dict, bool]] = []  # (topic, payload, retained)
@@ -103,6 +114,8 @@ class Subscriber:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   clean_session=False, protocol=mqtt.MQTTv311)
         self.client.reconnect_delay_set(0.1, 0.5)
+        if tls is not None:
+            self.client.tls_set(str(tls.ca), str(tls.client_cert), str(tls.client_key))
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
@@ -131,7 +144,8 @@ class Subscriber:
 class Webhook:
     """An HTTP receiver: answers ``status`` to every POST and keeps the 2xx-answered bodies."""
 
-    def __init__(self, port: int | None = None, status: int = 200) -> None:
+    def __init__(self, port: int | None = None, status: int = 200, tls: Pki | None = None,
+                 require_client_cert: bool = False) -> None:
         self.status, self.received, self.headers, self.attempts = status, [], [], 0
         hook = self
 
@@ -152,6 +166,13 @@ class Webhook:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port or 0), Handler)
         self.port = self.server.server_address[1]
+        if tls is not None:  # HTTPS: each connection's handshake runs when it is accepted
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.server_cert, tls.server_key)
+            if require_client_cert:
+                context.load_verify_locations(tls.ca)
+                context.verify_mode = ssl.CERT_REQUIRED
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
