@@ -199,6 +199,7 @@ def inspect_command(
         cameras = icam.open_cameras(stack, specs, retries, iopt.backoff(reconnect_max_wait),
                                     pixels)
         several = len(cameras) > 1
+        hint = None
         if not several and cameras[0].roi is not None:
             runner.set_roi(cameras[0].roi)
             roi = None
@@ -223,10 +224,13 @@ def inspect_command(
         if several:
             summary = inspect_station(runner, cameras, threshold, batch, outputs, stop, checks,
                                       batch_wait_ms)
+            hint = icam.streams_hint(runner, len(cameras), batch)
         else:
             summary = inspect(runner, cameras[0].source, threshold, batch, outputs, stop, checks,
                               camera=cameras[0].name)
     console.print(summary_table(summary))
+    if several and hint:
+        console.print(hint, highlight=False, soft_wrap=True)
     raise typer.Exit(iopt.write_summary(summary, summary_json))
 
 

@@ -65,6 +65,7 @@ class Summary:
     publish: dict | None = None  # --publish: outbox, pending at exit, delivered, failures, late
     mean_batch: float | None = None  # frames per inference (None: no inference ran)
     cameras: dict | None = None  # per camera: frames, anomalies, errors, completed, reason, …
+    streams: int | None = None  # several cameras: batches scored at once (--streams)
 
     def to_dict(self) -> dict:
         """The summary as JSON-ready values (``exit_code`` as its number)."""

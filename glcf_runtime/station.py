@@ -385,4 +385,5 @@ def inspect_station(
         publish=reports[0] if reports else None,
         mean_batch=lanes.inferred / lanes.inferences if lanes.inferences else None,
         cameras=entries,
+        streams=len(infers),
     )

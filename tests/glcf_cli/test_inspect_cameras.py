@@ -55,6 +55,7 @@ def test_four_cameras_one_runner_one_jsonl(site: Path, tmp_path: Path, monkeypat
     assert all(c["completed"] and c["exit_code"] == 0 for c in report["cameras"].values())
     assert report["frames"] == sum(frames.values()) and report["exit_code"] == 0
     assert 1 < report["mean_batch"] <= 4
+    assert report["streams"] == 1 and "next: --streams 2 --batch 2 scores two batches" in out
     records = _records(jsonl)
     assert len(records) == sum(frames.values())
     for name, n in frames.items():
@@ -139,9 +140,10 @@ def test_streams_score_several_cameras_at_once(site: Path, tmp_path: Path, monke
                        "--source", f"side={site / 'side.avi'}", "--source",
                        f"lane3={site / 'lane3.avi'}", "--jsonl", jsonl, "--summary-json", summary],
                       monkeypatch, capsys)
-    assert code == 0 and "2 streams" in out, out
+    assert code == 0 and "2 streams" in out and "next: --streams" not in out, out
     frames = {"top": 30, "side": 8, "lane3": 18}
-    assert json.loads(summary.read_text())["frames"] == sum(frames.values())
+    report = json.loads(summary.read_text())
+    assert report["frames"] == sum(frames.values()) and report["streams"] == 2
     records = _records(jsonl)
     for name, n in frames.items():
         assert [r["frame"] for r in records if r["camera"] == name] == list(range(n))
