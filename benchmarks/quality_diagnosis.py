@@ -3,7 +3,8 @@
 For each run, the error maps of its training and test images are computed once. The fusion
 statistics are computed on the training maps as `glcf calibrate` does (DESIGN §3), and every
 variant scores the test maps through the product's own :class:`TorchScorer`: the run's scoring,
-each branch alone, each (branch, scale) alone, image score ``std`` and ``max``, other branch
+each branch alone, each (branch, scale) alone, image score ``std``, ``max`` and their sum (each
+standardised on the training images' scores), other branch
 weights. PatchCore (the reference baseline of ``glcf eval --baseline``) is scored on the same
 images with its patch features from t1 (stride 8), t2 (stride 16) or both (its default). The mean
 training error per (branch, scale) is reported beside them: how well each decoder fits the normal
@@ -104,6 +105,14 @@ def glcf_rows(cfg, train_err: list[dict], test_err: list[dict], kinds: np.ndarra
         scorer = TorchScorer(scoring, cfg.model.image_size, stats)
         scores = np.concatenate([scorer.score_errors(e)[1].numpy() for e in test_err])
         rows[prefix + name] = kind_auroc(scores, kinds)
+    if only is None:  # the two image-score rules summed, each standardised on the training images
+        summed = 0.0
+        for rule in ScoreRule:
+            scorer = TorchScorer(replace(cfg.scoring, score_rule=rule), cfg.model.image_size, stats)
+            train_s, test_s = (np.concatenate([scorer.score_errors(e)[1].numpy() for e in errs])
+                               for errs in (train_err, test_err))
+            summed = summed + (test_s - train_s.mean()) / train_s.std()
+        rows[prefix + "both z(std)+z(max)"] = kind_auroc(summed, kinds)
     return rows
 
 
