@@ -205,6 +205,8 @@ def streams_hint(runner: Runner, cameras: int, batch: int) -> str | None:
 
     if runner.streams > 1 or runner.backend not in ("openvino", "onnxruntime") or cpu_cores() < 2:
         return None
+    if runner.backend == "onnxruntime" and runner.providers[0] != "CPUExecutionProvider":
+        return None  # a GPU: raise --batch instead
     pair = max(1, min(batch, cameras // 2))
     return (f"next: --streams 2 --batch {pair} scores two batches at once on this CPU's cores "
             "(more frames per second, lower latency with the cameras' frames arriving together; "
