@@ -208,9 +208,9 @@ def streams_hint(runner: Runner, cameras: int, batch: int) -> str | None:
     if runner.backend == "onnxruntime" and runner.providers[0] != "CPUExecutionProvider":
         return None  # a GPU: raise --batch instead
     pair = max(1, min(batch, cameras // 2))
-    return (f"next: --streams 2 --batch {pair} scores two batches at once on this CPU's cores "
-            "(more frames per second, lower latency with the cameras' frames arriving together; "
-            "docs/station.md#several-streams-batches-scored-at-once)")
+    return (f"next: --streams 2 --batch {pair} scores two batches at once on this CPU's cores: "
+            "more frames per second; its latency against one stream or one process per camera: "
+            "docs/station.md#several-streams-batches-scored-at-once")
 
 
 def camera_rows(summary: Summary) -> list[tuple[str, str]]:
