@@ -128,15 +128,13 @@ class OnnxRuntimeRunner(Runner):
                         for _ in range(streams)]
         except Exception as exc:  # onnxruntime raises its own exception types
             raise GlcfError(f"onnxruntime cannot load {path}: {exc}") from None
-        session = sessions[0]
         metadata = ArtifactMetadata.from_props(
-            session.get_modelmeta().custom_metadata_map, str(path)
+            sessions[0].get_modelmeta().custom_metadata_map, str(path)
         )
         super().__init__(path, metadata)
-        self._session = session
-        self._sessions = sessions
-        self._max_batch = check_io([tensor_info(i) for i in session.get_inputs()],
-                                   [tensor_info(o) for o in session.get_outputs()], metadata, path)
+        self._sessions = sessions  # one per stream; the first runs ``infer``
+        self._max_batch = check_io([tensor_info(i) for i in sessions[0].get_inputs()],
+                                   [tensor_info(o) for o in sessions[0].get_outputs()], metadata, path)
         self._outputs = [MAP_NAME, SCORE_NAME]
 
     @property
@@ -146,7 +144,7 @@ class OnnxRuntimeRunner(Runner):
     @property
     def providers(self) -> list[str]:
         """Providers the session really uses, best first."""
-        return list(self._session.get_providers())
+        return list(self._sessions[0].get_providers())
 
     def _stream_runs(self) -> list[Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]:
         return [partial(self._run, session) for session in self._sessions]
@@ -156,13 +154,12 @@ class OnnxRuntimeRunner(Runner):
         return f"onnxruntime {self.path.name} on {', '.join(self.providers)}{streams}"
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self._run(self._session, batch)
+        return self._run(self._sessions[0], batch)
 
     def _run(self, session: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         maps, scores = session.run(self._outputs, {INPUT_NAME: batch})
         return maps, scores
 
     def close(self) -> None:
-        self._session = None
         self._sessions = []
 

@@ -118,8 +118,7 @@ class OpenVinoRunner(Runner):
             raise ConfigError(f"OpenVINO runs at most {granted} streams of {path.name} on this CPU "
                               f"({cpu_name(core)}), not {streams}; lower --streams")
         self._compiled = compiled
-        self._requests = [compiled.create_infer_request() for _ in range(streams)]
-        self._request = self._requests[0]
+        self._requests = [compiled.create_infer_request() for _ in range(streams)]  # first: infer
         self.threads = threads
 
     @property
@@ -142,7 +141,7 @@ class OpenVinoRunner(Runner):
         return f"openvino {self.path.name} on {DEVICE} ({self.hint.value}{threads}{streams})"
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self._run(self._request, batch)
+        return self._run(self._requests[0], batch)
 
     @staticmethod
     def _run(request: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,7 +150,6 @@ class OpenVinoRunner(Runner):
 
     def close(self) -> None:
         self._requests = []
-        self._request = None
         self._compiled = None
 
 
