@@ -140,7 +140,7 @@ def _overlap_curve(
     """FPR and overlap at every distinct score, thresholds descending ("positive if >= t").
 
     Args:
-        negatives: ``[P]`` scores of all defect-free pixels; sorted in place.
+        negatives: ``[P]`` scores of all defect-free pixels; reordered in place.
         events: ``[E]`` scores of defect pixels.
         weights: ``[E]`` how much each defect pixel adds to the overlap when it goes positive.
         fpr_limit: points with an FPR above the limit are dropped, except the first ones
@@ -151,7 +151,6 @@ def _overlap_curve(
         curve ends at FPR 1 (and overlap 1 when every defect can saturate).
     """
     _check_limit(fpr_limit)
-    negatives.sort()
     order = np.argsort(events, kind="stable")
     events = events[order]
     # suffix[i] = overlap reached when events[i:] are positive; suffix[E] = 0.
@@ -159,11 +158,19 @@ def _overlap_curve(
     # Keep thresholds down to one with more than fpr_limit * P false positives (+1 for rounding).
     n_keep = int(np.floor(fpr_limit * negatives.size)) + 2
     if n_keep < negatives.size:
-        top = negatives[negatives.size - n_keep :]
+        # Only the n_keep highest negatives can be thresholds: select them in linear time and
+        # sort just those (a 0.05 limit sorts 5 % of the pixels instead of all of them).
+        cut = negatives.size - n_keep
+        negatives.partition(cut)
+        top = np.sort(negatives[cut:])
         thresholds = np.union1d(top, events[events >= top[0]])[::-1]  # distinct, descending
+        # Every threshold is >= top[0]; only at top[0] itself do pixels left of the cut count.
+        false_pos = top.size - np.searchsorted(top, thresholds, side="left")
+        false_pos[-1] += np.count_nonzero(negatives[:cut] == top[0])
     else:
+        negatives.sort()
         thresholds = np.union1d(negatives, events)[::-1]
-    false_pos = negatives.size - np.searchsorted(negatives, thresholds, side="left")
+        false_pos = negatives.size - np.searchsorted(negatives, thresholds, side="left")
     overlaps = suffix[np.searchsorted(events, thresholds, side="left")]
     overlaps = np.minimum(overlaps, 1.0)  # summation error only
     return np.concatenate(([0.0], false_pos / negatives.size)), np.concatenate(([0.0], overlaps))

@@ -223,6 +223,26 @@ def test_spro_matches_brute_force_threshold_sweep() -> None:
         assert index.size > 0, f"threshold {t} missing from the curve"
 
 
+@pytest.mark.parametrize("fpr_limit", [0.01, 0.05, 0.3, 0.9])
+def test_limited_curve_is_the_head_of_the_whole_curve(fpr_limit: float) -> None:
+    """A limit selects only the top negatives; ties at the cut must still be counted."""
+    rng = np.random.default_rng(3)
+    maps = np.round(rng.random((6, 20, 20)) * 20) / 20  # many equal scores, ties at any cut
+    a, b = _square(20, 2, 2, 6), _square(20, 10, 9, 5)
+    maps[2][a] += 0.2
+    defects = [[], [], [(a, 20.0)], [(b, 8.0)], [(a, 50.0), (b, 10.0)], []]
+    masks = np.zeros(maps.shape, bool)
+    masks[2][a] = masks[3][b] = True
+    for limited, whole in (
+        (spro_curve(maps, defects, fpr_limit), spro_curve(maps, defects)),
+        (pro_curve(maps, masks, fpr_limit), pro_curve(maps, masks)),
+    ):
+        n = limited[0].size
+        assert n < whole[0].size and limited[0][-1] > fpr_limit
+        np.testing.assert_array_equal(limited[0], whole[0][:n])
+        np.testing.assert_array_equal(limited[1], whole[1][:n])
+
+
 def test_spro_errors() -> None:
     maps = np.zeros((1, 4, 4))
     with pytest.raises(ValueError, match="at least one defect"):
