@@ -6,7 +6,9 @@ variant scores the test maps through the product's own :class:`TorchScorer`: the
 each branch alone, each (branch, scale) alone, image score ``std``, ``max`` and their sum (each
 standardised on the training images' scores), other branch
 weights. PatchCore (the reference baseline of ``glcf eval --baseline``) is scored on the same
-images with its patch features from t1 (stride 8), t2 (stride 16) or both (its default). The mean
+images with its patch features from t1 (stride 8), t2 (stride 16) or both (its default).
+``by_defect`` gives the AUROC of each defect type (named by the ground truth's pixel values in
+``defects_config.json``) for the main scorings and PatchCore's default. The mean
 training error per (branch, scale) is reported beside them: how well each decoder fits the normal
 images.
 
@@ -27,6 +29,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -72,6 +75,35 @@ def kind_auroc(scores: np.ndarray, kinds: np.ndarray) -> dict[str, float]:
     return out
 
 
+def defect_names(samples, root: Path, category: str) -> np.ndarray:
+    """Each test image's defect type from its ground-truth PNGs (LOCO: the pixel value names it
+    in ``defects_config.json``); "good" for good images, names joined by "+" when several. Masks
+    that all carry one value (a copy with binarised masks) name no type: the test folder's name."""
+    config_file = root / category / "defects_config.json"
+    by_value = ({int(e["pixel_value"]): e["defect_name"] for e in json.loads(config_file.read_text())}
+                if config_file.is_file() else {})
+    values = [sorted({int(v) for m in s.mask_paths
+                      for v in np.unique(cv2.imread(str(m), cv2.IMREAD_GRAYSCALE)) if v})
+              for s in samples]
+    if len({v for image in values for v in image}) < 2:  # binarised masks (all 255): no types
+        by_value = {}
+    return np.array(["good" if s.label == 0 else
+                     "+".join(by_value.get(v, s.defect_type) for v in image) or s.defect_type
+                     for s, image in zip(samples, values, strict=True)])
+
+
+def defect_auroc(scores: np.ndarray, names: np.ndarray) -> dict[str, float]:
+    """Image AUROC of each defect type against the good images."""
+    good = scores[names == "good"]
+    return {name: round(M.image_auroc(np.r_[good, scores[names == name]],
+                                      np.r_[np.zeros(len(good)), np.ones(int((names == name).sum()))]), 4)
+            for name in sorted(set(names) - {"good"})}
+
+
+# Per defect type: the run's scoring, each branch alone, both rules (and PatchCore's default).
+BY_DEFECT = ("both std", "both max", "local std", "global std", "local max", "global max")
+
+
 def variants(base) -> dict[str, object]:
     """Scoring variants: name → ScoringConfig (the run's scoring with some fields changed)."""
     out = {}
@@ -93,7 +125,8 @@ COSINE_VARIANTS = ("both std", "both max", "local std", "global std", "local@14 
 
 
 def glcf_rows(cfg, train_err: list[dict], test_err: list[dict], kinds: np.ndarray,
-              prefix: str = "", only: tuple[str, ...] | None = None) -> dict[str, dict[str, float]]:
+              prefix: str = "", only: tuple[str, ...] | None = None,
+              names: np.ndarray | None = None, by_defect: dict | None = None) -> dict[str, dict[str, float]]:
     acc = StatsAccumulator(cfg.scoring, cfg.model.image_size)
     for e in train_err:
         acc.add(e)
@@ -105,6 +138,8 @@ def glcf_rows(cfg, train_err: list[dict], test_err: list[dict], kinds: np.ndarra
         scorer = TorchScorer(scoring, cfg.model.image_size, stats)
         scores = np.concatenate([scorer.score_errors(e)[1].numpy() for e in test_err])
         rows[prefix + name] = kind_auroc(scores, kinds)
+        if by_defect is not None and names is not None and name in BY_DEFECT:
+            by_defect[prefix + name] = defect_auroc(scores, names)
     if only is None:  # the two image-score rules summed, each standardised on the training images
         summed = 0.0
         for rule in ScoreRule:
@@ -143,8 +178,8 @@ def patch_features(model, images: np.ndarray, taps: tuple[int, ...]) -> torch.Te
     return torch.cat(out)
 
 
-def patchcore_rows(model, train_images: np.ndarray, test_images: np.ndarray,
-                   kinds: np.ndarray) -> dict[str, dict[str, float]]:
+def patchcore_rows(model, train_images: np.ndarray, test_images: np.ndarray, kinds: np.ndarray,
+                   names: np.ndarray, by_defect: dict) -> dict[str, dict[str, float]]:
     """PatchCore (1 % coreset, largest patch distance) per tap choice; std of its map too."""
     pc = PatchCoreConfig()
     blur = GaussianBlur(pc.smoothing_sigma)
@@ -160,6 +195,8 @@ def patchcore_rows(model, train_images: np.ndarray, test_images: np.ndarray,
         dist = torch.cat([torch.cdist(q[i:i + pc.chunk], bank).amin(1)
                           for i in range(0, len(q), pc.chunk)]).reshape(b, h, w)
         rows[f"patchcore {name} max"] = kind_auroc(dist.flatten(1).amax(1).numpy(), kinds)
+        if name == "t1+t2 (default)":
+            by_defect[f"patchcore {name} max"] = defect_auroc(dist.flatten(1).amax(1).numpy(), names)
         maps = blur(resize_map(dist, model.cfg.image_size))
         rows[f"patchcore {name} std"] = kind_auroc(maps.flatten(1).std(1).numpy(), kinds)
     return rows
@@ -175,6 +212,7 @@ def diagnose(run: Path, with_patchcore: bool) -> dict:
     test = read_split(root, category, "test")
     test_images = load_images(test, spec)
     kinds = np.array([s.kind for s in test])
+    names, by_defect = defect_names(test, root, category), {}
     (train_err, train_cos), (test_err, test_cos) = errors_of(model, train_images), errors_of(model, test_images)
     good = [e for e in _split(test_err, kinds == "good")]
     row = {"run": str(run), "category": category, "data": str(root), "steps": ckpt["step"],
@@ -182,10 +220,11 @@ def diagnose(run: Path, with_patchcore: bool) -> dict:
            "bottleneck_dim": cfg.model.bottleneck.dim,
            "last_losses": ckpt.get("last_losses", {}),
            "fit_error_train": fit_error(train_err), "fit_error_test_good": fit_error(good),
-           "glcf": {**glcf_rows(cfg, train_err, test_err, kinds),
+           "glcf": {**glcf_rows(cfg, train_err, test_err, kinds, names=names, by_defect=by_defect),
                     **glcf_rows(cfg, train_cos, test_cos, kinds, "cosine ", COSINE_VARIANTS)}}
     if with_patchcore:
-        row["patchcore"] = patchcore_rows(model, train_images, test_images, kinds)
+        row["patchcore"] = patchcore_rows(model, train_images, test_images, kinds, names, by_defect)
+    row["by_defect"] = by_defect
     row["diagnose_seconds"] = round(time.perf_counter() - start, 1)
     return row
 

@@ -101,6 +101,8 @@ def evaluate(
     if result.baseline is not None:
         console.print(metrics_table(result.baseline.metrics, f"reference baseline {ref.value}"))
     console.print(operating_table(result))
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     for what, where in (("metrics and records", json_out), ("anomaly maps", save_maps),
                         ("heat maps", overlays), ("report", result.report)):
         if where is not None:

@@ -59,6 +59,7 @@ class EvalResult:
     baseline: EvalResult | None = None  # a reference baseline on the same images
     report: Path | None = None  # the report's index.html
     scoring: dict | None = None  # the scoring the run was calibrated with (GLCF only)
+    notes: tuple[str, ...] = ()  # what the user should know about these figures (e.g. the ground truth)
 
     def to_dict(self) -> dict:
         out = {"layout": self.layout, "branch_mode": self.branch_mode, "metrics": self.metrics,
@@ -67,6 +68,8 @@ class EvalResult:
             out["scoring"] = self.scoring
         if self.baseline is not None:
             out["baseline"] = self.baseline.to_dict()
+        if self.notes:
+            out["notes"] = list(self.notes)
         return out
 
 
@@ -94,7 +97,7 @@ def evaluate_run(run: Path, data: Path | None = None, category: str | None = Non
     images = load_images(samples, spec)
     maps, scores = score_images(model, scorer, images, batch_size, dev, progress, label="test images")
     base = root / (category or "")
-    names = defect_names(layout, base, samples)
+    names, notes = defect_names(layout, base, samples)
     threshold = float(calib["threshold"]["threshold"])
 
     def result_of(m: np.ndarray, sc: np.ndarray, t: float, mode: str) -> EvalResult:
@@ -104,7 +107,7 @@ def evaluate_run(run: Path, data: Path | None = None, category: str | None = Non
                           records, t)
 
     result = _with(result_of(maps, scores, threshold, scorer.cfg.branch_mode.value),
-                   scoring=to_dict(scorer.cfg))
+                   scoring=to_dict(scorer.cfg), notes=notes)
     ref = None
     if baseline is not None:
         ref = score_baseline(model, root, category, spec, images, calib, batch_size, dev, progress)
@@ -118,7 +121,7 @@ def evaluate_run(run: Path, data: Path | None = None, category: str | None = Non
             detectors.append(("PatchCore (reference)", ref.maps, ref.scores, ref.threshold, ref.note))
         localisers = localisation(layout, base, samples, [d[1] for d in detectors])
         page = report_data(run, ckpt, cfg, calib, samples, names, images, detectors, localisers,
-                           layout)
+                           layout, notes)
         result = _with(result, report=write_report(report, page))
     if save_maps is not None or overlays is not None:
         vmin, vmax = calib["map_range"]
@@ -194,19 +197,34 @@ def score_baseline(model, root: Path, category: str | None, spec: PreprocessSpec
     return BaselineScores(maps, scores, float(chosen.threshold), note)
 
 
-def defect_names(layout: Layout, base: Path, samples: list[Sample]) -> list[str]:
+# At least this many anomalous images, all with one pixel value, raise the binarised-masks note.
+BINARISED_MIN_IMAGES = 10
+
+
+def defect_names(layout: Layout, base: Path, samples: list[Sample]) -> tuple[list[str], tuple[str, ...]]:
     """Per image: "good", the defect named by its first ground-truth PNG's pixel value (LOCO), or
-    its test folder (MVTec AD)."""
+    its test folder (MVTec AD); and notes on the ground truth (masks that look binarised)."""
     if layout is not Layout.LOCO:
-        return [s.defect_type for s in samples]
+        return [s.defect_type for s in samples], ()
     config = load_defects_config(base)
-    names = []
+    names, values = [], set()
     for s in samples:
         masks = load_mask_images(s) if s.label else []
         value = int(masks[0].max()) if masks else 0
+        values.update(int(v) for m in masks for v in np.unique(m) if v)
         names.append(config[value].get("defect_name", s.defect_type) if value in config
                      else ("good" if not s.label else s.defect_type))
-    return names
+    anomalous = sum(1 for s in samples if s.label)
+    if len(values) == 1 and len(config) > 1 and anomalous >= BINARISED_MIN_IMAGES:
+        (value,) = values
+        name = config.get(value, {}).get("defect_name", "?")
+        notes = (f"all {anomalous} anomalous test images' ground-truth masks carry one pixel value, "
+                 f"{value} ({name}), while {base / 'defects_config.json'} lists {len(config)} defect "
+                 f"types. If the masks were binarised (a converted copy of the data set), every "
+                 f"defect is counted as {name!r} in the per-type rows and sPRO uses its saturation "
+                 "for all of them; use the data set's original ground truth for those figures.",)
+        return names, notes
+    return names, ()
 
 
 def localisation(layout: Layout, base: Path, samples: list[Sample],

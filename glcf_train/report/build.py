@@ -56,6 +56,7 @@ class ReportData:
     localisation_name: str  # "AUC-sPRO@0.05" or "AU-PRO@0.3"
     about: dict[str, str] = field(default_factory=dict)  # run, data, weights, versions, date
     config: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # warnings about the figures (the ground truth)
 
 
 def _fmt(value: float | None) -> str:
@@ -153,7 +154,8 @@ def write_report(out: Path, data: ReportData, n_boot: int = 1000,
             files[g["file"]] = fig.to_bytes(picture, "png")
     metrics, operating = _page_rows(rows, caught)
     html = render_page(
-        title=data.title, subtitle=data.subtitle, detectors=data.detectors, operating=operating,
+        title=data.title, subtitle=data.subtitle, notes=data.notes, detectors=data.detectors,
+        operating=operating,
         metrics=metrics, localisation_name=data.localisation_name, n_boot=n_boot,
         n_boot_localisation=n_boot_localisation, galleries=galleries,
         gallery_owner=data.detectors[0].name, about=data.about,

@@ -45,7 +45,8 @@ def _mask(sample: Sample, size: int) -> np.ndarray:
 
 def report_data(run: Path, ckpt: dict, cfg: GlcfConfig, calib: dict, samples: list[Sample],
                 names: list[str], images: np.ndarray, detectors: list[DetectorScores],
-                localisers: list[Callable[[np.ndarray], float]], layout: Layout) -> ReportData:
+                localisers: list[Callable[[np.ndarray], float]], layout: Layout,
+                notes: tuple[str, ...] = ()) -> ReportData:
     """Everything the report shows, from what ``evaluate_run`` computed."""
     size = cfg.model.image_size
     data = ckpt["data"]
@@ -77,4 +78,5 @@ def report_data(run: Path, ckpt: dict, cfg: GlcfConfig, calib: dict, samples: li
         localisation_name="AUC-sPRO@0.05" if loco else "AU-PRO@0.3",
         about=about,
         config=to_dict(cfg),
+        notes=list(notes),
     )

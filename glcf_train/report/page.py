@@ -19,10 +19,12 @@ th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; white-s
 th:first-child, td:first-child { text-align: left; }
 th { background: #f3f3f3; } td.ci { color: #666; font-size: .9em; }
 tr.kind td { font-weight: 600; } .note { color: #555; max-width: 60em; }
+.warning { background: #fff4d6; border-left: 4px solid #d99a00; padding: .5em .8em; max-width: 60em; }
 img { max-width: 100%; border: 1px solid #eee; } pre { background: #f7f7f7; padding: .8em; overflow: auto; }
 </style></head><body>
 <h1>{{ title }}</h1>
 <p class="note">{{ subtitle }}</p>
+{% for n in notes %}<p class="warning"><b>Note:</b> {{ n }}</p>{% endfor %}
 
 <h2 id="operating-point">Operating point at the calibrated threshold</h2>
 <p class="note">An image is flagged when its score reaches the threshold. The first row is the
