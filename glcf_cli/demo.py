@@ -8,7 +8,8 @@ would."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,11 @@ class DemoCategory:
     export: Path
     inspected: dict[str, Summary]  # test folder → summary of the ONNX Runtime loop
     report: Path  # the evaluation report's index.html
+    stages: dict[str, float]  # seconds per stage: training, calibration, evaluation, export, loop
+
+    def timing(self) -> str:
+        """``training 105 s · calibration 5 s · …``: where the category's time went."""
+        return " · ".join(f"{name} {seconds:.0f} s" for name, seconds in self.stages.items())
 
 
 # The easy scenes: the harder ones (fastener_tray, pill_blister) need longer than a demo should.
@@ -70,25 +76,47 @@ def run_demo(out: Path, categories: Sequence[str] | None = None, steps: int | No
     results = []
     for name in names:
         start = time.perf_counter()
+        stages: dict[str, float] = {}
+        clock = _Stages(stages)
         run = out / "runs" / name
         log(f"{name}: training the {cfg.preset} preset on {device}")
         chosen = steps or DEMO_STEPS.get(cfg.preset)
         overrides = {"steps": chosen} if chosen else None
-        train(TrainOptions(out=run, data=data, category=name, config=cfg, device=device,
-                           random_init=random_init, train_overrides=overrides))
-        calibrate_run(run, CalibrationSettings(device=device))
-        result = evaluate_run(run, json_out=run / "eval.json", overlays=run / "heatmaps",
-                              save_maps=run / "anomaly_maps", device=device, report=run / "report")
+        with clock("training"):
+            train(TrainOptions(out=run, data=data, category=name, config=cfg, device=device,
+                               random_init=random_init, train_overrides=overrides))
+        with clock("calibration"):
+            calibrate_run(run, CalibrationSettings(device=device))
+        with clock("evaluation"):
+            result = evaluate_run(run, json_out=run / "eval.json", overlays=run / "heatmaps",
+                                  save_maps=run / "anomaly_maps", device=device, report=run / "report")
         log(f"{name}: report {result.report} (open it in a browser)")
         export = run / "export"
         # No INT8 file: calibrating it on the category's 200 training images and gating it adds
         # about 30 s per category on 2 shared CPU cores (the float export: 14-24 s), more than
         # the demo's budget allows; `glcf export` makes it by default.
-        export_run(run, ExportOptions(export, batch=8, int8=False), log=log)
-        inspected = _inspect_tests(export, data / name / "test", run / "inspect")
+        with clock("export"):
+            export_run(run, ExportOptions(export, batch=8, int8=False), log=log)
+        with clock("ONNX Runtime loop"):
+            inspected = _inspect_tests(export, data / name / "test", run / "inspect")
         results.append(DemoCategory(name, run, result, time.perf_counter() - start, export,
-                                    inspected, result.report))
+                                    inspected, result.report, stages))
     return results
+
+
+class _Stages:
+    """``with clock("stage"):`` adds the block's wall time to ``stages["stage"]``."""
+
+    def __init__(self, stages: dict[str, float]) -> None:
+        self.stages = stages
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - start
 
 
 def _inspect_tests(export: Path, tests: Path, out: Path) -> dict[str, Summary]:

@@ -140,6 +140,7 @@ def demo(
                        random_init=random_init)
     for r in results:
         console.print(metrics_table(r.result.metrics, f"{r.name} ({r.seconds:.0f} s)"))
+        console.print(f"time: {r.timing()}")
         console.print(f"heat maps: {r.run / 'heatmaps'}   per-image scores: {r.run / 'eval.json'}")
         for folder, s in r.inspected.items():
             console.print(f"  ONNX Runtime loop on test/{folder}: {s.frames} frames, {s.anomalies} "
