@@ -67,19 +67,32 @@ CaOpt = Annotated[
     Path | None,
     Opt("--publish-ca", metavar="FILE",
         help="mqtts:// and https://: trust only the CA certificates in FILE (PEM, one or more; "
-        "e.g. the plant's own CA) instead of the system's. Hostnames are still checked."),
+        "e.g. the plant's own CA) instead of the system's. Hostnames are still checked. "
+        "opc.tcp:// with --opcua-security: the trust list of the server's certificate."),
 ]
 ClientCertOpt = Annotated[
     Path | None,
     Opt("--publish-client-cert", metavar="FILE",
         help="mqtts:// and https:// with mutual TLS: the station's certificate (PEM); with "
-        "--publish-client-key."),
+        "--publish-client-key. opc.tcp:// with --opcua-security: the station's application "
+        "instance certificate (PEM or DER)."),
 ]
 ClientKeyOpt = Annotated[
     Path | None,
     Opt("--publish-client-key", metavar="FILE",
         help="The private key of --publish-client-cert (PEM, unencrypted; readable by the "
         "station's user only)."),
+]
+
+OpcSecurityOpt = Annotated[
+    str | None,
+    Opt("--opcua-security", metavar="POLICY,MODE",
+        help="opc.tcp://: sign (Sign) or sign and encrypt (SignAndEncrypt) with POLICY "
+        "Basic256Sha256, Aes128Sha256RsaOaep or Aes256Sha256RsaPss, e.g. "
+        "Basic256Sha256,SignAndEncrypt; needs --publish-client-cert/--publish-client-key (the "
+        "station's application instance certificate, RSA, PEM or DER). The server's "
+        "certificate must be in --publish-ca FILE or signed by a CA there (without "
+        "--publish-ca it is not checked). Default: None (no security)."),
 ]
 
 
@@ -97,7 +110,8 @@ def plan(uris: list[str] | None, retain_last: bool, opcua_nodes: list[str] | Non
          jsonl: Path | None, outbox: Path | None, outbox_max_mb: float, drain_s: float,
          deadline_ms: float | None, secret_file: Path | None, max_wait_s: float,
          ca_file: Path | None = None, client_cert: Path | None = None,
-         client_key: Path | None = None) -> PublishPlan | None:
+         client_key: Path | None = None, opcua_security: str | None = None
+         ) -> PublishPlan | None:
     """Check the publishing options before the model loads (ConfigError, exit 2); None when
     nothing is published."""
     from glcf_runtime.errors import ConfigError
@@ -111,7 +125,8 @@ def plan(uris: list[str] | None, retain_last: bool, opcua_nodes: list[str] | Non
                  ("--opcua-node", opcua_nodes), ("--outbox", outbox),
                  ("--deadline-ms", deadline_ms), ("--publish-secret-file", secret_file),
                  ("--publish-ca", ca_file), ("--publish-client-cert", client_cert),
-                 ("--publish-client-key", client_key)) if value]
+                 ("--publish-client-key", client_key),
+                 ("--opcua-security", opcua_security)) if value]
         if given:
             raise ConfigError(f"{given[0]} is an option of --publish: add --publish URI")
         return None
@@ -125,7 +140,7 @@ def plan(uris: list[str] | None, retain_last: bool, opcua_nodes: list[str] | Non
     check_writable(path, "--outbox")
     options = PublishOptions(tuple(uris), retain_last, tuple(opcua_nodes or ()), secret_file,
                              deadline_ms, drain_s, max_wait_s, ca_file, client_cert, client_key,
-                             dict(os.environ))
+                             dict(os.environ), opcua_security)
     return PublishPlan(options, make_publishers(options), path, int(outbox_max_mb * 1e6))
 
 

@@ -151,6 +151,7 @@ def inspect_command(
     publish_ca: ipub.CaOpt = None,
     publish_client_cert: ipub.ClientCertOpt = None,
     publish_client_key: ipub.ClientKeyOpt = None,
+    opcua_security: ipub.OpcSecurityOpt = None,
 ) -> None:
     """Inspect frames: verdict and heat map per frame. Exit status: 0 every frame scored, 1 stopped
     by a signal, 2 bad input or arguments, 3 error records (unreadable, unhealthy or lost frames,
@@ -183,7 +184,7 @@ def inspect_command(
     iopt.check_outputs(jsonl, save_video, save_anomalies, summary_json)
     plant = ipub.plan(publish, mqtt_retain_last, opcua_node, jsonl, outbox, outbox_max_mb, drain_s,
                       deadline_ms, publish_secret_file, publish_max_wait, publish_ca,
-                      publish_client_cert, publish_client_key)
+                      publish_client_cert, publish_client_key, opcua_security)
     if summary_json is not None:  # a run killed before its end leaves no stale summary behind
         from glcf_runtime.sinks import start_summary
 

@@ -43,6 +43,7 @@ class PublishOptions:
     client_cert: Path | None = None  # mutual TLS: the station's certificate (PEM) ...
     client_key: Path | None = None  # ... and its unencrypted private key (PEM)
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
+    opcua_security: str | None = None  # POLICY,MODE of opc.tcp outputs; None: no security
 
 
 class Publisher(ABC):

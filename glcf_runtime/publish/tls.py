@@ -1,7 +1,8 @@
 """TLS of ``mqtts://`` and ``https://`` outputs: whom they trust (the system's CA certificates,
 or only those of ``--publish-ca FILE``), the client certificate of mutual TLS
 (``--publish-client-cert`` / ``--publish-client-key``), and a failed handshake told in words
-that name the certificate problem and the fix. Hostnames are always checked."""
+that name the certificate problem and the fix. Hostnames are always checked. The same options
+serve ``opc.tcp://`` with ``--opcua-security`` (see ``opcua``)."""
 
 from __future__ import annotations
 
@@ -15,27 +16,41 @@ TLS_SCHEMES = ("mqtts", "https")
 
 
 def check_tls(options: PublishOptions, schemes: list[str]) -> None:
-    """ConfigError for a TLS option that cannot work: a file that is missing, unreadable or not
-    PEM, a key without its certificate, or no ``mqtts://`` / ``https://`` output to use it."""
+    """ConfigError for a TLS / certificate option that cannot work: a file that is missing,
+    unreadable or not PEM, a key without its certificate, no output to use it (``mqtts://``,
+    ``https://``, or ``opc.tcp://`` with ``--opcua-security``), or ``--opcua-security`` without
+    an ``opc.tcp://`` output. The OPC UA publisher checks its own files (PEM or DER)."""
+    if options.opcua_security is not None and "opc.tcp" not in schemes:
+        raise ConfigError("--opcua-security is for OPC UA: add --publish opc.tcp://HOST:4840")
     given = [name for name, value in (("--publish-ca", options.ca_file),
                                       ("--publish-client-cert", options.client_cert),
                                       ("--publish-client-key", options.client_key)) if value]
     if not given:
         return
-    if not set(TLS_SCHEMES) & set(schemes):
+    tls = bool(set(TLS_SCHEMES) & set(schemes))
+    opcua = options.opcua_security not in (None, "None")  # the publisher parses it
+    if not tls and not opcua:
         raise ConfigError(f"{given[0]} is for the TLS outputs: give --publish mqtts://HOST:8883/"
-                          "TOPIC or https://HOST/PATH (mqtt://, http:// and opc.tcp:// use no TLS)")
+                          "TOPIC or https://HOST/PATH (mqtt://, http:// and opc.tcp:// use no TLS), "
+                          "or for opc.tcp:// --opcua-security POLICY,MODE")
     if (options.client_cert is None) != (options.client_key is None):
-        raise ConfigError("mutual TLS needs both --publish-client-cert FILE (the station's "
-                          "certificate, PEM) and --publish-client-key FILE (its private key, PEM)")
-    tls_context(options)
+        if tls:
+            raise ConfigError("mutual TLS needs both --publish-client-cert FILE (the station's "
+                              "certificate, PEM) and --publish-client-key FILE (its private key, "
+                              "PEM)")
+        raise ConfigError("--opcua-security needs both --publish-client-cert FILE (the station's "
+                          "application instance certificate) and --publish-client-key FILE (its "
+                          "private key)")
+    if tls:
+        tls_context(options)
 
 
-def _readable(option: str, path: Path, what: str) -> None:
+def check_readable(option: str, path: Path, what: str, form: str = "PEM") -> None:
+    """ConfigError naming ``option`` and ``path`` unless it is a readable file."""
     if not path.exists():
-        raise ConfigError(f"{option} {path}: no such file; give the PEM file of {what}")
+        raise ConfigError(f"{option} {path}: no such file; give the {form} file of {what}")
     if not path.is_file():
-        raise ConfigError(f"{option} {path}: not a file; give the PEM file of {what}")
+        raise ConfigError(f"{option} {path}: not a file; give the {form} file of {what}")
     try:
         with path.open("rb") as handle:
             handle.read(1)
@@ -50,8 +65,8 @@ def tls_context(options: PublishOptions) -> ssl.SSLContext:
     the client certificate when given. ConfigError for a file that cannot be used."""
     ca = options.ca_file
     if ca is not None:
-        _readable("--publish-ca", ca, "the CA certificate(s) that signed the broker's / "
-                  "server's certificate")
+        check_readable("--publish-ca", ca, "the CA certificate(s) that signed the broker's / "
+                       "server's certificate")
     try:
         context = ssl.create_default_context(cafile=None if ca is None else str(ca))
     except ssl.SSLError as exc:
@@ -65,8 +80,8 @@ def tls_context(options: PublishOptions) -> ssl.SSLContext:
 
 
 def _load_client(context: ssl.SSLContext, cert: Path, key: Path) -> None:
-    _readable("--publish-client-cert", cert, "the station's certificate")
-    _readable("--publish-client-key", key, "the station's private key")
+    check_readable("--publish-client-cert", cert, "the station's certificate")
+    check_readable("--publish-client-key", key, "the station's private key")
     asked = []
 
     def no_password() -> bytes:  # never OpenSSL's prompt on the terminal
