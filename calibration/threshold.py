@@ -47,6 +47,31 @@ class ThresholdResult:
         return {**asdict(self), "rule": ThresholdRule(self.rule).value}
 
 
+def sample_size_note(result: ThresholdResult | dict) -> str | None:
+    """What the number of good images cannot show about a threshold, with the fix; None when
+    they suffice. The quantile rule needs at least 1 / (1 − quantile) of them (else the quantile
+    is one of their highest scores); a target FPR needs at least 1 / target (else the cut lies
+    above all of them). Either way, about 1 good part in n + 1 may still score above it."""
+    r = result if isinstance(result, dict) else result.to_dict()
+    n = int(r["n_normal"])
+    rule = ThresholdRule(r["rule"])
+    if rule is ThresholdRule.NORMAL_QUANTILE and r.get("quantile") is not None:
+        need = int(np.ceil(1.0 / (1.0 - float(r["quantile"])) - 1e-9))
+        if n < need:
+            return (f"{n} good images are too few for the {r['quantile']} quantile (it needs {need} "
+                    f"or more): the threshold rests on their highest scores, so up to about 1 good "
+                    f"part in {n + 1} ({1 / (n + 1):.0%}) may be flagged; give {need} or more good "
+                    "images, or set --target-fpr")
+    if rule is ThresholdRule.TARGET_FPR and r.get("target_fpr") is not None:
+        need = int(np.ceil(1.0 / float(r["target_fpr"]) - 1e-9))
+        if n < need:
+            return (f"{n} good images cannot show a false-alarm rate as low as {r['target_fpr']} "
+                    f"(one false alarm among them is already {1 / n:.1%}): the threshold lies "
+                    f"above all of them, and up to about 1 good part in {n + 1} "
+                    f"({1 / (n + 1):.0%}) may be flagged; give {need} or more good images")
+    return None
+
+
 def _scores_1d(scores: np.ndarray, minimum: int) -> np.ndarray:
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 1:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from calibration.settings import CalibrationSettings
-from calibration.threshold import DEFAULT_MARGIN, DEFAULT_QUANTILE
+from calibration.threshold import DEFAULT_MARGIN, DEFAULT_QUANTILE, sample_size_note
 from glcf_cli.common import console, shell
 from glcf_cli.preflight import check_batch, check_threshold_rule
 
@@ -61,6 +61,9 @@ def calibrate(
     reached = f", {t.fpr:.1%} false alarms on them" if t.fpr is not None else ""
     console.print(f"threshold {t.threshold:.5f} ({t.rule.value}, {t.n_normal} validation images"
                   f"{reached}); written to {run}/calibration.json")
+    note = sample_size_note(t)
+    if note is not None:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     console.print(f"next: {shell(['glcf', 'eval', run, '--report', Path(run) / 'report'])}",
                   highlight=False)
 

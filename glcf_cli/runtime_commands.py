@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from calibration.threshold import DEFAULT_MARGIN, DEFAULT_QUANTILE
+from calibration.threshold import DEFAULT_MARGIN, DEFAULT_QUANTILE, sample_size_note
 from glcf_cli import inspect_cameras as icam
 from glcf_cli import inspect_options as iopt
 from glcf_cli import inspect_publish as ipub
@@ -372,6 +372,9 @@ def threshold_command(
         highlight=False,
         soft_wrap=True,
     )
+    note = sample_size_note(result)
+    if note is not None:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
     again = shell(["glcf", "inspect", model, "--source", "SRC", *(["--roi", roi] if roi else [])])
     console.print(
         f"next: {again} (uses {file.name}; --threshold overrides it)",

@@ -14,6 +14,7 @@ from calibration.threshold import (
     ThresholdResult,
     ThresholdRule,
     f1_optimal_threshold,
+    sample_size_note,
     select_threshold,
     threshold_from_normal,
 )
@@ -127,3 +128,18 @@ def test_normal_rules_stay_in_the_range_the_runtime_accepts(seed: int) -> None:
                    {"quantile": 0.999, "margin": MAX_MARGIN}, {"target_fpr": rng.uniform(0, 1)}):
         t = select_threshold(scores, **kwargs).threshold
         assert low <= t <= np.nextafter(high + MAX_MARGIN * (high - low), np.inf) * (1 + 1e-12)
+
+
+def test_sample_size_note_says_when_the_good_images_are_too_few() -> None:
+    scores = np.linspace(0.0, 1.0, 30)
+    few = select_threshold(scores, None)  # the 0.99 quantile of 30 images
+    note = sample_size_note(few)
+    assert note is not None and "30 good images are too few for the 0.99 quantile (it needs 100" in note
+    assert "1 good part in 31 (3%)" in note and "--target-fpr" in note
+    assert sample_size_note(select_threshold(np.linspace(0.0, 1.0, 100), None)) is None
+    assert sample_size_note(select_threshold(scores, None, quantile=0.95)) is None  # needs 20
+    strict = select_threshold(scores, None, target_fpr=0.01)
+    note = sample_size_note(strict.to_dict())  # the runtime's dict form too
+    assert note is not None and "as low as 0.01" in note and "give 100 or more" in note
+    assert sample_size_note(select_threshold(scores, None, target_fpr=0.05)) is None
+    assert sample_size_note(select_threshold(scores, np.r_[np.zeros(20), np.ones(10)])) is None  # F1

@@ -220,6 +220,7 @@ def test_roi_crops_letterbox_bars_and_the_threshold_follows_it(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert json.loads((model_dir / "threshold.json").read_text())["roi"] == [16, 0, 64, 64]
     assert "--roi 16,0,64,64" in result.output  # the next command keeps the crop
+    assert "note: 8 good images are too few for the 0.99 quantile (it needs 100" in " ".join(result.output.split())
 
     result = cli.invoke(app, [*base, str(tmp_path / "crop.jsonl"), "--roi", "16,0,64,64"])
     assert result.exit_code == 0, result.output

@@ -40,6 +40,7 @@ def test_the_demo_chain_runs_on_one_category(tmp_path: Path) -> None:
     metrics = result.result.metrics
     assert metrics and all(0.0 <= v <= 1.0 for v in metrics.values()), metrics
     assert any("random Φ_L weights" in line for line in lines)
+    assert json.loads((run / "calibration.json").read_text())["threshold"]["n_normal"] == 100
     assert list(result.stages) == ["training", "calibration", "evaluation", "export", "ONNX Runtime loop"]
     assert all(t > 0 for t in result.stages.values())
     assert sum(result.stages.values()) <= result.seconds < sum(result.stages.values()) + 5

@@ -188,3 +188,19 @@ def test_eval_refuses_a_nan_threshold(calibrated_run: Path, tmp_path: Path,
     assert exit_info.value.code == 2 and "nan" not in out, out
     assert f"{run / 'calibration.json'}: threshold.threshold is NaN" in err, err
     assert f"run glcf calibrate {run} again" in err, err
+
+
+def test_calibrate_says_when_the_validation_images_are_too_few(tmp_path: Path, trained_run: Path) -> None:
+    from typer.testing import CliRunner
+
+    from glcf_cli import app
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    out = CliRunner().invoke(app, ["calibrate", str(run), "--device", "cpu"], terminal_width=400)
+    assert out.exit_code == 0, out.output
+    assert ("note: 4 good images are too few for the 0.99 quantile (it needs 100 or more)"
+            in " ".join(out.output.split())), out.output
+    out = CliRunner().invoke(app, ["calibrate", str(run), "--device", "cpu", "--quantile", "0.7"],
+                             terminal_width=400)
+    assert out.exit_code == 0 and "note:" not in out.output, out.output  # 4 images suffice for 0.7
