@@ -25,6 +25,7 @@ from tests.glcf_runtime.publish.plant import (
     Mosquitto,
     Subscriber,
     Webhook,
+    assert_refused_before_the_model_loads,
     dedup,
     free_port,
     needs_mosquitto,
@@ -217,15 +218,8 @@ def test_tls_files_refused_before_the_model_loads(
         args: list[str], message: str, pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     files = _tls_files(pki, tmp_path)
-    monkeypatch.setattr(sys, "argv", ["glcf", "inspect", str(tmp_path / "missing.onnx"),
-                                      "--source", str(tmp_path), "--jsonl",
-                                      str(tmp_path / "run.jsonl"),
-                                      *[files.get(a, a) for a in args]])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    err = " ".join(capsys.readouterr().err.split())
-    assert exit_info.value.code == 2 and message in err, err
-    assert not (tmp_path / "run.jsonl.outbox.sqlite").exists()
+    assert_refused_before_the_model_loads([files.get(a, a) for a in args], message, tmp_path,
+                                          monkeypatch, capsys)
 
 
 def _scrape(url: str) -> dict[str, float]:

@@ -63,19 +63,24 @@ def _san(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
+def _ca_certificate(name: str, key):
+    """A self-signed CA certificate named ``name`` for ``key``."""
+    return _certificate(name, key, name, key, [
+        (x509.BasicConstraints(ca=True, path_length=None), True),
+        (x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                       key_agreement=False, encipher_only=False, decipher_only=False), True),
+        (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
+    ])
+
+
 def make_pki(folder: Path, name: str = "Plant Test CA",
              server_names: tuple[str, ...] = ("127.0.0.1", "localhost")) -> Pki:
     """A new CA named ``name`` in ``folder`` and the certificates it signed; the server's holds
     ``server_names`` (host names or IP addresses)."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _certificate(name, ca_key, name, ca_key, [
-        (x509.BasicConstraints(ca=True, path_length=None), True),
-        (x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                       key_agreement=False, encipher_only=False, decipher_only=False), True),
-        (x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False),
-    ])
+    ca = _ca_certificate(name, ca_key)
     issued = {}
     for role, usage, names in (
             ("server", ExtendedKeyUsageOID.SERVER_AUTH, [_san(h) for h in server_names]),
@@ -119,13 +124,7 @@ def make_opcua_pki(folder: Path, name: str = "Plant OPC UA CA",
     """A new RSA CA named ``name`` in ``folder`` and the OPC UA certificates it signed."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key = rsa.generate_private_key(65537, 2048)
-    ca = _certificate(name, ca_key, name, ca_key, [
-        (x509.BasicConstraints(ca=True, path_length=None), True),
-        (x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                       key_agreement=False, encipher_only=False, decipher_only=False), True),
-        (x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False),
-    ])
+    ca = _ca_certificate(name, ca_key)
     files = []
     for role, usage, uri, der in (("server", ExtendedKeyUsageOID.SERVER_AUTH, server_uri, False),
                                   ("client", ExtendedKeyUsageOID.CLIENT_AUTH, client_uri, True)):

@@ -40,6 +40,24 @@ def slow_folder(folder: Path, n: int, side: int = 1000) -> Path:
     return folder
 
 
+def assert_refused_before_the_model_loads(args: list[str], message: str, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """``glcf inspect MISSING.onnx … ARGS`` exits 2 naming ``message``, and no outbox is made."""
+    import sys
+
+    from glcf_cli import main
+
+    monkeypatch.setattr(sys, "argv", ["glcf", "inspect", str(tmp_path / "missing.onnx"),
+                                      "--source", str(tmp_path), "--jsonl",
+                                      str(tmp_path / "run.jsonl"), *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == 2 and message in err, err
+    assert not (tmp_path / "run.jsonl.outbox.sqlite").exists()
+
+
 def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

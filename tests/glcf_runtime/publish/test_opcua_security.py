@@ -9,7 +9,6 @@ loads (exit 2)."""
 from __future__ import annotations
 
 import datetime
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from glcf_bench.fixtures.contract_model import write_images
-from glcf_cli import main
 from glcf_runtime.loop import inspect
 from glcf_runtime.publish import PublishOptions, PublishSink, make_publishers
 from glcf_runtime.publish.opcua import Security, check_server_certificate
 from glcf_runtime.sinks import JsonlSink
 from glcf_runtime.sources import open_source
 from tests.glcf_runtime.publish.pki import OpcUaPki, make_opcua_pki, make_pki
-from tests.glcf_runtime.publish.plant import free_port, records
+from tests.glcf_runtime.publish.plant import (
+    assert_refused_before_the_model_loads,
+    free_port,
+    records,
+)
 
 SECURE = "Basic256Sha256,SignAndEncrypt"
 
@@ -226,12 +228,5 @@ def test_refused_before_the_model_loads(args: list[str], message: str, pki: OpcU
                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     files = _files(pki, tmp_path)
-    monkeypatch.setattr(sys, "argv", ["glcf", "inspect", str(tmp_path / "missing.onnx"),
-                                      "--source", str(tmp_path), "--jsonl",
-                                      str(tmp_path / "run.jsonl"),
-                                      *[files.get(a, a) for a in args]])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    err = " ".join(capsys.readouterr().err.split())
-    assert exit_info.value.code == 2 and message in err, err
-    assert not (tmp_path / "run.jsonl.outbox.sqlite").exists()
+    assert_refused_before_the_model_loads([files.get(a, a) for a in args], message, tmp_path,
+                                          monkeypatch, capsys)
