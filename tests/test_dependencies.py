@@ -21,7 +21,7 @@ NOT_INSTALLED = {"tensorrt": {"tensorrt-cu12", "tensorrt-cu13"}, "cuda": {"cuda-
                  "pycuda": {"pycuda"}}
 # The extras each package may rely on (besides the core dependencies).
 EXTRAS = {
-    "glcf_runtime": ("runtime", "trt", "openvino"),
+    "glcf_runtime": ("runtime", "trt", "openvino", "plant"),  # plant: --publish (imported lazily)
     "calibration": ("train",),
     "glcf_train": ("train", "export"),
     "glcf_export": ("export", "train", "trt", "openvino"),

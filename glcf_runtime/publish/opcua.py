@@ -22,11 +22,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from typing import TYPE_CHECKING, Any
 
 from glcf_runtime.errors import ConfigError
 from glcf_runtime.publish.base import (
@@ -40,9 +36,22 @@ from glcf_runtime.publish.base import (
 from glcf_runtime.publish.tls import check_readable
 from glcf_runtime.requires import require
 
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
 log = logging.getLogger("glcf.publish")
 POLICIES = ("Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss")
 MODES = ("Sign", "SignAndEncrypt")
+
+
+def _crypto() -> tuple[Any, Any, Any]:
+    """cryptography's x509, serialization and RSA modules (the plant extra), imported only where
+    OPC UA security is used: a runtime-only box imports this module without them."""
+    who = "--opcua-security"
+    return (require("cryptography.x509", "plant", who=who),
+            require("cryptography.hazmat.primitives.serialization", "plant", who=who),
+            require("cryptography.hazmat.primitives.asymmetric.rsa", "plant", who=who))
 
 
 def _verdict(message: dict) -> bool:
@@ -110,6 +119,7 @@ def load_security(options: PublishOptions) -> Security:
     policy, mode = parse_security(options.opcua_security)
     if policy == "None":
         return Security()
+    x509, serialization, rsa = _crypto()
     cert_path, key_path = options.client_cert, options.client_key
     if cert_path is None or key_path is None:
         raise ConfigError(f"--opcua-security {policy},{mode} needs the station's application "
@@ -144,6 +154,7 @@ def load_security(options: PublishOptions) -> Security:
 
 
 def _load_certificates(option: str, path: Path, what: str) -> list[x509.Certificate]:
+    x509 = _crypto()[0]
     check_readable(option, path, what, "PEM or DER")
     data = path.read_bytes()
     try:
@@ -156,6 +167,7 @@ def _load_certificates(option: str, path: Path, what: str) -> list[x509.Certific
 
 
 def _load_key(path: Path) -> rsa.RSAPrivateKey:
+    serialization, rsa = _crypto()[1:]
     check_readable("--publish-client-key", path, "the station's private key", "PEM or DER")
     data = path.read_bytes()
     try:
@@ -181,8 +193,8 @@ def check_server_certificate(der: bytes, security: Security, now: datetime.datet
     """Why the server's certificate (DER, as its endpoint presents it) is not trusted, with
     the fix; None when it is in ``--publish-ca`` or signed by a CA certificate there (with the
     intermediates the server sends), and valid at ``now``."""
-    from cryptography.x509 import verification as v
-
+    x509 = _crypto()[0]
+    v = require("cryptography.x509.verification", "plant", who="--opcua-security")
     chain = _der_chain(der)
     if not chain:
         return "the server presents no certificate for this endpoint"
@@ -216,6 +228,7 @@ def _is_ca(_policy: object, _cert: x509.Certificate, ext: x509.BasicConstraints 
 
 def _der_chain(der: bytes) -> list[x509.Certificate]:
     """The certificates of a DER blob (OPC UA sends a chain as concatenated DER)."""
+    x509 = _crypto()[0]
     chain, offset = [], 0
     while offset + 4 <= len(der) and der[offset] == 0x30:
         size = der[offset + 1]
@@ -310,7 +323,7 @@ class OpcUaPublisher(Publisher):
         chain = _der_chain(presented)
         if not chain:
             raise SendFailed(f"{self.url}: the server presents no certificate for this endpoint")
-        return chain[0].public_bytes(serialization.Encoding.DER)
+        return chain[0].public_bytes(_crypto()[1].Encoding.DER)
 
     def send(self, message: dict) -> None:
         if self._client is None:

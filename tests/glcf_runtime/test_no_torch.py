@@ -51,3 +51,16 @@ def test_threshold_path_needs_neither_torch_nor_scipy() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
+
+
+def test_runtime_modules_import_without_the_plant_extra() -> None:
+    """A box with `glcf[runtime]` only (no paho-mqtt, asyncua or cryptography) imports every
+    runtime module and the CLI; the publishers import their libraries when a --publish needs them."""
+    modules = [m.name for m in pkgutil.walk_packages(glcf_runtime.__path__, "glcf_runtime.")
+               if not m.name.endswith("__main__")] + ["glcf_cli"]
+    code = BLOCK_TORCH.replace("('torch', 'timm', 'torchvision')", "('paho', 'asyncua', 'cryptography')"
+                               ).replace("torch is blocked", "the plant extra is not installed")
+    code += "import importlib\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules)
+    code += "assert not {'paho', 'asyncua', 'cryptography'} & set(sys.modules)\nprint('ok')\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
