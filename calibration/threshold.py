@@ -63,7 +63,11 @@ def sample_size_note(result: ThresholdResult | dict) -> str | None:
                     f"part in {n + 1} ({1 / (n + 1):.0%}) may be flagged; give {need} or more good "
                     "images, or set --target-fpr")
     if rule is ThresholdRule.TARGET_FPR and r.get("target_fpr") is not None:
-        need = int(np.ceil(1.0 / float(r["target_fpr"]) - 1e-9))
+        target = float(r["target_fpr"])
+        if target <= 0.0:  # no false alarm at all: no number of images shows a rate of 0
+            return (f"a false-alarm target of 0 puts the threshold above all {n} good images; up "
+                    f"to about 1 good part in {n + 1} ({1 / (n + 1):.0%}) may still be flagged")
+        need = int(np.ceil(1.0 / target - 1e-9))
         if n < need:
             return (f"{n} good images cannot show a false-alarm rate as low as {r['target_fpr']} "
                     f"(one false alarm among them is already {1 / n:.1%}): the threshold lies "

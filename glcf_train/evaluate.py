@@ -18,6 +18,7 @@ import numpy as np
 
 from calibration import metrics as M
 from calibration.loco_defects import defects_from_masks
+from calibration.threshold import sample_size_note
 from glcf_runtime.errors import DataError
 from glcf_runtime.files import atomic_write_text
 from glcf_runtime.overlay import panel
@@ -156,12 +157,15 @@ def _with(result: EvalResult, **changes: object) -> EvalResult:
 def _threshold_note(t: dict) -> str:
     rule = t.get("rule")
     if rule == "target_fpr":
-        return (f"lowest threshold with at most {t['target_fpr']:.1%} false alarms on the "
-                f"{t['n_normal']} good validation images ({t['fpr']:.1%} reached)")
-    if rule == "normal_quantile":
-        return (f"quantile {t['quantile']} of the scores of {t['n_normal']} good validation images "
-                f"plus a margin of {t['margin']} × (quantile − median)")
-    return f"threshold rule {rule}"
+        how = (f"lowest threshold with at most {t['target_fpr']:.1%} false alarms on the "
+               f"{t['n_normal']} good validation images ({t['fpr']:.1%} reached)")
+    elif rule == "normal_quantile":
+        how = (f"quantile {t['quantile']} of the scores of {t['n_normal']} good validation images "
+               f"plus a margin of {t['margin']} × (quantile − median)")
+    else:
+        return f"threshold rule {rule}"
+    few = sample_size_note(t)
+    return how if few is None else f"{how}. Note: {few}"
 
 
 @dataclass(frozen=True)

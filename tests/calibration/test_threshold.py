@@ -142,4 +142,6 @@ def test_sample_size_note_says_when_the_good_images_are_too_few() -> None:
     note = sample_size_note(strict.to_dict())  # the runtime's dict form too
     assert note is not None and "as low as 0.01" in note and "give 100 or more" in note
     assert sample_size_note(select_threshold(scores, None, target_fpr=0.05)) is None
+    zero = sample_size_note(select_threshold(scores, None, target_fpr=0.0))
+    assert zero is not None and "target of 0 puts the threshold above all 30 good images" in zero
     assert sample_size_note(select_threshold(scores, np.r_[np.zeros(20), np.ones(10)])) is None  # F1

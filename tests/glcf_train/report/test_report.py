@@ -29,6 +29,8 @@ def test_report_files_and_self_contained_page(reported_run) -> None:
         assert f'id="{section}"' in html
     for fact in ("PatchCore (reference)", "random-init", "torch ", "breakfast_tray", " UTC"):
         assert fact in html, fact
+    # the threshold's note says what 4 validation images cannot show (calibrated with target FPR 0)
+    assert "Note: a false-alarm target of 0 puts the threshold above all 4 good images" in " ".join(html.split())
 
 
 def test_report_tables_agree_with_eval_metrics(reported_run) -> None:
