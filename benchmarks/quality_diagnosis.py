@@ -29,18 +29,19 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from calibration import metrics as M
+from glcf_export.gates import auroc_by_kind
 from glcf_runtime.preprocess import PreprocessSpec
+from glcf_train import evaluate
 from glcf_train.baseline import PatchCoreConfig, greedy_coreset
 from glcf_train.builder import load_run
 from glcf_train.calibrate import StatsAccumulator
 from glcf_train.config import BranchMode, LossForm, ScoreRule, preset, to_dict, with_train
-from glcf_train.data.datasets import load_images, read_split
+from glcf_train.data.datasets import detect_layout, load_images, read_split
 from glcf_train.scoring import SCALES, GaussianBlur, TorchScorer, error_maps, resize_map
 from glcf_train.train import TrainOptions, train
 
@@ -76,28 +77,16 @@ def kind_auroc(scores: np.ndarray, kinds: np.ndarray) -> dict[str, float]:
 
 
 def defect_names(samples, root: Path, category: str) -> np.ndarray:
-    """Each test image's defect type from its ground-truth PNGs (LOCO: the pixel value names it
-    in ``defects_config.json``); "good" for good images, names joined by "+" when several. Masks
-    that all carry one value (a copy with binarised masks) name no type: the test folder's name."""
-    config_file = root / category / "defects_config.json"
-    by_value = ({int(e["pixel_value"]): e["defect_name"] for e in json.loads(config_file.read_text())}
-                if config_file.is_file() else {})
-    values = [sorted({int(v) for m in s.mask_paths
-                      for v in np.unique(cv2.imread(str(m), cv2.IMREAD_GRAYSCALE)) if v})
-              for s in samples]
-    if len({v for image in values for v in image}) < 2:  # binarised masks (all 255): no types
-        by_value = {}
-    return np.array(["good" if s.label == 0 else
-                     "+".join(by_value.get(v, s.defect_type) for v in image) or s.defect_type
-                     for s, image in zip(samples, values, strict=True)])
+    """Each test image's defect type, named as ``glcf eval`` names it; a ground truth that looks
+    binarised (its note) names no type: the test folder's name."""
+    names, notes = evaluate.defect_names(detect_layout(root, category), root / category, samples)
+    return np.array([s.defect_type if notes and s.label else n
+                     for s, n in zip(samples, names, strict=True)])
 
 
 def defect_auroc(scores: np.ndarray, names: np.ndarray) -> dict[str, float]:
-    """Image AUROC of each defect type against the good images."""
-    good = scores[names == "good"]
-    return {name: round(M.image_auroc(np.r_[good, scores[names == name]],
-                                      np.r_[np.zeros(len(good)), np.ones(int((names == name).sum()))]), 4)
-            for name in sorted(set(names) - {"good"})}
+    """Image AUROC of each defect type against the good images (the export gates' measure)."""
+    return {name: round(v, 4) for name, v in auroc_by_kind(scores, tuple(names)).items()}
 
 
 # Per defect type: the run's scoring, each branch alone, both rules (and PatchCore's default).

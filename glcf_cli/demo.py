@@ -80,17 +80,16 @@ def run_demo(out: Path, categories: Sequence[str] | None = None, steps: int | No
     for name in names:
         start = time.perf_counter()
         stages: dict[str, float] = {}
-        clock = _Stages(stages)
         run = out / "runs" / name
         log(f"{name}: training the {cfg.preset} preset on {device}")
         chosen = steps or DEMO_STEPS.get(cfg.preset)
         overrides = {"steps": chosen} if chosen else None
-        with clock("training"):
+        with _timed(stages, "training"):
             train(TrainOptions(out=run, data=data, category=name, config=cfg, device=device,
                                random_init=random_init, train_overrides=overrides))
-        with clock("calibration"):
+        with _timed(stages, "calibration"):
             calibrate_run(run, CalibrationSettings(device=device))
-        with clock("evaluation"):
+        with _timed(stages, "evaluation"):
             result = evaluate_run(run, json_out=run / "eval.json", overlays=run / "heatmaps",
                                   save_maps=run / "anomaly_maps", device=device, report=run / "report")
         log(f"{name}: report {result.report} (open it in a browser)")
@@ -98,28 +97,23 @@ def run_demo(out: Path, categories: Sequence[str] | None = None, steps: int | No
         # No INT8 file: calibrating it on the category's 200 training images and gating it adds
         # about 30 s per category on 2 shared CPU cores (the float export: 14-24 s), more than
         # the demo's budget allows; `glcf export` makes it by default.
-        with clock("export"):
+        with _timed(stages, "export"):
             export_run(run, ExportOptions(export, batch=8, int8=False), log=log)
-        with clock("ONNX Runtime loop"):
+        with _timed(stages, "ONNX Runtime loop"):
             inspected = _inspect_tests(export, data / name / "test", run / "inspect")
         results.append(DemoCategory(name, run, result, time.perf_counter() - start, export,
                                     inspected, result.report, stages))
     return results
 
 
-class _Stages:
-    """``with clock("stage"):`` adds the block's wall time to ``stages["stage"]``."""
-
-    def __init__(self, stages: dict[str, float]) -> None:
-        self.stages = stages
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - start
+@contextmanager
+def _timed(stages: dict[str, float], name: str) -> Iterator[None]:
+    """Adds the block's wall time to ``stages[name]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[name] = stages.get(name, 0.0) + time.perf_counter() - start
 
 
 def _inspect_tests(export: Path, tests: Path, out: Path) -> dict[str, Summary]:

@@ -200,7 +200,7 @@ def inspect_command(
         cameras = icam.open_cameras(stack, specs, retries, iopt.backoff(reconnect_max_wait),
                                     pixels)
         several = len(cameras) > 1
-        hint = None
+        hint = None  # several cameras: the post-run hint
         if not several and cameras[0].roi is not None:
             runner.set_roi(cameras[0].roi)
             roi = None
@@ -230,7 +230,7 @@ def inspect_command(
             summary = inspect(runner, cameras[0].source, threshold, batch, outputs, stop, checks,
                               camera=cameras[0].name)
     console.print(summary_table(summary))
-    if several and hint:
+    if hint:
         console.print(hint, highlight=False, soft_wrap=True)
     raise typer.Exit(iopt.write_summary(summary, summary_json))
 

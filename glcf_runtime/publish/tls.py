@@ -16,10 +16,11 @@ TLS_SCHEMES = ("mqtts", "https")
 
 
 def check_tls(options: PublishOptions, schemes: list[str]) -> None:
-    """ConfigError for a TLS / certificate option that cannot work: a file that is missing,
-    unreadable or not PEM, a key without its certificate, no output to use it (``mqtts://``,
+    """ConfigError for a TLS / certificate option that cannot work: a key without its
+    certificate (or the reverse), no output to use it (``mqtts://``,
     ``https://``, or ``opc.tcp://`` with ``--opcua-security``), or ``--opcua-security`` without
-    an ``opc.tcp://`` output. The OPC UA publisher checks its own files (PEM or DER)."""
+    an ``opc.tcp://`` output. The files themselves are checked where they are loaded, as the
+    publishers are made: :func:`tls_context` (PEM) and the OPC UA publisher (PEM or DER)."""
     if options.opcua_security is not None and "opc.tcp" not in schemes:
         raise ConfigError("--opcua-security is for OPC UA: add --publish opc.tcp://HOST:4840")
     given = [name for name, value in (("--publish-ca", options.ca_file),
@@ -41,8 +42,6 @@ def check_tls(options: PublishOptions, schemes: list[str]) -> None:
         raise ConfigError("--opcua-security needs both --publish-client-cert FILE (the station's "
                           "application instance certificate) and --publish-client-key FILE (its "
                           "private key)")
-    if tls:
-        tls_context(options)
 
 
 def check_readable(option: str, path: Path, what: str, form: str = "PEM") -> None:
