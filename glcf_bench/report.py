@@ -224,10 +224,14 @@ def render(report: BenchReport) -> list:
     speed = _table(f"glcf bench — {report.target['description']}", SPEED_COLUMNS)
     split = _table("per frame (ms) and memory (MiB)", SPLIT_COLUMNS)
     notes = []
+    said: dict[str, str] = {}  # reason → the first row it was given for: given once, then referred to
     for r in report.rows:
         if not r.runnable:
             speed.add_row(r.backend, "not run", str(r.batch))
-            notes.append(f"[yellow]{r.backend} (batch {r.batch}) not run:[/] {escape(r.reason or '')}")
+            row = f"{r.backend} (batch {r.batch})"
+            why = (f"as {said[r.reason or '']}" if (r.reason or "") in said else escape(r.reason or ""))
+            said.setdefault(r.reason or "", row)
+            notes.append(f"[yellow]{row} not run:[/] {why}")
             continue
         pct = None if r.fraction_of_peak is None else 100 * r.fraction_of_peak
         speed.add_row(

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from glcf_bench.settings import BenchSettings
-from glcf_cli.common import console
+from glcf_cli.common import console, log_line
 from glcf_cli.preflight import check_batches
 
 Opt = typer.Option
@@ -109,11 +109,11 @@ def bench(
                                  "not --json / --csv")
     reports = {}
     for name in presets:  # one after the other, in one process, on the same machine state
-        report = run_bench(model_or_run, replace(settings, preset=name), console.print)
+        report = run_bench(model_or_run, replace(settings, preset=name), log_line)
         for item in render(report):
             console.print(item)
         json_file, csv_file = write_report(report, json_path, csv_path, out_dir)
-        console.print(f"results: {json_file}\n         {csv_file}")
+        log_line(f"results: {json_file}\n         {csv_file}")
         reports[name] = report
     if len(reports) > 1:
         from glcf_bench.presets import comparison_lines

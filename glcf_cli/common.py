@@ -27,6 +27,12 @@ console = Console(width=width_for(sys.stdout))
 err_console = Console(stderr=True, width=width_for(sys.stderr))
 
 
+def log_line(message: str) -> None:
+    """A library's progress line (the ``log`` of export, bench, the demo), printed as written: its
+    text is not read as rich markup, so ``pip install 'glcf[trt]'`` keeps its ``[trt]``."""
+    console.print(message, markup=False, highlight=False)
+
+
 def shell(args: Iterable[object]) -> str:
     """A command to copy and run: each argument shell-quoted (a path with a space stays one
     argument), escaped for rich (``[...]`` in a path is printed, not taken for markup)."""

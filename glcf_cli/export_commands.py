@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from glcf_cli.common import console, err_console, shell
+from glcf_cli.common import console, err_console, log_line, shell
 
 Opt = typer.Option
 
@@ -57,7 +57,7 @@ def export(
                          workspace_mb, dla, triton, triton_device, int8=int8,
                          calib_images=calib_images, calib_dir=calib_dir)
     try:
-        result = export_run(run, opts, log=console.print)
+        result = export_run(run, opts, log=log_line)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (export_run turns it into this)
         how = " ".join(["interrupted", *map(str, exc.args)])
         err_console.print(f"export {how}; run it again to finish it", highlight=False)

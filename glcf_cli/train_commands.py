@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from glcf_cli.common import console, shell
+from glcf_cli.common import console, log_line, shell
 from glcf_cli.preflight import check_batch
 
 Opt = typer.Option
@@ -136,7 +136,7 @@ def demo(
     from glcf_runtime.artifacts import FP16_FILE, FP32_FILE
 
     names = [c.strip() for c in categories.split(",")] if categories else None
-    results = run_demo(out, names, steps, device, log=console.print, preset_name=preset,
+    results = run_demo(out, names, steps, device, log=log_line, preset_name=preset,
                        random_init=random_init)
     for r in results:
         console.print(metrics_table(r.result.metrics, f"{r.name} ({r.seconds:.0f} s)"))

@@ -22,7 +22,7 @@ import torch
 
 from glcf_export.checks import CheckReport, check_runner, check_samples
 from glcf_export.deploy import DeployModule
-from glcf_export.gates import CheckSet, gate_inputs, reduced_precision
+from glcf_export.gates import FP16_GATE, CheckSet, gate_inputs, reduced_precision
 from glcf_export.onnx_export import ExportError, mark_checked
 from glcf_export.pipeline import check_graphs, write_graphs
 from glcf_export.quantize import CalibrationMethod
@@ -259,10 +259,13 @@ def _export_into(folder: Path, model, scorer, meta: ArtifactMetadata, images: np
                                             required=opts.int8 is True)
     report.figures.update({f"{name}_{k}": v for name, g in gates.items() for k, v in g["figures"].items()})
     if failures:
-        figures = ", ".join(f"{k}={v:.4g}" for k, v in gates["int8"]["figures"].items())
-        raise ExportError("INT8 checks failed — nothing was written (calibrate on more or other "
-                          "good images: --calib-images, --calib-dir):\n  - " + "\n  - ".join(failures)
-                          + f"\n  figures: {figures}")
+        failed = next(name for name, g in gates.items() if g["failures"])
+        what = ("FP16 checks failed — nothing was written (export with --no-fp16 to publish the "
+                "FP32 file alone)" if failed == FP16_GATE else
+                "INT8 checks failed — nothing was written (calibrate on more or other good images: "
+                "--calib-images, --calib-dir)")
+        figures = ", ".join(f"{k}={v:.4g}" for k, v in gates[failed]["figures"].items())
+        raise ExportError(f"{what}:\n  - " + "\n  - ".join(failures) + f"\n  figures: {figures}")
     for graph in folder.glob("*.onnx"):  # every check passed: only now do the files say so
         mark_checked(graph)
     atomic_write_json(folder / GATES_FILE, gates)

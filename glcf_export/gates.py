@@ -1,9 +1,11 @@
-"""The checks every reduced-precision way of running the graph passes before it is offered, like
-the FP16 file's: score Spearman against FP32 on the check images, image AUROC within 0.01 of FP32
-for every defect kind where the run has labelled test images, and the anomaly-map error reported.
+"""The checks every reduced-precision way of running the graph passes before it is offered: score
+Spearman against FP32 on the check images, image AUROC within 0.01 of FP32 for every defect kind
+where the run has labelled test images, and the anomaly-map error reported.
 
 Results go to ``gates.json`` in the export folder (``glcf_runtime.backends.auto`` reads it):
-``int8`` (``model.int8.onnx`` on ONNX Runtime: by default a failure is recorded and the INT8 file is
+``fp16`` (``model.fp16.onnx``, the file TensorRT's engine is built from, on ONNX Runtime: Spearman
+≥ 0.999 and AUROC within 0.002, stricter than the others; a failure fails the export, which then
+says to export with ``--no-fp16``), ``int8`` (``model.int8.onnx`` on ONNX Runtime: by default a failure is recorded and the INT8 file is
 not published; with ``--int8`` it fails the export), ``openvino-int8`` and ``openvino-int8-bf16``
 and ``openvino-bf16`` (OpenVINO on this CPU: a failure is recorded, and ``--backend auto`` skips it).
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from glcf_export.quantize import CalibrationMethod, evenly
-from glcf_runtime.artifacts import FP32_FILE, GATES_FILE, INT8_FILE, RUN_MODES, Backend
+from glcf_runtime.artifacts import FP16_FILE, FP32_FILE, GATES_FILE, INT8_FILE, RUN_MODES, Backend
 from glcf_runtime.backends.base import Runner
 from glcf_runtime.compare import infer_all, spearman
 from glcf_runtime.errors import GlcfError
@@ -27,6 +29,8 @@ from glcf_runtime.requires import MissingPackage, installed
 
 SPEARMAN_MIN = 0.99  # reduced precision vs FP32, scores of the check images
 AUROC_TOLERANCE = 0.01  # |AUROC change| per defect kind
+FP16_GATE = RUN_MODES["tensorrt"].gate  # the mixed FP16 file's entry in gates.json
+FP16_AUROC_TOLERANCE = 0.002  # FP16 keeps the verdicts: |AUROC change| per defect kind
 MAX_LABELLED = 96  # labelled test images scored per gate, spread over the kinds
 NO_NATIVE_BF16 = "the CPU the export ran on has no native BF16"  # a BF16 gate's reason
 
@@ -97,8 +101,12 @@ def auroc_by_kind(scores: np.ndarray, kinds: tuple[str, ...]) -> dict[str, float
     return out
 
 
-def run_gate(name: str, runner: Runner, ref: Reference, checks: CheckSet, batch: int) -> GateResult:
-    """Score the check set with ``runner`` and compare with the FP32 reference."""
+def run_gate(name: str, runner: Runner, ref: Reference, checks: CheckSet, batch: int,
+             spearman_min: float | None = None, auroc_tolerance: float | None = None) -> GateResult:
+    """Score the check set with ``runner`` and compare with the FP32 reference (limits: the
+    module's ``SPEARMAN_MIN`` and ``AUROC_TOLERANCE`` unless given)."""
+    spearman_min = SPEARMAN_MIN if spearman_min is None else spearman_min
+    auroc_tolerance = AUROC_TOLERANCE if auroc_tolerance is None else auroc_tolerance
     scores, maps = infer_all(runner, checks.images, batch)
     result = GateResult(name, True)
     span = float(ref.maps.max() - ref.maps.min()) or 1.0
@@ -106,8 +114,8 @@ def run_gate(name: str, runner: Runner, ref: Reference, checks: CheckSet, batch:
     result.figures.update(spearman=rho, map_err_rel_range=float(np.abs(maps - ref.maps).max()) / span)
     if not (np.isfinite(maps).all() and np.isfinite(scores).all()):
         result.failures.append(f"{name}: the outputs hold NaN/inf")
-    if not rho >= SPEARMAN_MIN:
-        result.failures.append(f"{name}: Spearman of scores vs FP32 {rho:.4f} < {SPEARMAN_MIN}")
+    if not rho >= spearman_min:
+        result.failures.append(f"{name}: Spearman of scores vs FP32 {rho:.4f} < {spearman_min}")
     if len(checks.labelled):
         labelled = infer_all(runner, checks.labelled, batch).scores
         before, after = auroc_by_kind(ref.labelled_scores, checks.kinds), auroc_by_kind(labelled, checks.kinds)
@@ -115,9 +123,9 @@ def run_gate(name: str, runner: Runner, ref: Reference, checks: CheckSet, batch:
             change = after[kind] - value
             result.figures[f"auroc_{kind}_fp32"] = value
             result.figures[f"auroc_{kind}_change"] = change
-            if abs(change) > AUROC_TOLERANCE:
+            if abs(change) > auroc_tolerance:
                 result.failures.append(f"{name}: image AUROC of {kind} anomalies {after[kind]:.4f} vs "
-                                       f"FP32 {value:.4f} (change {change:+.4f}, allowed ±{AUROC_TOLERANCE})")
+                                       f"FP32 {value:.4f} (change {change:+.4f}, allowed ±{auroc_tolerance})")
     result.passed = not result.failures
     result.reason = "; ".join(result.failures)
     return result
@@ -150,17 +158,23 @@ def reduced_precision(folder: Path, fp32: Runner, checks: CheckSet, batch: int,
                       int8: tuple[np.ndarray, ArtifactMetadata, CalibrationMethod] | None,
                       log: Callable[[str], None] = print,
                       required: bool = True) -> tuple[dict[str, dict], list[str]]:
-    """Make ``model.int8.onnx`` (when ``int8`` = calibration frames, metadata, method is given) in
-    ``folder`` and gate every reduced-precision way of running the graph against ``fp32`` (the
-    runner of ``model.onnx``). An INT8 file that fails its gate is removed from ``folder`` unless
-    ``required`` (``--int8``): then its failures fail the export.
+    """Gate the mixed FP16 file (where ``folder`` has one), make ``model.int8.onnx`` (when
+    ``int8`` = calibration frames, metadata, method is given) in ``folder``, and gate every
+    reduced-precision way of running the graph against ``fp32`` (the runner of ``model.onnx``).
+    An INT8 file that fails its gate is removed from ``folder`` unless ``required`` (``--int8``):
+    then its failures fail the export, as the FP16 file's always do.
 
     Returns:
-        ``gates.json``'s content, and the failures that must fail the export (the INT8 file's,
-        where it is ``required``).
+        ``gates.json``'s content, and the failures that must fail the export (the FP16 file's;
+        the INT8 file's where it is ``required``).
     """
     ref = reference(fp32, checks, batch)
     gates: list[GateResult] = []
+    if (folder / FP16_FILE).is_file():
+        gate = _fp16_gate(folder, ref, checks, batch, log)
+        gates.append(gate)
+        if gate.failures:
+            return {g.name: g.to_dict() for g in gates}, gate.failures
     made = False
     if int8 is not None:
         gate = _int8_gate(folder, ref, checks, batch, int8, log, required)
@@ -175,6 +189,17 @@ def reduced_precision(folder: Path, fp32: Runner, checks: CheckSet, batch: int,
     log(f"checking OpenVINO ({'BF16, INT8' if made else 'BF16'}) against FP32 …")
     gates += openvino_gates(folder, ref, checks, batch, made)
     return {g.name: g.to_dict() for g in gates}, []
+
+
+def _fp16_gate(folder: Path, ref: Reference, checks: CheckSet, batch: int,
+               log: Callable[[str], None]) -> GateResult:
+    """The mixed FP16 file on ONNX Runtime against FP32, with FP16's stricter limits."""
+    from glcf_export.checks import SPEARMAN_MIN as FP16_SPEARMAN_MIN
+    from glcf_export.checks import check_runner
+
+    log("checking the mixed FP16 file's verdicts (AUROC per defect kind) against FP32 …")
+    with check_runner(folder / FP16_FILE) as runner:
+        return run_gate(FP16_GATE, runner, ref, checks, batch, FP16_SPEARMAN_MIN, FP16_AUROC_TOLERANCE)
 
 
 def _int8_gate(folder: Path, ref: Reference, checks: CheckSet, batch: int,

@@ -11,7 +11,9 @@ FP32, and biases stay float (TensorRT dequantizes INT8 only).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -88,25 +90,46 @@ def quantize_int8(fp32_path: Path, out: Path, images: np.ndarray, meta: Artifact
         raise ExportError(f"{fp32_path} has no Conv or MatMul with constant weights outside the "
                           "scorer: nothing to quantize to INT8")
     methods = {CalibrationMethod.MINMAX: OrtMethod.MinMax, CalibrationMethod.PERCENTILE: OrtMethod.Percentile}
-    quantize_static(
-        str(fp32_path), str(out), _Images(images),
-        quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-        nodes_to_exclude=keep_float, calibrate_method=methods[CalibrationMethod(method)],
-        extra_options={
-            "ActivationSymmetric": True, "WeightSymmetric": True,
-            "QuantizeBias": False,  # TensorRT's DequantizeLinear takes INT8 only, not INT32
-            # QDQ on the inputs of the INT8 ops only: their outputs (and the bias Add) stay FP32
-            "OpTypesToExcludeOutputQuantization": QUANTIZED_OPS,
-            "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # weights [C_in, C_out]
-            # No CalibMaxIntermediateOutputs: ONNX Runtime 1.32's MinMax calibrator drops the
-            # collected ranges each time that many frames are reached (only the remainder counted).
-        },
-    )
+    with _without_preprocessing_advice():
+        quantize_static(
+            str(fp32_path), str(out), _Images(images),
+            quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            nodes_to_exclude=keep_float, calibrate_method=methods[CalibrationMethod(method)],
+            extra_options={
+                "ActivationSymmetric": True, "WeightSymmetric": True,
+                "QuantizeBias": False,  # TensorRT's DequantizeLinear takes INT8 only, not INT32
+                # QDQ on the inputs of the INT8 ops only: their outputs (and the bias Add) stay FP32
+                "OpTypesToExcludeOutputQuantization": QUANTIZED_OPS,
+                "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # weights [C_in, C_out]
+                # No CalibMaxIntermediateOutputs: ONNX Runtime 1.32's MinMax calibrator drops the
+                # collected ranges each time that many frames are reached (only the remainder counted).
+            },
+        )
     model = onnx.load(str(out))
     set_metadata(model, ArtifactMetadata(**{**meta.__dict__, "precision": INT8_PRECISION}))
     onnx.save(model, str(out))
     return model
+
+
+class _PreprocessingAdvice(logging.Filter):
+    """ONNX Runtime's quantizer advises, twice on the root logger, running its shape-inference
+    pre-processing first; the exported graph is already simplified and shape-inferred (onnxslim),
+    so the advice is not the user's to act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "consider" not in record.getMessage() or "pre-processing" not in record.getMessage()
+
+
+@contextmanager
+def _without_preprocessing_advice() -> Iterator[None]:
+    advice = _PreprocessingAdvice()
+    root = logging.getLogger()
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
 
 
 def _activation_matmul(node: onnx.NodeProto, graph: onnx.GraphProto) -> bool:

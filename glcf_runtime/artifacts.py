@@ -4,13 +4,14 @@
 ``glcf engine`` and ``glcf bench`` read them. A run mode is one way of running the folder: a
 backend, the file it runs (for TensorRT: the ONNX file its engine is built from), the precision
 of the graph's float parts, and the check in ``gates.json`` it must have passed before
-``--backend auto`` offers it (None: the export's own checks, which fail the export).
+``--backend auto`` offers it (None: the export's own checks; the ``fp16`` gate's failure fails the
+export too, so an FP16 file that is there has passed it).
 
 | run mode             | backend     | file              | precision | gate               |
 |----------------------|-------------|-------------------|-----------|--------------------|
 | `onnxruntime`        | onnxruntime | `model.onnx`      | fp32      |                    |
-| `onnxruntime-fp16`   | onnxruntime | `model.fp16.onnx` | fp16      |                    |
-| `tensorrt`           | tensorrt    | `model.fp16.onnx` | fp16      |                    |
+| `onnxruntime-fp16`   | onnxruntime | `model.fp16.onnx` | fp16      | fp16               |
+| `tensorrt`           | tensorrt    | `model.fp16.onnx` | fp16      | fp16               |
 | `openvino`           | openvino    | `model.onnx`      | fp32      |                    |
 | `openvino-bf16`      | openvino    | `model.onnx`      | bf16      | openvino-bf16      |
 | `openvino-int8`      | openvino    | `model.int8.onnx` | fp32      | openvino-int8      |
@@ -51,7 +52,7 @@ FP16_FILE = "model.fp16.onnx"  # mixed FP16 (DESIGN §4); what model.engine is b
 INT8_FILE = "model.int8.onnx"  # static QDQ INT8 (glcf export --int8)
 ENGINE_FILE = "model.engine"  # TensorRT; its sidecar is backends.tensorrt.sidecar.sidecar_path
 INT8_ENGINE_FILE = "model.int8.engine"  # TensorRT, strongly typed from INT8_FILE
-GATES_FILE = "gates.json"  # {"openvino-int8": {"passed": bool, ...}, "openvino-bf16": {...}, …}
+GATES_FILE = "gates.json"  # {"fp16": {"passed": bool, ...}, "openvino-bf16": {...}, …}
 EXPORT_REPORT = "export_report.json"  # {"batch": the largest batch the export checked, figures, …}
 THRESHOLD_FILE = "threshold.json"  # a threshold re-calibrated on the deployed backend
 TIMING_CACHE = "timing.cache"  # TensorRT's tactic timings, shared by the folder's engine builds
@@ -78,8 +79,8 @@ class RunMode:
 
 RUN_MODES = {  # order: glcf bench's default order of rows
     "onnxruntime": RunMode(Backend.ONNXRUNTIME, FP32_FILE, Precision.FP32),
-    "onnxruntime-fp16": RunMode(Backend.ONNXRUNTIME, FP16_FILE, Precision.FP16),
-    "tensorrt": RunMode(Backend.TENSORRT, FP16_FILE, Precision.FP16),
+    "onnxruntime-fp16": RunMode(Backend.ONNXRUNTIME, FP16_FILE, Precision.FP16, "fp16"),
+    "tensorrt": RunMode(Backend.TENSORRT, FP16_FILE, Precision.FP16, "fp16"),
     "openvino": RunMode(Backend.OPENVINO, FP32_FILE, Precision.FP32),
     "openvino-bf16": RunMode(Backend.OPENVINO, FP32_FILE, Precision.BF16, "openvino-bf16"),
     "openvino-int8": RunMode(Backend.OPENVINO, INT8_FILE, Precision.FP32, "openvino-int8"),

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from glcf_bench.bench import loop_throughput, run_bench
 from glcf_bench.frames import write_video
 from glcf_bench.pairs import paired_ratios
-from glcf_bench.report import BenchReport, result_stem
+from glcf_bench.report import BenchReport, BenchRow, render, result_stem
 from glcf_bench.settings import BenchSettings, parse_backends, parse_batches
 from glcf_bench.target import BenchTarget
 from glcf_bench.targets import prepare_target
@@ -103,6 +103,8 @@ def test_cli_every_backend_appears(tmp_path: Path) -> None:
         reason = rows["tensorrt"]["reason"]
         assert not rows["tensorrt"]["runnable"]
         assert "tensorrt not installed" in reason or "no GPU" in reason
+        # printed as written: the extra's name is not taken for rich markup and dropped
+        assert "pipinstall'glcf[trt]'" in "".join(result.output.split())
     assert data["flops"]["gflop_per_image"] > 0 and data["peak_gflops"]["cpu_fp32"] > 0
     loops = {r["backend"]: r for r in data["loop"]}
     assert "torch" not in loops and loops["onnxruntime"]["frames"] == 4
@@ -189,6 +191,24 @@ def test_result_names_carry_machine_versions_and_precision() -> None:
         "bench_amd-epyc-7763-64-core_16c_none_torch2.14.1-cu130-"
         "ort1.32.0-onnx1.23.2-glcf0.1.0_20250102-030405"
     )
+
+
+def test_a_reason_given_for_one_batch_is_not_repeated_for_the_next() -> None:
+    from rich.console import Console
+
+    why = "tensorrt is not installed: pip install 'glcf[trt]'"
+    report = BenchReport("2025-01-02T03:04:05+0000", {"cpu": "x", "usable_cores": 2}, {}, {"threads": 2},
+                         {"description": "t"}, None, {},
+                         rows=[BenchRow("tensorrt", 1, runnable=False, reason=why),
+                               BenchRow("tensorrt", 8, runnable=False, reason=why),
+                               BenchRow("tensorrt-int8", 1, runnable=False, reason="other")])
+    console = Console(width=300, record=True)
+    for item in render(report):
+        console.print(item)
+    text = console.export_text()
+    assert text.count("pip install 'glcf[trt]'") == 1  # the whole reason once, markup-escaped
+    assert "tensorrt (batch 8) not run: as tensorrt (batch 1)" in text
+    assert "tensorrt-int8 (batch 1) not run: other" in text
 
 
 def test_run_folder_benchmarks_its_checkpoint(trained_run: Path) -> None:

@@ -10,7 +10,9 @@ import onnx
 import pytest
 
 import glcf_export.checks as checks
+import glcf_export.gates as gates_module
 from glcf_export.export import ExportOptions, export_run
+from glcf_export.gates import FP16_AUROC_TOLERANCE, FP16_GATE
 from glcf_export.onnx_export import ExportError
 from glcf_export.trt_ops import op_report
 from glcf_runtime.artifacts import EXPORT_REPORT, GATES_FILE, INT8_FILE
@@ -86,6 +88,27 @@ def test_a_plain_export_writes_the_gated_int8_file(exported: Path) -> None:
     assert int8["figures"]["calibration_images"] == 6  # all of the synthetic run's training images
     assert json.loads((exported / EXPORT_REPORT).read_text())["files"][INT8_FILE] > 0
     assert read_metadata(onnx.load(str(exported / INT8_FILE)), INT8_FILE).precision == "int8-qdq"
+
+
+def test_the_fp16_file_is_gated_on_its_verdicts(exported: Path) -> None:
+    """gates.json holds the mixed FP16 file's figures beside the others: Spearman against FP32
+    and the image AUROC change of each defect kind on the run's labelled test images."""
+    fp16 = json.loads((exported / GATES_FILE).read_text())[FP16_GATE]
+    assert fp16["passed"] is True and fp16["failures"] == []
+    figures = fp16["figures"]
+    assert figures["spearman"] >= checks.SPEARMAN_MIN and 0 < figures["map_err_rel_range"] < 0.01
+    assert {"auroc_logical_change", "auroc_structural_change"} <= set(figures)
+    assert all(abs(v) <= FP16_AUROC_TOLERANCE for k, v in figures.items() if k.endswith("_change"))
+
+
+def test_an_fp16_file_that_changes_a_verdict_fails_the_export(
+        run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gates_module, "FP16_AUROC_TOLERANCE", -1.0)  # no AUROC change can meet this
+    out = tmp_path / "never"
+    with pytest.raises(ExportError, match=r"(?s)FP16 checks failed — nothing was written \(export with "
+                       r"--no-fp16.*fp16: image AUROC of logical anomalies .*figures: spearman="):
+        export_run(run, ExportOptions(out, batch=4, int8=False), log=lambda _: None)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_local_mode_leaves_global_decoders_out(run: Path, exported: Path, tmp_path: Path) -> None:
