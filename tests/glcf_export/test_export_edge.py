@@ -66,3 +66,23 @@ def test_edge_graph_matches_the_torch_reference(edge_export: tuple[Path, Path],
     span = float(ref_maps.max() - ref_maps.min())
     assert np.abs(maps - ref_maps.numpy()).max() / span < 1e-4
     np.testing.assert_allclose(scores, ref_scores.numpy(), rtol=1e-4)
+
+
+def test_edge_int8_file_keeps_the_depthwise_convolutions_float(edge_export: tuple[Path, Path],
+                                                                synth_root: Path, tmp_path: Path) -> None:
+    """EfficientNet-Lite's depthwise convolutions stay FP32 in the INT8 file (OpenVINO's INT8
+    kernel for them strays from ONNX Runtime's); its ordinary convolutions are quantized."""
+    from glcf_export.quantize import quantize_int8
+
+    _, out = edge_export
+    frames = load_images(read_split(synth_root, "breakfast_tray", "train")[:4], PreprocessSpec(224, 224))
+    meta = read_metadata(onnx.load(str(out / "model.onnx")), "model.onnx")
+    model = quantize_int8(out / "model.onnx", tmp_path / "model.int8.onnx", frames, meta)
+    producer = {o: n.op_type for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    grouped = [n for n in convs if any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    plain = [n for n in convs if n not in grouped]
+    assert grouped and plain
+    assert all(producer.get(i) != "DequantizeLinear" for n in grouped for i in n.input[:2])
+    assert all(producer.get(n.input[0]) == producer.get(n.input[1]) == "DequantizeLinear" for n in plain)
+    assert op_report(model).ok
