@@ -22,6 +22,7 @@ from glcf_export.gates import (
     AUROC_TOLERANCE,
     NO_NATIVE_BF16,
     SPEARMAN_MIN,
+    allowed_change,
     auroc_by_kind,
     gate_inputs,
     gate_lines,
@@ -184,3 +185,18 @@ def test_auroc_by_kind_and_even_spread() -> None:
     assert auroc_by_kind(scores, kinds) == {"logical": pytest.approx(5 / 6), "structural": 1.0}
     assert evenly(list(range(10)), 3) == [0, 4, 9]
     assert evenly([1, 2], 5) == [1, 2]
+
+
+def test_an_auroc_tolerance_allows_at_least_one_swapped_pair() -> None:
+    kinds = ("good",) * 12 + ("logical",) * 12 + ("structural",) * 40
+    assert allowed_change(0.002, kinds, "logical") == pytest.approx(1 / 144)  # 12 × 12 pairs
+    assert allowed_change(0.002, kinds, "structural") == pytest.approx(1 / 480)
+    assert allowed_change(0.01, kinds, "structural") == 0.01  # enough images: the tolerance
+    assert allowed_change(0.002, ("good", "good"), "logical") == 0.002  # no such kind
+    scores = np.r_[np.arange(12.0), np.arange(12.0) + 11.5]  # separated: AUROC 1; one swap flips a pair
+    labels = ("good",) * 12 + ("logical",) * 12
+    before = auroc_by_kind(scores, labels)["logical"]
+    swapped = scores.copy()
+    swapped[[11, 12]] = swapped[[12, 11]]  # the highest good and the lowest defect trade places
+    change = auroc_by_kind(swapped, labels)["logical"] - before
+    assert abs(change) == pytest.approx(allowed_change(0.002, labels, "logical"))
