@@ -94,7 +94,7 @@ class BenchReport:
 
 
 def add_ratios(report: BenchReport) -> None:
-    """Fill each row's ``vs_torch`` and ``outside_graph``: the issue's targets are such ratios,
+    """Fill each row's ``vs_torch`` and ``outside_graph``: performance targets are such ratios,
     taken between rows of one run."""
     torch_p50 = {r.batch: r.latency_p50_ms for r in report.rows if r.runnable and r.backend == "torch"}
     ort_p50 = {r.batch: r.latency_p50_ms for r in report.rows
