@@ -175,8 +175,9 @@ def _restore(opts: TrainOptions, device: torch.device, info: DistInfo) -> _State
 
 def _cached_taps(model: torch.nn.Module, cfg: GlcfConfig, data: TrainingData,
                  device: torch.device, progress: bool) -> list[torch.Tensor] | None:
-    """A frozen CNN Φ_L's taps of every training image, computed once (no augmentation: each
-    step would compute the same ones again; on a CPU they cost more than the rest of a step).
+    """A frozen CNN Φ_L's taps of every training image, computed once (no per-step augmentation:
+    each step would compute the same ones again; on a CPU they cost more than the rest of a step;
+    ``shift_augment``'s shifted copies are training images like the others).
     None for Swin, whose taps each step computes as before."""
     if cfg.model.backbone.kind is BackboneKind.SWIN:
         return None

@@ -82,9 +82,26 @@ def load_training_data(root: Path, category: str | None, cfg: GlcfConfig, info: 
     with counting_progress("reading training images", len(samples),
                            enabled=progress and info.is_main) as advance:
         images = load_images(samples, spec, progress=advance, max_pixels=max_pixels)
-    _refuse_flat(images, [s.path for s in samples])
-    return TrainingData(images, [s.path for s in samples], root, category, layout.value,
-                        cfg.train.batch_size, cfg.train.seed, info)
+    paths = [s.path for s in samples]
+    _refuse_flat(images, paths)
+    if cfg.train.shift_augment > 0:
+        images = np.concatenate([images, shifted(images, cfg.train.shift_augment, cfg.train.seed)])
+        paths = paths + paths  # the copy comes from the same file
+    return TrainingData(images, paths, root, category, layout.value, cfg.train.batch_size,
+                        cfg.train.seed, info)
+
+
+def shifted(images: np.ndarray, most: int, seed: int) -> np.ndarray:
+    """A copy of each image moved by a seeded whole-pixel offset in [-most, most] in x and y, its
+    uncovered border filled by repeating the edge pixels (``cv2.BORDER_REPLICATE``)."""
+    offsets = np.random.default_rng([seed, most]).integers(-most, most + 1, (len(images), 2))
+    out = np.empty_like(images)
+    for i, (image, (dx, dy)) in enumerate(zip(images, offsets, strict=True)):
+        height, width = image.shape[:2]
+        ys = np.clip(np.arange(height) - dy, 0, height - 1)
+        xs = np.clip(np.arange(width) - dx, 0, width - 1)
+        out[i] = image[ys][:, xs]
+    return out
 
 
 def _refuse_flat(images: np.ndarray, paths: list[Path]) -> None:

@@ -74,7 +74,7 @@ def test_normalisation_option_keeps_old_hashes() -> None:
     old_form = to_dict(cfg)
     del old_form["scoring"]["normalisation"]
     del old_form["model"]["backbone"]["kind"], old_form["model"]["backbone"]["standardize"]
-    del old_form["train"]["loss_form"]
+    del old_form["train"]["loss_form"], old_form["train"]["shift_augment"]
     old_hash = hashlib.sha256(json.dumps(old_form, sort_keys=True).encode()).hexdigest()[:16]
     assert cfg.hash() == old_hash
     position = replace(cfg, scoring=replace(cfg.scoring, normalisation=Normalisation.POSITION))

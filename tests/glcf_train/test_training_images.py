@@ -41,6 +41,35 @@ def test_training_images_that_are_fine_load(tmp_path: Path) -> None:
     assert data.count == 18 and data.images.shape[1:] == (224, 224, 3)
 
 
+def test_shift_augment_adds_one_shifted_copy_of_each_image(tmp_path: Path) -> None:
+    from glcf_train.config import with_train
+    from glcf_train.training_data import shifted
+
+    folder = _folder(tmp_path, {})
+    plain = _load(folder)
+    cfg = with_train(preset("tiny"), shift_augment=7)
+    data = load_training_data(folder, None, cfg, DistInfo(), progress=False)
+    assert data.count == 2 * plain.count and data.paths == plain.paths * 2
+    np.testing.assert_array_equal(data.images[: plain.count], plain.images)  # originals first
+    np.testing.assert_array_equal(data.images[plain.count :], shifted(plain.images, 7, cfg.train.seed))
+    assert cfg.hash() != preset("tiny").hash()
+    # a pixel moved by (dx, dy) lands dx to the right and dy down; the border repeats the edge
+    image = np.arange(10 * 10 * 3, dtype=np.uint8).reshape(1, 10, 10, 3)
+    moves = set()
+    for seed in range(40):
+        (out,) = shifted(image, 3, seed)
+        matches = [(dx, dy) for dx in range(-3, 4) for dy in range(-3, 4)
+                   if np.array_equal(out[max(dy, 0) : 10 + min(dy, 0), max(dx, 0) : 10 + min(dx, 0)],
+                                     image[0, max(-dy, 0) : 10 - max(dy, 0), max(-dx, 0) : 10 - max(dx, 0)])]
+        (dx, dy) = matches[0]
+        assert len(matches) == 1
+        if dx > 0:
+            assert (out[:, :dx] == out[:, dx : dx + 1]).all()  # replicated left edge
+        moves.add((dx, dy))
+    assert len(moves) > 10  # seeded draws over the whole range, not one fixed move
+    np.testing.assert_array_equal(shifted(image, 3, 5), shifted(image, 3, 5))  # deterministic
+
+
 def test_an_oversized_training_image_is_refused_before_decoding(tmp_path: Path) -> None:
     """The 389 KB PNG declaring 20000×20000 that `glcf train` once decoded (3.1 GB) and trained
     on as a good image."""
