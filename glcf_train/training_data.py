@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glcf_runtime.errors import DataError
+from glcf_runtime.errors import ConfigError, DataError
 from glcf_runtime.health import FLAT_STD, pixel_std
 from glcf_runtime.preprocess import MAX_PIXELS, PreprocessSpec, checked_max_pixels
 from glcf_train.config import GlcfConfig
@@ -61,10 +61,15 @@ def load_training_data(root: Path, category: str | None, cfg: GlcfConfig, info: 
         max_pixels: refuse a larger image (``--max-pixels``), before decoding it.
 
     Raises:
+        ConfigError: ``train.shift_augment`` is not a whole number of pixels in range.
         ImageReadError: an image that cannot be read, or is too large.
         DataError: no training images, too few held out, or a flat training image.
     """
     checked_max_pixels(max_pixels)
+    shift, size = cfg.train.shift_augment, cfg.model.image_size
+    if not (isinstance(shift, int) and 0 <= shift < size // 2):
+        raise ConfigError(f"train.shift_augment is {shift!r}: give a whole number of pixels from 0 "
+                          f"(no shifted copies) to {size // 2 - 1} (the model's input is {size} px)")
     root = Path(root)
     layout = detect_layout(root, category)
     samples = read_split(root, category, "train")

@@ -68,6 +68,10 @@ def test_shift_augment_adds_one_shifted_copy_of_each_image(tmp_path: Path) -> No
         moves.add((dx, dy))
     assert len(moves) > 10  # seeded draws over the whole range, not one fixed move
     np.testing.assert_array_equal(shifted(image, 3, 5), shifted(image, 3, 5))  # deterministic
+    for bad in (-1, 112, 2.5):
+        with pytest.raises(ConfigError, match=r"train.shift_augment is .*from 0 \(no shifted copies\) to 111"):
+            load_training_data(folder, None, with_train(preset("tiny"), shift_augment=bad), DistInfo(),
+                               progress=False)
 
 
 def test_an_oversized_training_image_is_refused_before_decoding(tmp_path: Path) -> None:
