@@ -25,6 +25,8 @@ def _old_hash(cfg) -> str:
         del data["model"]["backbone"]["kind"]
     if data["model"]["backbone"]["standardize"] is False:
         del data["model"]["backbone"]["standardize"]
+    if data["train"]["shift_augment"] == 0:
+        del data["train"]["shift_augment"]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
