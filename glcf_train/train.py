@@ -138,12 +138,12 @@ def _fresh(opts: TrainOptions, device: torch.device, info: DistInfo) -> _State:
     data = load_training_data(opts.data, opts.category, cfg, info, progress=opts.progress,
                               max_pixels=opts.max_pixels)
     model, weights = build_model(cfg, opts.backbone_weights, opts.random_init)
-    model.fit_standardization(torch.from_numpy(data.images))  # a CNN Φ_L's tap statistics
     model.to(device)
     total = _total_steps(cfg, data.steps_per_epoch)
     return _State(model, _optimizer(model, cfg), cfg, data, 0, total, weights.source, opts.out,
                   backbone_sha256=weights.sha256,
-                  taps=_cached_taps(model, cfg, data, device, opts.progress and info.is_main))
+                  taps=_cached_taps(model, cfg, data, device, opts.progress and info.is_main,
+                                    fit=True))
 
 
 def _restore(opts: TrainOptions, device: torch.device, info: DistInfo) -> _State:
@@ -174,20 +174,29 @@ def _restore(opts: TrainOptions, device: torch.device, info: DistInfo) -> _State
 
 
 def _cached_taps(model: torch.nn.Module, cfg: GlcfConfig, data: TrainingData,
-                 device: torch.device, progress: bool) -> list[torch.Tensor] | None:
+                 device: torch.device, progress: bool, fit: bool = False) -> list[torch.Tensor] | None:
     """A frozen CNN Φ_L's taps of every training image, computed once (no per-step augmentation:
     each step would compute the same ones again; on a CPU they cost more than the rest of a step;
     ``shift_augment``'s shifted copies are training images like the others).
-    None for Swin, whose taps each step computes as before."""
-    if cfg.model.backbone.kind is BackboneKind.SWIN:
-        return None
+    None for Swin, whose taps each step computes as before.
+
+    ``fit`` (a new run): first fix a CNN Φ_L's tap statistics on the training images, in the same
+    pass over them where the taps are cached.
+    """
+    cache = cfg.model.backbone.kind is not BackboneKind.SWIN
     per_image = sum(c * g * g for c, g in zip(cfg.model.channels, cfg.model.grids, strict=True)) * 4
-    if per_image * data.count > TAP_CACHE_BYTES:
+    cache = cache and per_image * data.count <= TAP_CACHE_BYTES
+    images = torch.from_numpy(data.images)
+    if fit and cfg.model.backbone.standardize:
+        title = "Φ_L features of the training images" if cache else "Φ_L's tap statistics"
+        with counting_progress(title, data.count, progress) as advance:
+            return model.fit_standardization(images, keep=cache, progress=advance)
+    if not cache:
         return None
     parts: list[list[torch.Tensor]] = [[], [], [], []]
     with counting_progress("Φ_L features of the training images", data.count, progress) as advance:
         for i in range(0, data.count, 16):
-            batch = torch.from_numpy(data.images[i : i + 16]).to(device)
+            batch = images[i : i + 16].to(device)
             for part, tap in zip(parts, model.local_features(batch), strict=True):
                 part.append(tap)
             advance(min(i + 16, data.count), data.count)

@@ -72,7 +72,10 @@ class CnnExtractor(nn.Module):
         return list(self.body(x))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        taps = self.raw_taps(x)
+        return self.finish(self.raw_taps(x))
+
+    def finish(self, taps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Raw NCHW taps → what Φ_L gives: standardised (when configured), NHWC."""
         if self.standardize:
             taps = [(t - self._stat("tap_mean", i)) * self._stat("tap_inv_std", i)
                     for i, t in enumerate(taps)]
@@ -82,18 +85,27 @@ class CnnExtractor(nn.Module):
         return getattr(self, f"{name}{i}").view(1, -1, 1, 1)
 
     @torch.no_grad()
-    def fit_standardization(self, batches: Iterable[torch.Tensor]) -> None:
+    def fit_standardization(self, batches: Iterable[torch.Tensor],
+                            keep: bool = False) -> list[torch.Tensor] | None:
         """Fix each tap's per-channel mean and 1/std over normalised image ``batches`` ``[B, 3, H, W]``
-        (float64 sums, so hundreds of images at 56² lose nothing)."""
+        (float64 sums, so hundreds of images at 56² lose nothing).
+
+        With ``keep``, also return Φ_L's taps of every image as ``forward`` gives them with the new
+        statistics (``[N, H/4, W/4, C0]`` …): training caches them, so Φ_L runs once over its images.
+        """
         sums: list[torch.Tensor] = []
         squares: list[torch.Tensor] = []
         count = [0] * 4
+        kept: list[list[torch.Tensor]] = []
         for batch in batches:
-            for i, t in enumerate(self.raw_taps(batch)):
+            raw = self.raw_taps(batch)
+            if keep:
+                kept.append(raw)
+            for i, t in enumerate(raw):
                 t = t.double()
                 if len(sums) <= i:
-                    sums.append(torch.zeros(t.shape[1], dtype=torch.float64))
-                    squares.append(torch.zeros(t.shape[1], dtype=torch.float64))
+                    sums.append(torch.zeros(t.shape[1], dtype=torch.float64, device=t.device))
+                    squares.append(torch.zeros(t.shape[1], dtype=torch.float64, device=t.device))
                 sums[i] += t.sum(dim=(0, 2, 3))
                 squares[i] += t.square().sum(dim=(0, 2, 3))
                 count[i] += t.shape[0] * t.shape[2] * t.shape[3]
@@ -102,3 +114,10 @@ class CnnExtractor(nn.Module):
             std = (squares[i] / count[i] - mean.square()).clamp_min(0).sqrt()
             getattr(self, f"tap_mean{i}").copy_(mean.float())
             getattr(self, f"tap_inv_std{i}").copy_(1.0 / std.clamp_min(STD_FLOOR).float())
+        if not keep:
+            return None
+        finished: list[list[torch.Tensor]] = [[], [], [], []]
+        while kept:  # standardise batch by batch, freeing the raw taps as it goes
+            for part, tap in zip(finished, self.finish(kept.pop(0)), strict=True):
+                part.append(tap)
+        return [torch.cat(part) for part in finished]

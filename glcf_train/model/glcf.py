@@ -6,6 +6,7 @@ The model returns features; losses live in :mod:`glcf_train.losses`, scoring in
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import torch
@@ -109,12 +110,26 @@ class GLCF(nn.Module):
             return [t.permute(0, 2, 3, 1) for t in self.phi_l.raw_taps(self.normalize(image))]
 
     @torch.no_grad()
-    def fit_standardization(self, images: torch.Tensor, batch: int = 16) -> None:
+    def fit_standardization(self, images: torch.Tensor, batch: int = 16, keep: bool = False,
+                            progress: Callable[[int, int], None] | None = None,
+                            ) -> list[torch.Tensor] | None:
         """Fix Φ_L's per-channel tap statistics on uint8 BGR training ``images`` ``[N, H, W, 3]``
-        (a CNN Φ_L whose config standardises; nothing to do otherwise)."""
-        if isinstance(self.phi_l, CnnExtractor) and self.phi_l.standardize:
-            chunks = (self.normalize(images[i : i + batch]) for i in range(0, len(images), batch))
-            self.phi_l.fit_standardization(chunks)
+        (a CNN Φ_L whose config standardises; nothing to do otherwise, and None returned).
+
+        With ``keep``, return Φ_L's taps of every image too, as ``local_features`` gives them now.
+        The images go to the model's device ``batch`` at a time; ``progress(done, total)``.
+        """
+        if not (isinstance(self.phi_l, CnnExtractor) and self.phi_l.standardize):
+            return None
+        device = self.normalize.mean.device
+
+        def chunks() -> Iterator[torch.Tensor]:
+            for i in range(0, len(images), batch):
+                yield self.normalize(images[i : i + batch].to(device))
+                if progress is not None:
+                    progress(min(i + batch, len(images)), len(images))
+
+        return self.phi_l.fit_standardization(chunks(), keep=keep)
 
     def from_taps(self, taps: list[torch.Tensor], mode: BranchMode = BranchMode.BOTH) -> GlcfFeatures:
         """Bottleneck and decoders on precomputed taps (what the mode needs, nothing more)."""

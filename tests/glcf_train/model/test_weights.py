@@ -175,3 +175,27 @@ def test_standardised_taps_have_unit_scale_on_the_training_images(synth_root: Pa
         assert mean.abs().max() < 1e-3
         live = before > 0.05  # channels that never vary on these images stay near 0
         assert torch.allclose(std[live], torch.ones_like(std[live]), atol=0.02)
+
+
+def test_fitting_can_keep_the_taps_it_saw_exactly_as_phi_l_gives_them(synth_root: Path) -> None:
+    """Training fits the statistics and caches the taps in one pass of Φ_L over its images."""
+    from glcf_runtime.preprocess import PreprocessSpec
+    from glcf_train.data.datasets import load_images, read_split
+
+    samples = read_split(synth_root, "breakfast_tray", "train")  # 6 images
+    images = torch.from_numpy(load_images(samples, PreprocessSpec(224, 224)))
+    kept_model, _ = build_model(preset("edge"))
+    plain_model, _ = build_model(preset("edge"))
+    seen: list[tuple[int, int]] = []
+    kept = kept_model.fit_standardization(images, batch=4, keep=True,
+                                          progress=lambda done, total: seen.append((done, total)))
+    assert plain_model.fit_standardization(images, batch=4) is None
+    assert seen == [(4, 6), (6, 6)]
+    assert torch.equal(kept_model.phi_l.tap_inv_std2, plain_model.phi_l.tap_inv_std2)
+    later = [torch.cat(part) for part in
+             zip(*(plain_model.local_features(images[i : i + 4]) for i in range(0, 6, 4)), strict=True)]
+    assert [t.shape for t in kept] == [t.shape for t in later]
+    for a, b in zip(kept, later, strict=True):
+        assert torch.equal(a, b)
+    swin, _ = build_model(preset("tiny"), random_init=True)
+    assert swin.fit_standardization(images[:2], keep=True) is None  # nothing to fit or keep
