@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -128,6 +129,9 @@ def demo(
                                     "tiny.")] = "edge",
     random_init: Annotated[bool, Opt(help="Random Φ_L weights: a fast check of the chain, not "
                                           "of detection.")] = False,
+    jobs: Annotated[int | None, Opt(help="Categories run at once, each in its own process "
+                                         "(default: all of them on a CPU, one at a time on a "
+                                         "GPU; 1: one after another).")] = None,
 ) -> None:
     """The whole job offline: synthetic scenes → train (edge: ImageNet Φ_L) → calibrate → evaluate
     → export → inspect the test images with ONNX Runtime; prints metrics and where the heat maps are."""
@@ -136,8 +140,9 @@ def demo(
     from glcf_runtime.artifacts import FP16_FILE, FP32_FILE
 
     names = [c.strip() for c in categories.split(",")] if categories else None
+    start = time.perf_counter()
     results = run_demo(out, names, steps, device, log=log_line, preset_name=preset,
-                       random_init=random_init)
+                       random_init=random_init, jobs=jobs)
     for r in results:
         console.print(metrics_table(r.result.metrics, f"{r.name} ({r.seconds:.0f} s)"))
         console.print(f"time: {r.timing()}")
@@ -151,3 +156,5 @@ def demo(
         keys = results[0].result.metrics.keys()
         mean = {k: sum(r.result.metrics[k] for r in results) / len(results) for k in keys}
         console.print(metrics_table(mean, f"mean over {len(results)} synthetic categories"))
+    minutes, seconds = divmod(round(time.perf_counter() - start), 60)
+    console.print(f"demo: {minutes} min {seconds} s in all → {out}")
