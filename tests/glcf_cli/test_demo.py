@@ -49,10 +49,13 @@ def test_the_demo_chain_runs_on_one_category(tmp_path: Path) -> None:
     assert result.timing().startswith("scenes ") and " · export " in result.timing()
 
 
-def test_a_number_of_jobs_that_cannot_run_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+def test_jobs_or_categories_that_cannot_run_are_refused_before_anything_is_written(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     with pytest.raises(ConfigError, match=r"--jobs 0: give the number of categories"):
         run_demo(out, ["breakfast_tray"], jobs=0, log=lambda _: None)
+    assert not out.exists()
+    with pytest.raises(ConfigError, match=r"unknown synthetic categories \['bread_tray'\]"):
+        run_demo(out, ["breakfast_tray", "bread_tray"], log=lambda _: None)
     assert not out.exists()
     assert default_jobs(3, "cpu") == 3 and default_jobs(3, "cuda") == 1 and default_jobs(1, "cpu") == 1
 
