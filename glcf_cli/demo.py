@@ -7,6 +7,7 @@ would. On a CPU the categories run at once, each in a process of its own (``demo
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -70,6 +71,8 @@ DEMO_STEPS = {"edge": 600}
 STAGES = ("scenes", "training", "calibration", "evaluation", "export", "ONNX Runtime loop")
 # Categories run at once at most (each process holds a model, its taps and ONNX Runtime sessions).
 MAX_JOBS = 6
+# Memory one category's process is given room for (the edge demo's peaked at 1.5 GB).
+PROCESS_MEMORY = 2 << 30
 # Good validation images per category: the threshold is their 0.99 quantile (plus a margin), which
 # needs 100 of them; with the data generator's default 30 it would rest on their highest scores.
 DEMO_VALIDATION = 100
@@ -117,8 +120,26 @@ def run_demo(out: Path, categories: Sequence[str] | None = None, steps: int | No
 def default_jobs(categories: int, device: str) -> int:
     """Categories run at once: on a CPU all of them (a training step's small matrices keep only
     part of a second core busy: three one-thread processes on 2 cores train 1.3x faster than one
-    after another with 2 threads each); on a GPU one at a time."""
-    return 1 if device != "cpu" else max(1, min(categories, MAX_JOBS))
+    after another with 2 threads each), as many as the available memory holds; on a GPU one at
+    a time."""
+    if device != "cpu":
+        return 1
+    return max(1, min(categories, MAX_JOBS, available_memory() // PROCESS_MEMORY))
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new processes (Linux ``MemAvailable``; elsewhere the free
+    physical pages; unknown: as if unlimited)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return 1 << 62
 
 
 def run_category(job: CategoryJob, log: Callable[[str], None] = print,

@@ -130,8 +130,9 @@ def demo(
     random_init: Annotated[bool, Opt(help="Random Φ_L weights: a fast check of the chain, not "
                                           "of detection.")] = False,
     jobs: Annotated[int | None, Opt(help="Categories run at once, each in its own process "
-                                         "(default: all of them on a CPU, one at a time on a "
-                                         "GPU; 1: one after another).")] = None,
+                                         "(default: on a CPU all of them, as many as the free "
+                                         "memory holds at 2 GB each; on a GPU one at a time; "
+                                         "1: one after another).")] = None,
 ) -> None:
     """The whole job offline: synthetic scenes → train (edge: ImageNet Φ_L) → calibrate → evaluate
     → export → inspect the test images with ONNX Runtime; prints metrics and where the heat maps are."""

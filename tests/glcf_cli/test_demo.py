@@ -57,7 +57,16 @@ def test_jobs_or_categories_that_cannot_run_are_refused_before_anything_is_writt
     with pytest.raises(ConfigError, match=r"unknown synthetic categories \['bread_tray'\]"):
         run_demo(out, ["breakfast_tray", "bread_tray"], log=lambda _: None)
     assert not out.exists()
-    assert default_jobs(3, "cpu") == 3 and default_jobs(3, "cuda") == 1 and default_jobs(1, "cpu") == 1
+    assert default_jobs(3, "cuda") == 1 and default_jobs(1, "cpu") == 1
+
+
+def test_the_default_runs_as_many_categories_at_once_as_the_memory_holds(monkeypatch) -> None:
+    import glcf_cli.demo as demo
+
+    assert demo.available_memory() > 0
+    for gib, expected in ((64, 3), (5, 2), (3, 1), (1, 1)):
+        monkeypatch.setattr(demo, "available_memory", lambda gib=gib: gib << 30)
+        assert default_jobs(3, "cpu") == expected
 
 
 @pytest.mark.slow
