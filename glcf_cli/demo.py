@@ -152,7 +152,8 @@ def run_category(job: CategoryJob, log: Callable[[str], None] = print,
     stage counts one); without it the stages show their own progress bars.
     """
     bars = follow is None
-    steps = job.steps or preset(job.preset).train.steps or 0
+    cfg = preset(job.preset)
+    steps = job.steps or cfg.train.steps or 0
     total = steps + len(STAGES) - (1 if loop else 2)
     units = {stage: steps + i - 1 if i > 1 else i for i, stage in enumerate(STAGES)}
 
@@ -167,7 +168,6 @@ def run_category(job: CategoryJob, log: Callable[[str], None] = print,
 
     start = time.perf_counter()
     stages: dict[str, float] = {}
-    cfg = preset(job.preset)
     at("scenes")
     with _timed(stages, "scenes"), counting_progress(f"{job.name}: writing scenes", 1, bars) as advance:
         synth.generate(job.data, [job.name], n_val=DEMO_VALIDATION, progress=advance)

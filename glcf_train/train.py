@@ -183,11 +183,11 @@ def _cached_taps(model: torch.nn.Module, cfg: GlcfConfig, data: TrainingData,
     ``fit`` (a new run): first fix a CNN Φ_L's tap statistics on the training images, in the same
     pass over them where the taps are cached.
     """
-    cache = cfg.model.backbone.kind is not BackboneKind.SWIN
+    cnn = cfg.model.backbone.kind is not BackboneKind.SWIN
     per_image = sum(c * g * g for c, g in zip(cfg.model.channels, cfg.model.grids, strict=True)) * 4
-    cache = cache and per_image * data.count <= TAP_CACHE_BYTES
+    cache = cnn and per_image * data.count <= TAP_CACHE_BYTES
     images = torch.from_numpy(data.images)
-    if fit and cfg.model.backbone.standardize:
+    if fit and cnn and cfg.model.backbone.standardize:
         title = "Φ_L features of the training images" if cache else "Φ_L's tap statistics"
         with counting_progress(title, data.count, progress) as advance:
             return model.fit_standardization(images, keep=cache, progress=advance)
